@@ -1,0 +1,1 @@
+"""nh_models: PyTorch neural operators trained on nh_data shards."""
