@@ -1,0 +1,128 @@
+"""The common interface of the operator networks and the small pieces they share.
+
+Every model maps
+
+    V  (B, 100)  potential at the 100 uniform sensors of [0, 1]
+    t  (B, W)    query times in [0, 2]
+    ic (B, 2)    initial condition (q0, p0)
+
+to (q, p), each (B, W). `regularizer()` is the extra term added to the loss
+(zero for every model but VaRONet). Each model keeps its typed config as
+`self.config` (a dataclass: `dataclasses.asdict(model.config)` rebuilds it with
+`get_model(model.name, ...)`) and its registry name as `self.name`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nh_data.errors import NHError
+
+N_SENSORS = 100  # V is sampled at np.linspace(0, 1, 100)
+
+
+# ----------------------------------------------------------------- config checks
+
+
+def check_positive_ints(config: Any, *names: str) -> None:
+    """Raise NHError unless each named field of the dataclass is an int >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise NHError(f"{type(config).__name__}.{name} must be an integer >= 1, got {value!r}")
+
+
+def check_nonnegative_floats(config: Any, *names: str) -> None:
+    """Raise NHError unless each named field is a finite real number >= 0 (ints are converted)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise NHError(f"{type(config).__name__}.{name} must be a finite number >= 0, got {value!r}")
+        object.__setattr__(config, name, float(value))
+
+
+def check_divisible(config: Any, d_model: str, nhead: str) -> None:
+    """Raise NHError unless config.<d_model> is a multiple of config.<nhead>."""
+    if getattr(config, d_model) % getattr(config, nhead):
+        raise NHError(
+            f"{type(config).__name__}.{d_model} ({getattr(config, d_model)}) must be a multiple of "
+            f"{nhead} ({getattr(config, nhead)})"
+        )
+
+
+# ----------------------------------------------------------------- the interface
+
+
+class OperatorModel(nn.Module):
+    """Base class: forward(V, t, ic) -> (q, p); regularizer() -> scalar tensor."""
+
+    name: str = ""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        if not dataclasses.is_dataclass(config):
+            raise TypeError("config must be a dataclass instance")
+        self.config = config
+
+    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def regularizer(self) -> Tensor:
+        """Extra loss term of the last forward pass (zero here; VaRONet's KL term)."""
+        p = next(self.parameters())
+        return torch.zeros((), dtype=p.dtype, device=p.device)
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def check_inputs(V: Tensor, t: Tensor, ic: Tensor) -> None:
+    """Raise NHError naming the first tensor with a wrong shape (cheap: shapes only)."""
+    if V.dim() != 2 or V.shape[1] != N_SENSORS:
+        raise NHError(f"V must have shape (B, {N_SENSORS}), got {tuple(V.shape)}")
+    B = V.shape[0]
+    if t.dim() != 2 or t.shape[0] != B or t.shape[1] < 1:
+        raise NHError(f"t must have shape (B={B}, W>=1), got {tuple(t.shape)}")
+    if ic.dim() != 2 or ic.shape != (B, 2):
+        raise NHError(f"ic must have shape (B={B}, 2), got {tuple(ic.shape)}")
+
+
+# ----------------------------------------------------------------- shared blocks
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.GELU) -> nn.Sequential:
+    """Linear layers of the given widths with `activation` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class ICEmbedding(nn.Module):
+    """MLP embedding of the initial condition (q0, p0): (B, 2) -> (B, d_out)."""
+
+    def __init__(self, d_hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.net = mlp([2, d_hidden, d_out])
+
+    def forward(self, ic: Tensor) -> Tensor:
+        return self.net(ic)  # (B, d_out)
+
+
+def sinusoidal_table(length: int, d_model: int) -> Tensor:
+    """Fixed sinusoidal encodings (Vaswani et al.) of positions 0..length-1: (length, d_model)."""
+    position = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (L, 1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div[: d_model // 2])
+    return pe.float()  # (L, d_model)
