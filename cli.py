@@ -42,6 +42,37 @@ def data() -> None:
 # ============================================================ nh physics  (issue 3)
 
 
+@nh.command()
+@click.argument("name", metavar="NAME")
+@click.option("--out", "out_dir", default="parquet_data/physics", show_default=True, help="Output folder.")
+@click.option("--dt", default="0.02", show_default=True, metavar="DT", help="Step of the compared integrators.")
+@click.option("--t-max", "t_max", default="2", show_default=True, metavar="T", help="End of the time window.")
+@click.option("--ic", default="0,0", show_default=True, metavar="Q0,P0", help="Initial condition.")
+@click.option("--plot", is_flag=True, help="Also write NAME.png.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, quiet: bool) -> None:
+    """Reference orbit and rk4 / leapfrog / yoshida4 / yoshida8 on a physical potential.
+
+    NAME: sho, quartic, morse, mff, smff, unbounded, pendulum, atw, or all.
+    Writes OUT/NAME.parquet and OUT/NAME.json (and OUT/NAME.png with --plot).
+    """
+    from nh_data import physics as ph
+
+    dt_f, t_max_f = ph.parse_float(dt, "--dt"), ph.parse_float(t_max, "--t-max")
+    ic_qp = ph.parse_ic(ic)
+    if name == "all":
+        summaries = ph.build_all(out_dir, dt=dt_f, t_max=t_max_f, ic=ic_qp, plot=plot, progress=not quiet)
+    else:
+        summaries = {name: ph.build_physics(name, out_dir, dt=dt_f, t_max=t_max_f, ic=ic_qp, plot=plot)}
+    click.echo(ph.format_table(summaries))
+    s = next(iter(summaries.values()))
+    m = next(iter(s["methods"].values()))
+    click.echo(
+        f"ic=({s['ic'][0]:g}, {s['ic'][1]:g})  t_max={s['t_max']:g}  dt={s['dt']:g} (step used {m['step']:.4g}: "
+        f"steps land on the {s['n_out']} output times)  written to {out_dir}"
+    )
+
+
 # ============================================================ nh train  (issue 4)
 
 
