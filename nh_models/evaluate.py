@@ -1,0 +1,748 @@
+"""Judge trained operators against integrators given the same information.
+
+The pieces are plain functions on numpy arrays and "predictors" (callables
+``(V (B, 100), t (B, W), ic (B, 2)) -> (q, p)``, float64): a trained network
+(`model_predictor`) and an integrator on the sensor interpolant
+(`nh_models.oracle`) are judged by the same code.
+
+- `orbit_errors` / `summarize`: MSE of q and p, the loss 0.5 (MSE_q + MSE_p)
+  and the relative L2 error per orbit, summarised overall and per energy
+  stratum of u (a wall-start dataset has u = 1 or NaN: stratum "wall").
+- `work_precision`: error against wall time per trajectory, integrators on
+  their native grid at several dt, a model as one point; `equal_cost` finds
+  the RK4 step that costs what the model costs, and RK4's error there.
+- `energy_error`: |H(q, p) - H(q0, p0)| along predicted trajectories.
+- `jacobian_det`: det d(q, p)(t) / d(q0, p0) by central differences.
+- `chain`: long-time prediction by chaining windows (end state -> next ic).
+- `evaluate_runs`: the whole `nh eval`: metrics.json, report.md and plots.
+
+See docs/evaluation.md for what each number means and why it is fair.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nh_data.errors import NHError
+
+from .oracle import (
+    SENSORS,
+    Predictor,
+    energy,
+    integrator_native,
+    integrator_predict,
+    native_grid,
+)
+
+# energy strata of u = (E - V(q0)) / (V0 - V(q0)) (SPEC section 3)
+STRATA: tuple[tuple[str, float, float], ...] = (
+    ("[0.05,0.35)", 0.05, 0.35),
+    ("[0.35,0.65)", 0.35, 0.65),
+    ("[0.65,0.95)", 0.65, 0.95),
+    ("[0.95,0.99)", 0.95, 0.99),
+)
+WALL = "wall"  # u = 1 or NaN: the v1 wall start (q0, p0) = (0, 0), E = V0
+OTHER = "other"
+BASELINES = ("rk4", "leapfrog", "yoshida4")  # the integrators every model is compared with
+
+
+@dataclass
+class EvalSettings:
+    """Sizes and knobs of one evaluation (defaults: the `nh eval` command)."""
+
+    max_test: int | None = None  # cap on test orbits for the accuracy table (None: all)
+    n_sub: int = 1000  # test orbits for work-precision and energy
+    n_detj: int = 200  # test orbits for |det J - 1|
+    dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+    methods: tuple[str, ...] = BASELINES
+    physics_dt: float = 0.02  # step of the baselines on the physics potentials
+    eps: float | None = None  # central-difference step (None: 1e-5 in float64, 1e-3 in float32)
+    window: float = 2.0  # length of a chained window
+    t_long: float = 20.0  # chain windows up to this time
+    batch_size: int = 2048
+    repeats: int = 3  # timing: best of this many after a warm-up
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_sub < 2 or self.n_detj < 1:
+            raise NHError("n_sub must be >= 2 and n_detj >= 1")
+        if not self.dts or min(self.dts) <= 0:
+            raise NHError("dts must be positive")
+        if not self.window > 0 or self.t_long < self.window:
+            raise NHError("need window > 0 and t_long >= window")
+
+
+def _log(msg: str, progress: bool) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- predictors
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating dtype a model computes in (its first parameter or buffer; float32 if none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 2048) -> Predictor:
+    """Wrap an OperatorModel as a float64 numpy predictor (eval mode, no grad, batched)."""
+    model.eval()
+    dtype = model_dtype(model)
+
+    def predict(V: np.ndarray, t: np.ndarray, ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        V = np.atleast_2d(V)
+        t = np.broadcast_to(np.atleast_2d(t), (V.shape[0], np.shape(t)[-1]))
+        ic = np.atleast_2d(ic)
+        qs, ps = [], []
+        with torch.inference_mode():
+            for s in range(0, V.shape[0], batch_size):
+                sl = slice(s, s + batch_size)
+                Vb, tb, icb = (torch.as_tensor(np.array(a[sl]), dtype=dtype, device=device) for a in (V, t, ic))
+                q, p = model(Vb, tb, icb)  # (b, W) each
+                qs.append(q.double().cpu().numpy())
+                ps.append(p.double().cpu().numpy())
+        return np.concatenate(qs), np.concatenate(ps)
+
+    return predict
+
+
+def integrator_predictor(method: str, dt: float, native: bool = True) -> Predictor:
+    """An integrator on the sensor interpolant as a predictor (native grid + Hermite by default)."""
+
+    def predict(V, t, ic):
+        if native:
+            return integrator_native(V, t, ic, method, dt)
+        return integrator_predict(V, t, ic, method, dt)
+
+    return predict
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def orbit_errors(q_hat: np.ndarray, p_hat: np.ndarray, q: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-orbit errors; all inputs (B, W). Returns arrays (B,).
+
+    mse_q, mse_p: mean over the window; loss = 0.5 (mse_q + mse_p) (the
+    training loss); rel_l2 = ||(q_hat - q, p_hat - p)|| / ||(q, p)||.
+    """
+    dq2 = (q_hat - q) ** 2
+    dp2 = (p_hat - p) ** 2
+    mse_q = dq2.mean(axis=1)
+    mse_p = dp2.mean(axis=1)
+    norm = np.sqrt((q**2 + p**2).sum(axis=1))
+    rel = np.sqrt((dq2 + dp2).sum(axis=1)) / np.where(norm > 0, norm, np.nan)
+    return {"mse_q": mse_q, "mse_p": mse_p, "loss": 0.5 * (mse_q + mse_p), "rel_l2": rel}
+
+
+def stratum_labels(u: np.ndarray) -> np.ndarray:
+    """Label every orbit with its energy stratum (u = 1 or NaN -> "wall")."""
+    u = np.asarray(u, dtype=np.float64)
+    labels = np.full(u.shape, OTHER, dtype=object)
+    for name, lo, hi in STRATA:
+        labels[(u >= lo) & (u < hi)] = name
+    labels[np.isnan(u) | (u >= 0.99)] = WALL
+    return labels
+
+
+def _stats(err: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {"n": int(mask.sum())}
+    for key, values in err.items():
+        v = values[mask]
+        out[key] = float(np.mean(v)) if v.size else float("nan")
+    out["loss_median"] = float(np.median(err["loss"][mask])) if mask.any() else float("nan")
+    return out
+
+
+def summarize(err: dict[str, np.ndarray], u: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean of each per-orbit error, overall and per energy stratum present."""
+    n = len(err["loss"])
+    out: dict[str, Any] = {"overall": _stats(err, np.ones(n, dtype=bool)), "strata": {}}
+    if u is not None:
+        labels = stratum_labels(u)
+        for name in [s[0] for s in STRATA] + [WALL, OTHER]:
+            mask = labels == name
+            if mask.any():
+                out["strata"][name] = _stats(err, mask)
+    return out
+
+
+def finite(x: float) -> float | None:
+    """JSON-safe float (NaN/inf -> None)."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+# ---------------------------------------------------------------- work-precision
+
+
+def _best_time(fn, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def integrator_work_precision(
+    V: np.ndarray, t: np.ndarray, ic: np.ndarray, q: np.ndarray, p: np.ndarray,
+    methods=BASELINES, dts=EvalSettings.dts, repeats: int = 3,
+) -> dict[str, list[dict[str, float]]]:
+    """Error (mean loss over the orbits) and wall time per trajectory of each integrator at each dt.
+
+    Each integrator runs batched (`integrate_batch`, Numba, all threads) on its
+    native uniform grid and answers the query times by Hermite dense output;
+    the time covers the interpolant, the integration and the dense output
+    (compilation excluded by a warm-up call).
+    """
+    B = V.shape[0]
+    out: dict[str, list[dict[str, float]]] = {}
+    for method in methods:
+        integrator_native(V[:2], t[:2], ic[:2], method, max(dts))  # warm-up (compile)
+        rows = []
+        for dt in sorted(dts, reverse=True):
+            result = {}
+
+            def run(dt=dt, method=method, result=result):
+                result["qp"] = integrator_native(V, t, ic, method, dt)
+
+            seconds = _best_time(run, repeats)
+            q_hat, p_hat = result["qp"]
+            err = orbit_errors(q_hat, p_hat, q, p)
+            rows.append({
+                "dt": float(dt),
+                "steps": int(len(native_grid(float(t.max()), dt)) - 1),
+                "time_per_traj_s": seconds / B,
+                "loss": float(np.mean(err["loss"])),
+                "rel_l2": float(np.nanmean(err["rel_l2"])),
+            })
+        out[method] = rows
+    return out
+
+
+def time_model(
+    model: torch.nn.Module, V: np.ndarray, t: np.ndarray, ic: np.ndarray,
+    device: str | torch.device = "cpu", batch_size: int = 2048, repeats: int = 3,
+) -> dict[str, float]:
+    """Inference wall time per trajectory on `device` with large batches.
+
+    Inputs are moved to the device once (transfers excluded); one warm-up
+    batch is excluded; CUDA is synchronised around each timing.
+    """
+    model.eval()
+    dtype = model_dtype(model)
+    B = min(batch_size, V.shape[0])
+    dev = torch.device(device)
+    Vt = torch.as_tensor(V[:B], dtype=dtype, device=dev)  # (B, 100)
+    tt = torch.as_tensor(t[:B], dtype=dtype, device=dev)  # (B, W)
+    ict = torch.as_tensor(ic[:B], dtype=dtype, device=dev)  # (B, 2)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def run():
+        with torch.inference_mode():
+            model(Vt, tt, ict)
+        sync()
+
+    run()  # warm-up
+    seconds = _best_time(run, repeats)
+    return {"time_per_traj_s": seconds / B, "batch": int(B), "device": str(dev)}
+
+
+def equal_cost(rk4_rows: list[dict[str, float]], model_time: float) -> dict[str, Any]:
+    """The RK4 step whose cost per trajectory equals `model_time`, and RK4's error there.
+
+    Log-log interpolation of RK4's (time, dt) and (dt, loss) curves. Outside the
+    measured range the cost is taken proportional to 1/dt and the error
+    follows the slope of the two nearest points; such values are flagged
+    ``extrapolated``.
+    """
+    rows = sorted(rk4_rows, key=lambda r: r["dt"])  # small dt (expensive) first
+    log_dt = np.log([r["dt"] for r in rows])
+    log_time = np.log([r["time_per_traj_s"] for r in rows])
+    log_loss = np.log([max(r["loss"], 1e-300) for r in rows])
+    lt = math.log(model_time)
+    order = np.argsort(log_time)
+    extrapolated = not (log_time.min() <= lt <= log_time.max())
+    if not extrapolated:
+        ldt = float(np.interp(lt, log_time[order], log_dt[order]))
+    elif lt < log_time.min():  # cheaper than RK4 at the largest dt
+        i = int(np.argmax(log_dt))
+        ldt = log_dt[i] + (log_time[i] - lt)
+    else:  # dearer than RK4 at the smallest dt
+        i = int(np.argmin(log_dt))
+        ldt = log_dt[i] - (lt - log_time[i])
+    if log_dt.min() <= ldt <= log_dt.max():
+        lloss = float(np.interp(ldt, log_dt, log_loss))
+    else:
+        j = [0, 1] if ldt < log_dt.min() else [-2, -1]
+        slope = (log_loss[j[1]] - log_loss[j[0]]) / (log_dt[j[1]] - log_dt[j[0]])
+        k = j[0] if ldt < log_dt.min() else j[1]
+        if ldt < log_dt.min():
+            slope = 0.0  # below the smallest dt the error is at its floor: do not extrapolate downwards
+        lloss = float(log_loss[k] + slope * (ldt - log_dt[k]))
+    return {"dt": math.exp(ldt), "loss": math.exp(lloss), "extrapolated": bool(extrapolated)}
+
+
+def fit_order(dts: np.ndarray, errors: np.ndarray) -> float:
+    """Least-squares slope of log(error) against log(dt)."""
+    return float(np.polyfit(np.log(dts), np.log(errors), 1)[0])
+
+
+# ---------------------------------------------------------------- physics beyond MSE
+
+
+def energy_error(V: np.ndarray, q: np.ndarray, p: np.ndarray, ic: np.ndarray) -> np.ndarray:
+    """|H(q, p)(t) - H(q0, p0)| along trajectories, H with the sensor interpolant; (B, W)."""
+    H = energy(V, q, p)  # (B, W)
+    H0 = energy(V, ic[:, :1], ic[:, 1:])  # (B, 1)
+    return np.abs(H - H0)
+
+
+def jacobian_det(predict: Predictor, V: np.ndarray, t: np.ndarray, ic: np.ndarray, eps: float) -> np.ndarray:
+    """det J(t), J = d(q, p)(t) / d(q0, p0), by second-order finite differences; (B, W).
+
+    Central differences, except where q0 -+ eps leaves [0, 1]: there the
+    one-sided three-point stencil (same order) looks inwards.
+    """
+    B = V.shape[0]
+    q0 = ic[:, 0]
+    # stencil offsets in units of eps per orbit for the q0 direction: central (-1, +1) or one-sided (0, 1, 2)
+    fwd = q0 - eps < 0.0
+    bwd = q0 + eps > 1.0
+    shifts = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+
+    def run(dq0: np.ndarray, dp0: np.ndarray):
+        ic_s = np.stack([q0 + dq0, ic[:, 1] + dp0], axis=1)
+        return predict(V, t, ic_s)
+
+    z = np.zeros(B)
+    # d/dp0: always central
+    qa, pa = run(z, z + eps)
+    qb, pb = run(z, z - eps)
+    dq_dp0, dp_dp0 = (qa - qb) / (2 * eps), (pa - pb) / (2 * eps)
+    # d/dq0: weights c_k at offsets k * eps
+    vals = {s: run(z + s * eps, z) for s in (-1.0, 1.0)}
+    if fwd.any() or bwd.any():
+        for s in (-2.0, 0.0, 2.0):
+            vals[s] = run(z + s * eps, z)
+    coef = np.zeros((B, len(shifts)))
+    coef[:, 1], coef[:, 3] = -0.5, 0.5
+    coef[fwd] = [0.0, 0.0, -1.5, 2.0, -0.5]
+    coef[bwd] = [0.5, -2.0, 1.5, 0.0, 0.0]
+    dq_dq0 = np.zeros_like(dq_dp0)
+    dp_dq0 = np.zeros_like(dp_dp0)
+    for k, s in enumerate(shifts):
+        if s in vals:
+            dq_dq0 += coef[:, k : k + 1] * vals[s][0] / eps
+            dp_dq0 += coef[:, k : k + 1] * vals[s][1] / eps
+    return dq_dq0 * dp_dp0 - dq_dp0 * dp_dq0
+
+
+def chain(
+    predict: Predictor, V: np.ndarray, ic: np.ndarray, n_windows: int, window: float = 2.0, W: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chain `n_windows` windows of length `window` (W uniform times each, ends included).
+
+    The predicted state at the end of window k is the initial condition of
+    window k + 1. Returns t (n_windows (W - 1) + 1,) and q, p (B, same).
+    """
+    t_loc = np.linspace(0.0, window, W)
+    B = V.shape[0]
+    ts, qs, ps = [np.zeros(1)], [ic[:, :1].copy()], [ic[:, 1:].copy()]
+    state = ic.copy()
+    for k in range(n_windows):
+        q, p = predict(V, np.broadcast_to(t_loc, (B, W)), state)  # (B, W)
+        ts.append(k * window + t_loc[1:])
+        qs.append(q[:, 1:])
+        ps.append(p[:, 1:])
+        state = np.stack([q[:, -1], p[:, -1]], axis=1)
+    return np.concatenate(ts), np.concatenate(qs, axis=1), np.concatenate(ps, axis=1)
+
+
+# ---------------------------------------------------------------- data access
+
+
+@dataclass
+class TestData:
+    """A test split in memory (float64): inputs, truth, energy stratum."""
+
+    V: np.ndarray  # (N, 100)
+    t: np.ndarray  # (N, W)
+    ic: np.ndarray  # (N, 2)
+    q: np.ndarray  # (N, W)
+    p: np.ndarray  # (N, W)
+    u: np.ndarray  # (N,)
+    source: str = ""
+
+    def take(self, idx: np.ndarray) -> TestData:
+        return TestData(self.V[idx], self.t[idx], self.ic[idx], self.q[idx], self.p[idx], self.u[idx], self.source)
+
+
+def load_test(data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0) -> TestData:
+    """Read the test split (or a seeded random subset of `max_orbits`) into float64 arrays."""
+    from .data import ShardDataset
+
+    ds = ShardDataset(data_dir, "test", dtype=torch.float64)
+    n = len(ds)
+    if n == 0:
+        raise NHError(f"test split of {data_dir} is empty")
+    if max_orbits is not None and max_orbits < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_orbits, replace=False))
+    else:
+        idx = np.arange(n)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("V", "t", "ic", "q", "p")}
+    for s in range(0, len(idx), 8192):
+        batch = ds.get_batch(idx[s : s + 8192])
+        for k in parts:
+            parts[k].append(batch[k].double().numpy())
+    u = np.asarray(ds.column("u"), dtype=np.float64)[idx]
+    return TestData(*(np.concatenate(parts[k]) for k in ("V", "t", "ic", "q", "p")), u=u, source=str(data_dir))
+
+
+@dataclass
+class PhysicsCase:
+    """One physical test potential: sensors, times, reference orbit, analytic V."""
+
+    name: str
+    V: np.ndarray  # (100,)
+    t: np.ndarray  # (W,)
+    q_ref: np.ndarray  # (W,)
+    p_ref: np.ndarray  # (W,)
+    formula: str = ""
+
+
+def physics_names(spec: str) -> list[str]:
+    """Parse `all` or `name,name,...` against the registry of nh_data.physics."""
+    from nh_data.physics import POTENTIALS
+
+    if spec.strip() in ("", "none"):
+        return []
+    if spec.strip() == "all":
+        return list(POTENTIALS)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [n for n in names if n not in POTENTIALS]
+    if bad:
+        raise NHError(f"unknown physics potential {bad[0]!r}; valid: all, {', '.join(POTENTIALS)}")
+    return names
+
+
+def load_physics_cases(physics_dir: str | os.PathLike, names: list[str], progress: bool = True) -> list[PhysicsCase]:
+    """Load each potential's parquet with `nh_data.physics.load_physics` (built first when missing)."""
+    from nh_data.physics import load_physics
+
+    cases = []
+    for name in names:
+        if not (Path(physics_dir) / f"{name}.parquet").exists():
+            _log(f"building physics potential {name} in {physics_dir}", progress)
+        data = load_physics(physics_dir, name)
+        if len(data.V) != len(SENSORS):
+            raise NHError(f"physics case {name}: expected {len(SENSORS)} sensor values, got {len(data.V)}")
+        cases.append(PhysicsCase(name, np.asarray(data.V, dtype=np.float64), np.asarray(data.t, dtype=np.float64),
+                                 np.asarray(data.q_ref, dtype=np.float64), np.asarray(data.p_ref, dtype=np.float64),
+                                 str(data.meta.get("formula", ""))))
+    return cases
+
+
+def physics_energy(name: str, q: np.ndarray, p: np.ndarray, q0: float, p0: float) -> np.ndarray:
+    """|H - H0| with the analytic potential of a physics case; q, p any shape."""
+    from nh_data.physics import POTENTIALS
+
+    pot = POTENTIALS[name]
+    return np.abs(pot.energy(q, p) - float(pot.energy(q0, p0)))
+
+
+# ---------------------------------------------------------------- one evaluation
+
+
+@dataclass
+class Candidate:
+    """Something to evaluate: a label, a predictor and (for timing) a torch model."""
+
+    label: str
+    predict: Predictor
+    model: torch.nn.Module | None = None
+    run: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, label: str, model: torch.nn.Module, device="cpu", batch_size=2048, **kw) -> Candidate:
+        return cls(label, model_predictor(model, device, batch_size), model, **kw)
+
+
+def _eps_for(candidate: Candidate, settings: EvalSettings) -> float:
+    if settings.eps is not None:
+        return settings.eps
+    if candidate.model is not None and model_dtype(candidate.model) == torch.float64:
+        return 1e-5
+    return 1e-3
+
+
+def _energy_summary(dH: np.ndarray) -> dict[str, float]:
+    per_orbit = dH.max(axis=1)
+    return {
+        "mean_max_abs_dH": float(np.mean(per_orbit)),
+        "median_max_abs_dH": float(np.median(per_orbit)),
+        "mean_abs_dH": float(np.mean(dH)),
+    }
+
+
+def _detj_summary(det: np.ndarray) -> dict[str, float]:
+    dev = np.abs(det - 1.0)
+    return {"mean_abs_detJ_minus_1": float(np.nanmean(dev)), "max_abs_detJ_minus_1": float(np.nanmax(dev))}
+
+
+def _long_time(predict: Predictor, case: PhysicsCase, settings: EvalSettings, ref) -> dict[str, Any]:
+    n_windows = int(round(settings.t_long / settings.window))
+    ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+    t, q, p = chain(predict, case.V[None, :], ic, n_windows, settings.window)
+    q_ref, p_ref = ref
+    err = np.sqrt((q[0] - q_ref) ** 2 + (p[0] - p_ref) ** 2)  # (T,)
+    return {"t": t, "q": q[0], "p": p[0], "err": err}
+
+
+def evaluate_candidates(
+    candidates: list[Candidate],
+    test: TestData | None,
+    cases: list[PhysicsCase],
+    settings: EvalSettings | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate every candidate and the baseline integrators.
+
+    Returns (metrics, curves): metrics is JSON-ready; curves holds the arrays
+    the plots need. `test` may be None (physics only) and `cases` empty.
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or EvalSettings()
+    metrics: dict[str, Any] = {"settings": asdict(settings), "integrators": {}, "runs": {}}
+    curves: dict[str, Any] = {"physics": {}, "long_time": {}, "energy": {}, "work_precision": {}}
+    n_windows = int(round(settings.t_long / settings.window))
+
+    # --- baselines on the test subset
+    sub = detj_sub = None
+    if test is not None:
+        n = len(test.u)
+        rng = np.random.default_rng(settings.seed)
+        sub = test.take(np.sort(rng.choice(n, size=min(settings.n_sub, n), replace=False)))
+        detj_sub = sub.take(np.arange(min(settings.n_detj, len(sub.u))))
+        metrics["data"] = {"dir": test.source, "n_test": int(n), "n_sub": len(sub.u), "n_detj": len(detj_sub.u)}
+        _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
+        wp = integrator_work_precision(sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods, settings.dts,
+                                       settings.repeats)
+        metrics["integrators"]["work_precision"] = wp
+        metrics["integrators"]["test"] = {}
+        curves["energy"]["t"] = sub.t
+        for m in settings.methods:
+            q_hat, p_hat = integrator_native(sub.V, sub.t, sub.ic, m, settings.physics_dt)
+            dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+            curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
+            det = jacobian_det(integrator_predictor(m, settings.physics_dt, native=False),
+                               detj_sub.V, detj_sub.t, detj_sub.ic, 1e-5)
+            metrics["integrators"]["test"][m] = {
+                "dt": settings.physics_dt,
+                **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
+                "energy": _energy_summary(dH),
+                "detJ": _detj_summary(det),
+            }
+
+    # --- baselines on the physics potentials
+    if cases:
+        from nh_data.physics import reference
+
+    metrics["integrators"]["physics"] = {}
+    t_long = None
+    refs_long = {}
+    for case in cases:
+        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+        t_long = np.concatenate([[0.0], *(k * settings.window + np.linspace(0, settings.window, 100)[1:]
+                                          for k in range(n_windows))])
+        refs_long[case.name] = reference(case.name, t_long, float(ic[0, 0]), float(ic[0, 1]))
+        entry: dict[str, Any] = {}
+        curves["physics"][case.name] = {"case": case, "pred": {}}
+        curves["long_time"][case.name] = {"t": t_long, "ref": refs_long[case.name], "err": {}}
+        for m in settings.methods:
+            q_hat, p_hat = integrator_native(case.V[None], case.t[None], ic, m, settings.physics_dt)
+            err = orbit_errors(q_hat, p_hat, case.q_ref[None], case.p_ref[None])
+            dH = physics_energy(case.name, q_hat[0], p_hat[0], ic[0, 0], ic[0, 1])
+            entry[m] = {k: float(v[0]) for k, v in err.items()} | {
+                "max_abs_q": float(np.max(np.abs(q_hat[0] - case.q_ref))),
+                "max_abs_p": float(np.max(np.abs(p_hat[0] - case.p_ref))),
+                "max_abs_dH": float(dH.max()),
+            }
+            curves["physics"][case.name]["pred"][m] = (q_hat[0], p_hat[0])
+            ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
+            lt_err = np.sqrt((ql[0] - refs_long[case.name][0]) ** 2 + (pl[0] - refs_long[case.name][1]) ** 2)
+            curves["long_time"][case.name]["err"][m] = lt_err
+            entry[m]["long_time_err_end"] = float(lt_err[-1])
+        metrics["integrators"]["physics"][case.name] = entry
+
+    # --- the candidates
+    for cand in candidates:
+        _log(f"evaluating {cand.label}", progress)
+        run_metrics: dict[str, Any] = {"run": cand.run, **cand.info}
+        if test is not None:
+            errs = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
+            bs = settings.batch_size
+            for s in tqdm(range(0, len(test.u), bs), desc=f"{cand.label}: test set", unit="batch",
+                          disable=not progress, file=sys.stderr):
+                sl = slice(s, s + bs)
+                q_hat, p_hat = cand.predict(test.V[sl], test.t[sl], test.ic[sl])
+                for k, v in orbit_errors(q_hat, p_hat, test.q[sl], test.p[sl]).items():
+                    errs[k].append(v)
+            run_metrics["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
+
+            q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
+            sub_loss = float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
+            dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+            curves["energy"][cand.label] = dH
+            run_metrics["energy"] = _energy_summary(dH)
+            det = jacobian_det(cand.predict, detj_sub.V, detj_sub.t, detj_sub.ic, _eps_for(cand, settings))
+            run_metrics["detJ"] = _detj_summary(det) | {"eps": _eps_for(cand, settings)}
+            if cand.model is not None:
+                timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size,
+                                    settings.repeats)
+            else:
+                seconds = _best_time(lambda c=cand: c.predict(sub.V, sub.t, sub.ic), settings.repeats)
+                timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
+            run_metrics["work_precision"] = timing | {"loss": sub_loss}
+            curves["work_precision"][cand.label] = run_metrics["work_precision"]
+            if "rk4" in metrics["integrators"].get("work_precision", {}):
+                run_metrics["rk4_equal_cost"] = equal_cost(metrics["integrators"]["work_precision"]["rk4"],
+                                                           timing["time_per_traj_s"])
+        run_metrics["physics"] = {}
+        for case in cases:
+            ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+            q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
+            err = orbit_errors(q_hat, p_hat, case.q_ref[None], case.p_ref[None])
+            dH = physics_energy(case.name, q_hat[0], p_hat[0], ic[0, 0], ic[0, 1])
+            lt = _long_time(cand.predict, case, settings, refs_long[case.name])
+            curves["physics"][case.name]["pred"][cand.label] = (q_hat[0], p_hat[0])
+            curves["long_time"][case.name]["err"][cand.label] = lt["err"]
+            run_metrics["physics"][case.name] = {k: float(v[0]) for k, v in err.items()} | {
+                "max_abs_q": float(np.max(np.abs(q_hat[0] - case.q_ref))),
+                "max_abs_p": float(np.max(np.abs(p_hat[0] - case.p_ref))),
+                "max_abs_dH": float(dH.max()),
+                "long_time_err_end": float(lt["err"][-1]),
+                "long_time_err_max": float(lt["err"].max()),
+            }
+        if cases:
+            run_metrics["physics_mean_loss"] = float(np.mean([v["loss"] for v in run_metrics["physics"].values()]))
+        metrics["runs"][cand.label] = run_metrics
+    return _json_safe(metrics), curves
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return finite(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# ---------------------------------------------------------------- nh eval
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temporary name in the same folder, then os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _labels(runs: list[str]) -> list[str]:
+    labels: list[str] = []
+    for r in runs:
+        base = Path(r).resolve().name or str(r)
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}#{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """metrics.json, report.md and the PNG plots into `out_dir`; returns the report's path."""
+    from . import plots
+    from .report import render_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = plots.make_all(curves, metrics, out)
+    metrics["plots"] = [p.name for p in images]
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    report = out / "report.md"
+    atomic_write_text(report, render_report(metrics, images))
+    return report
+
+
+def evaluate_runs(
+    runs: list[str | os.PathLike],
+    data_dir: str | os.PathLike | None = None,
+    physics: str = "all",
+    physics_dir: str | os.PathLike = "parquet_data/physics",
+    device: str = "cpu",
+    out_dir: str | os.PathLike = "runs/eval",
+    settings: EvalSettings | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """`nh eval`: load each run's best checkpoint, evaluate, write metrics.json, report.md, plots.
+
+    `data_dir` None skips the test-set parts (physics potentials only).
+    Returns (metrics, path of report.md).
+    """
+    from .checkpoint import load_run
+
+    if not runs:
+        raise NHError("give at least one run folder")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NHError(f"device {device!r} requested but CUDA is not available")
+    settings = settings or EvalSettings()
+    for r in runs:
+        if not Path(r).is_dir():
+            raise NHError(f"run folder not found: {r}")
+    names = physics_names(physics)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise NHError(f"data directory not found: {data_dir}")
+    candidates = []
+    for label, r in zip(_labels([str(r) for r in runs]), runs, strict=True):
+        model, config = load_run(r, which="best", device=device)
+        n_params = sum(p.numel() for p in model.parameters())
+        candidates.append(Candidate.from_model(label, model, device, settings.batch_size, run=str(r),
+                                               info={"model": model.name, "n_params": int(n_params)}))
+    test = load_test(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
+    cases = load_physics_cases(physics_dir, names, progress)
+    metrics, curves = evaluate_candidates(candidates, test, cases, settings, device, progress)
+    metrics["device"] = device
+    report = write_outputs(metrics, curves, out_dir)
+    return metrics, report

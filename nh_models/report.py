@@ -1,0 +1,195 @@
+"""The markdown report of `nh eval`: comparison tables built from metrics.json.
+
+`render_report(metrics, images)` is pure (dict in, string out), so the report
+can be regenerated from a saved metrics.json at any time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        if 1e-3 <= abs(x) < 1e4:
+            return f"{x:.{digits}g}"
+        return f"{x:.{digits - 1}e}"
+    return str(x)
+
+
+def _us(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1e6:.3g}"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def comparison_table(metrics: dict[str, Any]) -> str:
+    """One row per run: the headline numbers side by side."""
+    runs = metrics["runs"]
+    header = ["run", "model", "params", "test loss", "rel L2", "physics loss", "us / traj",
+              "RK4 dt at equal cost", "RK4 loss there", "max |dH| (mean)", "mean abs(det J - 1)",
+              "long-time err t_end (mean)"]
+    rows = []
+    for label, r in runs.items():
+        lt = [v.get("long_time_err_end") for v in (r.get("physics") or {}).values()]
+        lt = [x for x in lt if x is not None]
+        eq = r.get("rk4_equal_cost") or {}
+        dt = _fmt(eq.get("dt")) + (" (extrap.)" if eq.get("extrapolated") else "") if eq else "n/a"
+        rows.append([
+            label, r.get("model", ""), r.get("n_params"), _get(r, "test", "overall", "loss"),
+            _get(r, "test", "overall", "rel_l2"), r.get("physics_mean_loss"),
+            _us(_get(r, "work_precision", "time_per_traj_s")), dt, eq.get("loss"),
+            _get(r, "energy", "mean_max_abs_dH"), _get(r, "detJ", "mean_abs_detJ_minus_1"),
+            sum(lt) / len(lt) if lt else None,
+        ])
+    return _table(header, rows)
+
+
+def strata_table(metrics: dict[str, Any]) -> str:
+    """Test loss per energy stratum, one row per run (n in the header)."""
+    runs = {k: v for k, v in metrics["runs"].items() if "test" in v}
+    names: list[str] = []
+    counts: dict[str, int] = {}
+    for r in runs.values():
+        for s, v in r["test"]["strata"].items():
+            if s not in names:
+                names.append(s)
+            counts[s] = v["n"]
+    header = ["run", "overall"] + [f"u {s} (n={counts[s]:,})" for s in names]
+    rows = [[label, r["test"]["overall"]["loss"]] + [_get(r, "test", "strata", s, "loss") for s in names]
+            for label, r in runs.items()]
+    detail = ["run", "stratum", "n", "MSE q", "MSE p", "loss", "median loss", "rel L2"]
+    drows = []
+    for label, r in runs.items():
+        for s, v in [("overall", r["test"]["overall"]), *r["test"]["strata"].items()]:
+            drows.append([label, s, v["n"], v["mse_q"], v["mse_p"], v["loss"], v["loss_median"], v["rel_l2"]])
+    return _table(header, rows) + "\n\n" + _table(detail, drows)
+
+
+def physics_table(metrics: dict[str, Any]) -> str:
+    """Loss 0.5 (MSE_q + MSE_p) on every physics potential: models beside the integrators."""
+    integ = metrics["integrators"].get("physics") or {}
+    if not integ:
+        return "_no physics potentials evaluated_"
+    runs = metrics["runs"]
+    methods = list(next(iter(integ.values())))
+    dt = metrics["settings"]["physics_dt"]
+    header = ["potential"] + list(runs) + [f"{m} (dt={dt:g})" for m in methods]
+    rows = []
+    for name in integ:
+        rows.append([name] + [_get(r, "physics", name, "loss") for r in runs.values()]
+                    + [integ[name][m]["loss"] for m in methods])
+    header2 = ["potential"] + [f"{label}: max abs dH" for label in runs] + [f"{m}: max abs dH" for m in methods]
+    rows2 = [[name] + [_get(r, "physics", name, "max_abs_dH") for r in runs.values()]
+             + [integ[name][m]["max_abs_dH"] for m in methods] for name in integ]
+    t_long = metrics["settings"]["t_long"]
+    header3 = ["potential"] + [f"{label}: err t={t_long:g}" for label in runs] + [
+        f"{m}: err t={t_long:g}" for m in methods]
+    rows3 = [[name] + [_get(r, "physics", name, "long_time_err_end") for r in runs.values()]
+             + [integ[name][m]["long_time_err_end"] for m in methods] for name in integ]
+    return "\n\n".join([_table(header, rows), _table(header2, rows2), _table(header3, rows3)])
+
+
+def work_precision_table(metrics: dict[str, Any]) -> str:
+    """The integrator curves of the work-precision diagram, then the models as points."""
+    wp = metrics["integrators"].get("work_precision") or {}
+    if not wp:
+        return "_no test set: work-precision not measured_"
+    methods = list(wp)
+    header = ["dt", "steps"] + [f"{m}: us / traj" for m in methods] + [f"{m}: loss" for m in methods]
+    rows = []
+    for i, r0 in enumerate(wp[methods[0]]):
+        rows.append([r0["dt"], r0["steps"]] + [_us(wp[m][i]["time_per_traj_s"]) for m in methods]
+                    + [wp[m][i]["loss"] for m in methods])
+    mrows = []
+    for label, r in metrics["runs"].items():
+        w = r.get("work_precision")
+        if w:
+            eq = r.get("rk4_equal_cost") or {}
+            mrows.append([label, w.get("device", ""), w.get("batch"), _us(w["time_per_traj_s"]), w.get("loss"),
+                          eq.get("dt"), eq.get("loss"), eq.get("extrapolated")])
+    models = _table(["run", "device", "batch", "us / traj", "loss", "RK4 dt at equal cost", "RK4 loss there",
+                     "extrapolated"], mrows)
+    return _table(header, rows) + "\n\n" + models
+
+
+def extras_table(metrics: dict[str, Any]) -> str:
+    """Energy and area preservation on the test subset, models and integrators."""
+    rows = []
+    for label, r in metrics["runs"].items():
+        if "energy" in r:
+            rows.append([label, r["energy"]["mean_max_abs_dH"], r["energy"]["median_max_abs_dH"],
+                         r["detJ"]["mean_abs_detJ_minus_1"], r["detJ"]["max_abs_detJ_minus_1"]])
+    for m, v in (metrics["integrators"].get("test") or {}).items():
+        rows.append([f"{m} (dt={v['dt']:g})", v["energy"]["mean_max_abs_dH"], v["energy"]["median_max_abs_dH"],
+                     v["detJ"]["mean_abs_detJ_minus_1"], v["detJ"]["max_abs_detJ_minus_1"]])
+    if not rows:
+        return "_no test set: energy and area preservation not measured_"
+    return _table(["predictor", "max_t abs(H - H0), mean", "median", "mean abs(det J - 1)", "max abs(det J - 1)"],
+                  rows)
+
+
+def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) -> str:
+    """The whole report.md as a string."""
+    s = metrics["settings"]
+    data = metrics.get("data") or {}
+    lines = [
+        "# Neural Hamilton evaluation report",
+        "",
+        f"Device: `{metrics.get('device', 'cpu')}`. Test data: `{data.get('dir', 'none')}` "
+        f"({_fmt(data.get('n_test'))} orbits; work-precision and energy on {_fmt(data.get('n_sub'))}, "
+        f"det J on {_fmt(data.get('n_detj'))}). "
+        f"Integrators see the same 100 sensor values as the models (not-a-knot cubic interpolant). "
+        f"Loss = 0.5 (MSE_q + MSE_p). See docs/evaluation.md for the definitions.",
+        "",
+        "## Comparison",
+        "",
+        comparison_table(metrics),
+        "",
+    ]
+    if any("test" in r for r in metrics["runs"].values()):
+        lines += ["## Test set per energy stratum", "", strata_table(metrics), ""]
+    lines += [
+        "## Physical potentials",
+        "",
+        f"Integrators at dt = {s['physics_dt']:g} on their native grid (Hermite dense output), on the sensor "
+        f"interpolant. Long-time: models chain {s['window']:g}-s windows up to t = {s['t_long']:g}.",
+        "",
+        physics_table(metrics),
+        "",
+        "## Work-precision",
+        "",
+        work_precision_table(metrics),
+        "",
+        "## Energy and area preservation (test subset)",
+        "",
+        extras_table(metrics),
+        "",
+    ]
+    if images:
+        lines += ["## Plots", ""]
+        for img in images:
+            name = Path(img).name
+            lines += [f"![{Path(name).stem}]({name})", ""]
+    return "\n".join(lines)
