@@ -681,7 +681,8 @@ def analytic_sho(
     wt = omega * np.asarray(t, dtype=np.float64)
     q = c + x0 * np.cos(wt) + p0 / omega * np.sin(wt)
     p = -x0 * omega * np.sin(wt) + p0 * np.cos(wt)
-    return q, p
+    at0 = wt == 0.0  # the start itself, bit for bit (c + (q0 - c) need not round to q0)
+    return np.where(at0, q0, q), np.where(at0, p0, p)
 
 
 def _branch_accelerations(pot: PhysicalPotential) -> np.ndarray:
