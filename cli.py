@@ -79,6 +79,68 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 # ============================================================ nh eval / tune / demo  (issue 5)
 
 
+@nh.command("eval")
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.option("--data", "data_dir", default=None, help="Dataset folder with a test split [default: the first run's].")
+@click.option("--physics", default="all", show_default=True, help="Physics potentials: all, none or NAME,NAME,...")
+@click.option("--physics-dir", default="parquet_data/physics", show_default=True,
+              help="Where the physics potentials are (built there when missing).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--out", "out_dir", default="runs/eval", show_default=True, help="Output folder.")
+@click.option("--max-test", type=click.IntRange(min=1), default=None, help="Evaluate at most this many test orbits.")
+@click.option("--n-sub", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Test orbits for work-precision and energy.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, quiet) -> None:
+    """Evaluate trained runs against integrators: accuracy, physics, work-precision, report."""
+    from nh_models.evaluate import EvalSettings, evaluate_runs
+
+    settings = EvalSettings(max_test=max_test, n_sub=n_sub)
+    _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings, not quiet)
+    click.echo(f"report: {report}")
+
+
+@nh.command()
+@click.argument("model", metavar="MODEL")
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials to add to the study.")
+@click.option("--data", "data_dir", default="parquet_data/normal", show_default=True, help="Dataset folder.")
+@click.option("--storage", default="sqlite:///runs/tune.db", show_default=True, help="Optuna storage URL.")
+@click.option("--study", "study_name", default=None, help="Study name [default: MODEL].")
+@click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per trial [default: config's].")
+@click.option("--config", "base_config", default=None, help="Base config the samples override "
+              "[default: configs/MODEL.yaml].")
+@click.option("--space", "space_path", default=None, help="Search space [default: configs/MODEL_tune.yaml].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-trial lines.")
+def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, base_config, space_path, device, seed,
+         quiet) -> None:
+    """Search hyperparameters with Optuna (TPE, median pruning); resumable; writes best.yaml."""
+    from nh_models.tune import tune as run_tune
+
+    summary = run_tune(model, trials, data_dir, storage=storage, study_name=study_name, out_dir=out_dir,
+                       epochs=epochs, base_config=base_config, space_path=space_path, device=device, seed=seed,
+                       progress=not quiet)
+    click.echo(f"study {summary['study']}: {summary['n_trials']} trials {summary['states']}; "
+               f"best val loss {summary['best_value']:.4e} (trial {summary['best_trial']}); "
+               f"config: {summary['best_yaml']}")
+
+
+@nh.command()
+@click.option("--out", "out_dir", default="runs/demo", show_default=True, help="Output folder.")
+@click.option("--size", type=click.Choice(["small", "tiny"]), default="small", show_default=True,
+              help="small: the real demo (minutes); tiny: a seconds-long smoke run.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def demo(out_dir, size, device, quiet) -> None:
+    """Build a small dataset, train small DeepONet and TraONet, evaluate, write the report."""
+    from nh_models.demo import run_demo
+
+    result = run_demo(out_dir, size=size, device=device, progress=not quiet)
+    click.echo(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")
+
+
 # ============================================================ entry point
 
 

@@ -706,6 +706,18 @@ def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str 
     return report
 
 
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda if available else cpu; a CUDA device without CUDA is an NHError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NHError(f"device {device!r} requested but CUDA is not available")
+    elif device != "cpu":
+        raise NHError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
+    return device
+
+
 def evaluate_runs(
     runs: list[str | os.PathLike],
     data_dir: str | os.PathLike | None = None,
@@ -718,28 +730,32 @@ def evaluate_runs(
 ) -> tuple[dict[str, Any], Path]:
     """`nh eval`: load each run's best checkpoint, evaluate, write metrics.json, report.md, plots.
 
-    `data_dir` None skips the test-set parts (physics potentials only).
-    Returns (metrics, path of report.md).
+    data_dir None: the data folder the first run was trained on (recorded in its
+    checkpoint); if that is gone too, the test-set parts are skipped with a note.
+    physics: "all", "none" or "name,name". Returns (metrics, path of report.md).
     """
-    from .checkpoint import load_run
+    from .checkpoint import build_model, checkpoint_path, load_checkpoint
 
     if not runs:
         raise NHError("give at least one run folder")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NHError(f"device {device!r} requested but CUDA is not available")
+    device = resolve_device(device)
     settings = settings or EvalSettings()
-    for r in runs:
-        if not Path(r).is_dir():
-            raise NHError(f"run folder not found: {r}")
     names = physics_names(physics)
+    paths = [checkpoint_path(r, "best") for r in runs]  # NHError for a missing folder or checkpoint
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise NHError(f"data directory not found: {data_dir}")
+        raise NHError(f"data directory {str(data_dir)!r} does not exist")
     candidates = []
-    for label, r in zip(_labels([str(r) for r in runs]), runs, strict=True):
-        model, config = load_run(r, which="best", device=device)
+    for label, r, path in zip(_labels([str(r) for r in runs]), runs, paths, strict=True):
+        ckpt = load_checkpoint(path, device)
+        model = build_model(ckpt, device)
+        if data_dir is None and ckpt.get("data_dir") and Path(ckpt["data_dir"]).is_dir():
+            data_dir = ckpt["data_dir"]
+            _log(f"test data: {data_dir} (where {label} was trained)", progress)
         n_params = sum(p.numel() for p in model.parameters())
         candidates.append(Candidate.from_model(label, model, device, settings.batch_size, run=str(r),
                                                info={"model": model.name, "n_params": int(n_params)}))
+    if data_dir is None:
+        _log("no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress)
     test = load_test(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
     cases = load_physics_cases(physics_dir, names, progress)
     metrics, curves = evaluate_candidates(candidates, test, cases, settings, device, progress)

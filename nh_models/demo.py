@@ -1,0 +1,131 @@
+"""`nh demo`: the whole path on a small default, in one call, on the CPU.
+
+    data (nh_data.build.build_dataset, a few hundred potentials)
+      -> train deeponet_small and traonet_small (configs/*_small.yaml)
+      -> physics potentials (nh_data.physics)
+      -> nh eval of both runs: report.md, metrics.json and plots
+
+Everything lands under `out_dir` (default runs/demo): `data/`, `physics/`,
+`runs/<model>/` and the evaluation files themselves. Re-running replaces the
+demo's earlier runs (and reuses its dataset and physics files).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nh_data.errors import NHError
+
+DEMO_MODELS = ("deeponet", "traonet")
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is: dataset, training length, evaluation sizes."""
+
+    n_potentials: int  # potentials of the training set (val and test: a quarter each)
+    epochs: int | None  # None: the epochs of configs/<model>_small.yaml
+    physics: str = "all"
+    n_sub: int = 1000
+    n_detj: int = 100
+    repeats: int = 3
+    dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+SIZES: dict[str, DemoSize] = {
+    "small": DemoSize(n_potentials=400, epochs=None),
+    # for tests: seconds, not minutes (the shape of every output, not its quality)
+    "tiny": DemoSize(
+        n_potentials=12, epochs=1, physics="sho,mff", n_sub=16, n_detj=4, repeats=1, dts=(0.1, 0.05, 0.02),
+        model_overrides={"deeponet": {"nodes": 16, "layers": 2, "branches": 4},
+                         "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32}},
+    ),
+}
+
+
+class _Stages:
+    """Numbered stage headers with elapsed time, on stderr."""
+
+    def __init__(self, total: int, progress: bool):
+        self.total, self.k, self.progress, self.t0 = total, 0, progress, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        self.k += 1
+        if self.progress:
+            print(f"[{self.k}/{self.total}] {msg}  (t = {time.perf_counter() - self.t0:.0f} s)", file=sys.stderr,
+                  flush=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _build_data(data_dir: Path, size: DemoSize, seed: int, progress: bool) -> None:
+    from nh_data.build import build_dataset
+
+    if (data_dir / "manifest.json").exists():
+        return
+    n = size.n_potentials
+    build_dataset(data_dir, n_train=n, n_val=max(1, n // 4), n_test=max(1, n // 4), seed=seed, progress=progress)
+
+
+def _is_demo_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "config.yaml").read_text().startswith("# nh train")
+
+
+def run_demo(
+    out_dir: str | Path = "runs/demo",
+    *,
+    size: str = "small",
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
+    from .config import CONFIG_DIR, load_config
+    from .evaluate import EvalSettings, evaluate_runs
+    from .train import train
+
+    if size not in SIZES:
+        raise NHError(f"unknown demo size {size!r}; valid: {', '.join(SIZES)}")
+    spec = SIZES[size]
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NHError(f"{out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir, physics_dir, runs_dir = out / "data", out / "physics", out / "runs"
+    stage = _Stages(2 + len(DEMO_MODELS), progress)
+
+    stage(f"dataset: {spec.n_potentials} training potentials -> {data_dir}")
+    _build_data(data_dir, spec, seed, progress)
+
+    run_dirs = []
+    for name in DEMO_MODELS:
+        overrides: dict[str, Any] = {"model": spec.model_overrides.get(name, {}), "train": {}}
+        if spec.epochs is not None:
+            overrides["train"]["epochs"] = spec.epochs
+        config = load_config(name, CONFIG_DIR / f"{name}_small.yaml", overrides)
+        run = runs_dir / name
+        if run.exists():
+            if not _is_demo_run(run):
+                raise NHError(f"{run} exists and is not a run of an earlier demo; remove it or choose another --out")
+            shutil.rmtree(run)
+        stage(f"training {name}_small ({config['train']['epochs']} epochs, device {device}) -> {run}")
+        train(name, config, data_dir, run, device=device, progress=progress)
+        run_dirs.append(run)
+
+    stage(f"evaluating {', '.join(DEMO_MODELS)} (test set, physics potentials, work-precision) -> {out}")
+    settings = EvalSettings(n_sub=spec.n_sub, n_detj=spec.n_detj, repeats=spec.repeats, dts=spec.dts, seed=seed)
+    metrics, report = evaluate_runs([str(r) for r in run_dirs], data_dir, spec.physics, physics_dir, device, out,
+                                    settings, progress)
+    seconds = stage.elapsed
+    summary = {"report": str(report), "seconds": seconds, "size": size, "runs": [str(r) for r in run_dirs]}
+    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return {**summary, "metrics": metrics}
