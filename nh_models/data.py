@@ -1,0 +1,543 @@
+"""Memory-mapped training data: Parquet shards -> cached uncompressed Arrow IPC -> torch batches.
+
+Parquet is never zero-copy (its pages are decoded), so on first use every shard
+`DIR/<split>-NNNNN.parquet` is converted once into an uncompressed Arrow IPC file
+`<cache>/<sha256 of the shard>.arrow` (default cache: `DIR/.nh_cache/`). The name is
+the shard's checksum, so a changed shard gets a new cache file and is never served
+stale. A small `<shard>.stat.json` beside it remembers the shard's (size, mtime, ctime,
+inode) fingerprint so that a warm open does not rehash the Parquet file; any write
+to the shard changes its ctime and forces a rehash. The checksum is checked against
+`manifest.json` when the manifest lists it.
+
+In the cache, the per-orbit vectors and the initial condition are packed into one
+float64 row per orbit,
+
+    x = [V (100) | t (W) | q (W) | p (W) | q0 | p0]          (N, 100 + 3 W + 2)
+
+so that a batch is one row gather from the mapping followed by one cast per field.
+All other columns (E0, u, pid, knots, ...) are kept as they are. Opened with
+`pa.memory_map`, the arrays point into the page cache: private memory does not
+grow with the dataset size, and DataLoader workers and DDP ranks share the pages.
+
+    ds = ShardDataset("data/normal", "train")                 # float32 batches
+    sampler = EpochBatchSampler(len(ds), 100, seed=89)         # one rank, shuffled
+    for batch in iterate_batches(ds, sampler):                 # dict V, t, q, p, ic
+        ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from nh_data.errors import NHError
+
+CACHE_DIRNAME = ".nh_cache"
+CACHE_FORMAT = 1  # bump when the cache layout changes: old cache files are then ignored
+N_SENSORS = 100
+VECTOR_COLUMNS = ("V", "t", "q", "p")
+PACKED = "x"  # name of the packed column in the cache
+BATCH_KEYS = ("V", "t", "q", "p", "ic")
+
+
+# ----------------------------------------------------------------- shards and checksums
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One Parquet shard of a split, as listed by the manifest (rows/sha256 None without one)."""
+
+    path: Path
+    split: str
+    rows: int | None = None
+    sha256: str | None = None
+
+
+def _read_manifest(data_dir: Path) -> dict | None:
+    path = data_dir / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NHError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        raise NHError(f"{path} has no 'shards' list")
+    return manifest
+
+
+def list_shards(data_dir: str | os.PathLike, split: str) -> list[ShardInfo]:
+    """The shards of `split` in `data_dir`, in order: from manifest.json, else `<split>-*.parquet`.
+
+    Raises NHError for a missing or empty directory, or a split without shards.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise NHError(f"data directory {str(root)!r} does not exist")
+    manifest = _read_manifest(root)
+    if manifest is not None:
+        shards = []
+        for entry in manifest["shards"]:
+            try:
+                if entry["split"] == split:
+                    shards.append(
+                        ShardInfo(root / entry["file"], split, int(entry["rows"]), str(entry["sha256"]))
+                    )
+            except (KeyError, TypeError, ValueError):
+                raise NHError(f"{root / 'manifest.json'}: malformed shard entry {entry!r}") from None
+        splits = sorted({str(e.get("split")) for e in manifest["shards"] if isinstance(e, dict)})
+    else:
+        shards = [ShardInfo(p, split) for p in sorted(root.glob(f"{split}-*.parquet"))]
+        splits = sorted({p.name.rsplit("-", 1)[0] for p in root.glob("*-*.parquet")})
+    if not splits:
+        raise NHError(f"data directory {str(root)!r} holds no dataset (no manifest.json, no *.parquet shards)")
+    if not shards:
+        raise NHError(f"no {split!r} shards in {str(root)!r}; splits present: {', '.join(splits)}")
+    for shard in shards:
+        if not shard.path.is_file():
+            raise NHError(f"shard {str(shard.path)!r} listed in the manifest is missing")
+    return shards
+
+
+def has_split(data_dir: str | os.PathLike, split: str) -> bool:
+    """Whether `data_dir` holds at least one shard of `split`."""
+    try:
+        list_shards(data_dir, split)
+    except NHError:
+        return False
+    return True
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprint(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "ino": st.st_ino,
+        "dev": st.st_dev,
+    }
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stat_path(cache_dir: Path, shard: Path) -> Path:
+    tag = hashlib.sha1(str(shard.resolve()).encode()).hexdigest()[:12]
+    return cache_dir / f"{shard.name}.{tag}.stat.json"
+
+
+def shard_checksum(shard: str | os.PathLike, cache_dir: str | os.PathLike) -> str:
+    """sha256 of a shard, rehashing only when its stat fingerprint changed since the last call."""
+    shard, cache_dir = Path(shard), Path(cache_dir)
+    stat_path = _stat_path(cache_dir, shard)
+    fp = _fingerprint(shard)
+    try:
+        known = json.loads(stat_path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if known.get("fingerprint") == fp and isinstance(known.get("sha256"), str):
+        return known["sha256"]
+    sha = file_sha256(shard)
+    if _fingerprint(shard) == fp:  # unchanged while we hashed it
+        _write_json_atomic(stat_path, {"fingerprint": fp, "sha256": sha})
+    old = known.get("sha256")
+    if isinstance(old, str) and old != sha:  # the shard changed: drop its stale cache file
+        (cache_dir / f"{old}.v{CACHE_FORMAT}.arrow").unlink(missing_ok=True)
+    return sha
+
+
+# ----------------------------------------------------------------- Parquet -> Arrow IPC
+
+
+def _fixed_list_numpy(col: pa.ChunkedArray, name: str, src: Path) -> np.ndarray:
+    """(rows, size) float64 array of a fixed_size_list<float64> column (zero-copy where possible)."""
+    size = col.type.list_size
+    parts = []
+    for chunk in col.chunks:
+        if chunk.null_count:
+            raise NHError(f"shard {str(src)!r}: column {name!r} has null rows")
+        flat = chunk.flatten()  # honours the chunk's offset
+        if flat.null_count:
+            raise NHError(f"shard {str(src)!r}: column {name!r} has null values")
+        parts.append(flat.to_numpy(zero_copy_only=False).reshape(-1, size))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _packed_width(schema: pa.Schema, src: Path) -> int:
+    """Number of time points W, after checking the columns the loader needs."""
+    missing = [c for c in (*VECTOR_COLUMNS, "q0", "p0") if c not in schema.names]
+    if missing:
+        raise NHError(f"shard {str(src)!r} lacks column(s) {', '.join(missing)}")
+    for name in VECTOR_COLUMNS:
+        typ = schema.field(name).type
+        if not pa.types.is_fixed_size_list(typ) or not pa.types.is_floating(typ.value_type):
+            raise NHError(f"shard {str(src)!r}: column {name!r} must be fixed_size_list<float64>, got {typ}")
+    if schema.field("V").type.list_size != N_SENSORS:
+        raise NHError(f"shard {str(src)!r}: V has {schema.field('V').type.list_size} sensors, expected 100")
+    W = schema.field("t").type.list_size
+    for name in ("q", "p"):
+        if schema.field(name).type.list_size != W:
+            raise NHError(f"shard {str(src)!r}: t, q and p must have the same length")
+    return W
+
+
+def convert_shard(src: str | os.PathLike, dst: str | os.PathLike) -> int:
+    """Convert a Parquet shard into the packed, uncompressed Arrow IPC cache file `dst` (atomic).
+
+    Streams row group by row group into a temporary memory-mapped array, so private
+    memory stays at about one row group. Returns the number of rows.
+    """
+    src, dst = Path(src), Path(dst)
+    try:
+        pf = pq.ParquetFile(src)
+    except (OSError, pa.ArrowException) as exc:
+        raise NHError(f"shard {str(src)!r} is not a readable Parquet file: {exc}") from None
+    schema = pf.schema_arrow
+    W = _packed_width(schema, src)
+    width = N_SENSORS + 3 * W + 2
+    n = pf.metadata.num_rows
+    suffix = f"{os.getpid()}-{os.urandom(4).hex()}"
+    raw = dst.with_name(f".{dst.name}.raw-{suffix}")
+    tmp = dst.with_name(f".{dst.name}.tmp-{suffix}")
+    try:
+        packed = np.memmap(raw, dtype=np.float64, mode="w+", shape=(max(n, 1), width))[:n]
+        rest: list[pa.Table] = []
+        row = 0
+        for rg in range(pf.num_row_groups):
+            tab = pf.read_row_group(rg)
+            m = tab.num_rows
+            lo = 0
+            for name in VECTOR_COLUMNS:
+                size = tab.schema.field(name).type.list_size
+                packed[row : row + m, lo : lo + size] = _fixed_list_numpy(tab.column(name), name, src)
+                lo += size
+            for name in ("q0", "p0"):
+                packed[row : row + m, lo] = tab.column(name).to_numpy()
+                lo += 1
+            rest.append(tab.drop_columns(list(VECTOR_COLUMNS)))
+            row += m
+        if row != n:
+            raise NHError(f"shard {str(src)!r}: row groups hold {row} rows, footer says {n}")
+        others = (
+            pa.concat_tables(rest).combine_chunks()
+            if rest
+            else schema.empty_table().drop_columns(list(VECTOR_COLUMNS))
+        )
+        flat = pa.array(np.asarray(packed).reshape(-1))  # zero-copy over the memmap
+        x = pa.FixedSizeListArray.from_arrays(flat, width)
+        table = others.append_column(pa.field(PACKED, x.type), pa.chunked_array([x], type=x.type))
+        meta = {b"nh_cache_format": str(CACHE_FORMAT).encode(), b"nh_W": str(W).encode()}
+        table = table.replace_schema_metadata(meta)
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            for batch in table.to_batches(max_chunksize=None):
+                writer.write_batch(batch)
+        del packed, flat, x, table
+        os.replace(tmp, dst)
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike) -> Path:
+    """Path of the shard's Arrow IPC cache file, converting the shard first if needed."""
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NHError(f"cannot create the cache folder {str(cache_dir)!r} ({exc}); pass cache_dir=") from None
+    sha = shard_checksum(shard.path, cache_dir)
+    if shard.sha256 is not None and sha != shard.sha256:
+        raise NHError(
+            f"shard {str(shard.path)!r} does not match the sha256 in manifest.json "
+            f"(file {sha[:12]}..., manifest {shard.sha256[:12]}...): it changed after the dataset was built"
+        )
+    dst = cache_dir / f"{sha}.v{CACHE_FORMAT}.arrow"
+    if not dst.exists():
+        convert_shard(shard.path, dst)
+    return dst
+
+
+# ----------------------------------------------------------------- the dataset
+
+
+def _open_ipc(path: Path) -> pa.RecordBatch:
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    if reader.num_record_batches != 1:
+        raise NHError(f"cache file {str(path)!r} holds {reader.num_record_batches} record batches, expected 1")
+    return reader.get_batch(0)
+
+
+def _readonly_tensor(a: np.ndarray) -> torch.Tensor:
+    """torch view of a read-only NumPy array (never written to; batches are fresh copies)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(a)
+
+
+class ShardDataset:
+    """One split of a shard directory, memory-mapped; batches are float tensors.
+
+    data_dir: the folder of `nh data build` (shards + manifest.json). split: "train",
+    "val" or "test". dtype: dtype of the returned batches (the data is float64 on disk).
+    cache_dir: where the Arrow IPC cache lives (default `data_dir/.nh_cache`).
+
+    `get_batch(idx)` gathers rows `idx` (in that order) and returns
+    dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)), contiguous tensors of
+    `dtype`. `ds[idx]` is the same, so the dataset plugs into a DataLoader with
+    `batch_size=None` and an index-array sampler. Pickling (DataLoader workers with
+    the spawn method) drops the mappings; they reopen lazily in the child.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        split: str,
+        dtype: torch.dtype = torch.float32,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+            raise NHError(f"ShardDataset dtype must be a floating dtype, got {dtype}")
+        self.data_dir = Path(data_dir)
+        self.split = split
+        self.dtype = dtype
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / CACHE_DIRNAME
+        self.shards = list_shards(self.data_dir, split)
+        self.files = [cached_arrow(s, self.cache_dir) for s in self.shards]
+        self._open()
+        rows = [len(x) for x in self._x]
+        for shard, n in zip(self.shards, rows, strict=True):
+            if shard.rows is not None and shard.rows != n:
+                raise NHError(f"shard {str(shard.path)!r} has {n} rows, manifest.json says {shard.rows}")
+        self._starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)  # (K + 1,)
+        self._n = int(self._starts[-1])
+        if self._n == 0:
+            raise NHError(f"the {split!r} split of {str(self.data_dir)!r} has no rows")
+
+    # mapping management -------------------------------------------------------
+
+    def _open(self) -> None:
+        self._batches = [_open_ipc(f) for f in self.files]
+        widths = set()
+        self._x_np: list[np.ndarray] = []
+        for f, rb in zip(self.files, self._batches, strict=True):
+            if PACKED not in rb.schema.names:
+                raise NHError(f"cache file {str(f)!r} lacks the packed column; delete the cache folder")
+            col = rb.column(PACKED)
+            width = col.type.list_size
+            widths.add(width)
+            self._x_np.append(col.values.to_numpy(zero_copy_only=True).reshape(-1, width))  # (N_k, width)
+        if len(widths) != 1:
+            raise NHError(f"shards of {self.split!r} have different numbers of time points")
+        self.width = widths.pop()
+        self.W = (self.width - N_SENSORS - 2) // 3
+        self._x = [_readonly_tensor(a) for a in self._x_np]  # (N_k, width) float64 views
+        W = self.W
+        self._slices = {
+            "V": slice(0, N_SENSORS),
+            "t": slice(N_SENSORS, N_SENSORS + W),
+            "q": slice(N_SENSORS + W, N_SENSORS + 2 * W),
+            "p": slice(N_SENSORS + 2 * W, N_SENSORS + 3 * W),
+            "ic": slice(N_SENSORS + 3 * W, N_SENSORS + 3 * W + 2),
+        }
+
+    def _ensure_open(self) -> None:
+        if self._x is None:
+            self._open()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_batches=None, _x_np=None, _x=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    # access -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _gather(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows `idx` of the packed array, in order: (B, width) float64, a fresh tensor."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise IndexError(f"index out of range for a split of {self._n} rows")
+        self._ensure_open()
+        if len(self._x) == 1:
+            return torch.index_select(self._x[0], 0, torch.from_numpy(idx))  # (B, width)
+        cid = np.searchsorted(self._starts, idx, side="right") - 1  # chunk of each row
+        order = np.argsort(cid, kind="stable")
+        bounds = np.searchsorted(cid[order], np.arange(len(self._x) + 1))
+        local = torch.from_numpy(idx[order] - self._starts[cid[order]])
+        rows = torch.empty((idx.size, self.width), dtype=torch.float64)  # sorted by chunk
+        for c in range(len(self._x)):
+            a, b = int(bounds[c]), int(bounds[c + 1])
+            if b > a:
+                torch.index_select(self._x[c], 0, local[a:b], out=rows[a:b])
+        out = torch.empty_like(rows)
+        out.index_copy_(0, torch.from_numpy(order), rows)  # back to the requested order
+        return out
+
+    def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx`."""
+        rows = self._gather(idx)  # (B, width) float64
+        return {k: rows[:, s].to(self.dtype).contiguous() for k, s in self._slices.items()}
+
+    __getitem__ = get_batch
+
+    def column(self, name: str) -> np.ndarray:
+        """Column `name` as NumPy (read-only view for one shard, a concatenated copy for several).
+
+        Vector columns (V, t, q, p) are (N, size); list columns (knots, coeffs) come
+        back as an object array of arrays.
+        """
+        self._ensure_open()
+        if name in self._slices and name != "ic":
+            parts = [a[:, self._slices[name]] for a in self._x_np]
+        else:
+            names = self._batches[0].schema.names
+            if name not in names or name == PACKED:
+                valid = [*VECTOR_COLUMNS, *[n for n in names if n != PACKED]]
+                raise NHError(f"unknown column {name!r}; valid columns: {', '.join(valid)}")
+            parts = [rb.column(name).to_numpy(zero_copy_only=False) for rb in self._batches]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def numpy(self, name: str) -> np.ndarray:
+        """A vector column V, t, q or p as an (N, size) float64 array (views into the mapping)."""
+        if name not in VECTOR_COLUMNS:
+            raise NHError(f"numpy() takes a vector column ({', '.join(VECTOR_COLUMNS)}), got {name!r}")
+        return self.column(name)
+
+
+# ----------------------------------------------------------------- sampling
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """A permutation of range(n) that depends only on (seed, epoch)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(epoch), 0x6E68])))
+    return rng.permutation(n)
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Index batches for one rank: reshuffled every epoch from (seed, epoch), disjoint across ranks.
+
+    `batch_size` is the global batch: each of the `world_size` ranks takes an equal
+    contiguous part of every global batch, so the union of the ranks' batches is the
+    batch a single process would see, and every rank gets the same number of batches
+    of the same sizes (no DDP hang on uneven ends). The last `n % world_size` samples
+    of each epoch's permutation are left out (a different few each epoch).
+    Call `set_epoch(e)` before iterating.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        if n < 1 or batch_size < 1:
+            raise NHError(f"sampler needs n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+        if not 0 <= rank < world_size:
+            raise NHError(f"rank {rank} outside a world of {world_size}")
+        if batch_size % world_size:
+            raise NHError(f"batch_size {batch_size} must be a multiple of the number of processes {world_size}")
+        if n < world_size:
+            raise NHError(f"{n} samples cannot be split over {world_size} processes")
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+        usable = n - n % world_size
+        self.usable = (usable // batch_size) * batch_size if drop_last else usable
+        if self.usable == 0:
+            raise NHError(f"batch_size {batch_size} with drop_last leaves no batch of {n} samples")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.usable / self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else np.arange(self.n)
+        B, w, r = self.batch_size, self.world_size, self.rank
+        for start in range(0, self.usable, B):
+            block = order[start : min(start + B, self.usable)]  # one global batch
+            k = len(block) // w
+            yield block[r * k : (r + 1) * k]
+
+    def samples_per_epoch(self) -> int:
+        """Samples this rank sees in one epoch."""
+        return self.usable // self.world_size
+
+
+def eval_batches(n: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[np.ndarray]:
+    """In-order index batches covering this rank's contiguous part of range(n) (parts differ by <= 1).
+
+    For evaluation: every sample is seen exactly once across the ranks; the ranks sum
+    their losses and counts, so uneven parts are fine (no collective per batch).
+    """
+    lo, hi = (n * rank) // world_size, (n * (rank + 1)) // world_size
+    return [np.arange(s, min(s + batch_size, hi), dtype=np.int64) for s in range(lo, hi, batch_size)]
+
+
+def iterate_batches(
+    ds: ShardDataset,
+    batches: Any,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of `ds` for the index arrays of `batches` (a sampler or a list), in order.
+
+    num_workers = 0 gathers in this process; otherwise a DataLoader with `batch_size=None`
+    gathers in worker processes (same batches, same order).
+    """
+    if num_workers == 0:
+        for idx in batches:
+            batch = ds.get_batch(idx)
+            yield {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
+        return
+    loader = torch.utils.data.DataLoader(
+        ds,  # type: ignore[arg-type]
+        sampler=batches,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+    yield from loader

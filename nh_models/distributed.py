@@ -1,0 +1,102 @@
+"""Data-parallel training across processes: torchrun detection, process group, rank-0 writes.
+
+`torchrun --nproc-per-node N ...` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT; without them the run is a single process and nothing here does anything.
+The backend is NCCL for CUDA devices and gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from nh_data.errors import NHError
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in the run."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def detect() -> DistEnv:
+    """The torchrun environment of this process (a single process when the variables are absent)."""
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise NHError("RANK, LOCAL_RANK and WORLD_SIZE must be integers") from None
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise NHError(f"RANK={rank} is outside WORLD_SIZE={world_size}")
+    return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def resolve_device(device: str, env: DistEnv) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' -> a torch.device (one GPU per local rank under DDP)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NHError(f"--device {device} was asked for but CUDA is not available (use cpu or auto)")
+        if device == "cuda":
+            return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+        return torch.device(device)
+    raise NHError(f"unknown device {device!r}; valid devices: cpu, cuda, auto")
+
+
+def init(env: DistEnv, device: torch.device) -> bool:
+    """Join the process group of a multi-process run; True when this call created it."""
+    if not env.distributed or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+    return True
+
+
+def cleanup(created: bool) -> None:
+    """Leave the process group if `init` created it."""
+    if created and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], env: DistEnv, device: torch.device) -> list[float]:
+    """Element-wise sum of `values` over the ranks (float64)."""
+    if not env.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def broadcast_flag(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """Rank 0's flag on every rank (to agree on a decision before anyone acts on it)."""
+    if not env.distributed:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
