@@ -1,0 +1,429 @@
+"""Adaptive Dormand-Prince 8(5,3) (DOP853) for H = p^2/2 + V(q), compiled with Numba.
+
+One coefficient table (`EmbeddedRK`) and one stepper. The Butcher tableau and
+the two embedded error estimators (orders 5 and 3) are those of Hairer,
+Norsett & Wanner, "Solving Ordinary Differential Equations I", section II.10
+(the DOP853 code); the step-size controller follows SciPy's ``DOP853`` (safety
+0.9, factors in [0.2, 10], exponent -1/8, mixed 5/3 error norm,
+scale = atol + rtol max(|y|, |y_new|)).
+
+Output times: steps are clipped so that every output time is landed on
+exactly (no interpolation); after a clipped step the controller resumes with
+the step it had proposed before clipping.
+
+Force interface as in `integrators`: ``dV(q: float, params: float64[:]) -> float``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .config import JIT
+from .integrators import _RK, ExplicitRK, _integrate_one
+
+OK, TOO_MANY_STEPS, NON_FINITE = 0, 1, 2
+#: kinks closer than this to a step's start or end are treated as already reached
+KINK_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class EmbeddedRK:
+    """Explicit RK pair: main weights b (order `order`), error weights e5/e3 over s + 1 stages
+    (the last stage is f at the new point), error-estimator order `error_order`."""
+
+    name: str
+    order: int
+    error_order: int
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    e5: np.ndarray
+    e3: np.ndarray
+
+    def __post_init__(self) -> None:
+        s = self.b.shape[0]
+        if self.a.shape != (s, s) or self.c.shape != (s,) or self.e5.shape != (s + 1,):
+            raise ValueError(f"{self.name}: inconsistent tableau shapes")
+        if np.any(np.triu(self.a) != 0):
+            raise ValueError(f"{self.name}: tableau is not explicit")
+        if abs(self.b.sum() - 1.0) > 1e-14 or not np.allclose(self.a.sum(axis=1), self.c, atol=1e-14):
+            raise ValueError(f"{self.name}: tableau violates sum(b) = 1 or c = row sums of a")
+
+    def fixed_step(self) -> ExplicitRK:
+        """The main formula as a fixed-step explicit RK method (for order tests)."""
+        return ExplicitRK(self.name + "-fixed", self.order, self.a, self.b, self.c)
+
+
+_A = np.zeros((12, 12))
+_A[1, 0] = 5.26001519587677318785587544488e-2
+_A[2, 0] = 1.97250569845378994544595329183e-2
+_A[2, 1] = 5.91751709536136983633785987549e-2
+_A[3, 0] = 2.95875854768068491816892993775e-2
+_A[3, 2] = 8.87627564304205475450678981324e-2
+_A[4, 0] = 2.41365134159266685502369798665e-1
+_A[4, 2] = -8.84549479328286085344864962717e-1
+_A[4, 3] = 9.24834003261792003115737966543e-1
+_A[5, 0] = 3.7037037037037037037037037037e-2
+_A[5, 3] = 1.70828608729473871279604482173e-1
+_A[5, 4] = 1.25467687566822425016691814123e-1
+_A[6, 0] = 3.7109375e-2
+_A[6, 3] = 1.70252211019544039314978060272e-1
+_A[6, 4] = 6.02165389804559606850219397283e-2
+_A[6, 5] = -1.7578125e-2
+_A[7, 0] = 3.70920001185047927108779319836e-2
+_A[7, 3] = 1.70383925712239993810214054705e-1
+_A[7, 4] = 1.07262030446373284651809199168e-1
+_A[7, 5] = -1.53194377486244017527936158236e-2
+_A[7, 6] = 8.27378916381402288758473766002e-3
+_A[8, 0] = 6.24110958716075717114429577812e-1
+_A[8, 3] = -3.36089262944694129406857109825
+_A[8, 4] = -8.68219346841726006818189891453e-1
+_A[8, 5] = 2.75920996994467083049415600797e1
+_A[8, 6] = 2.01540675504778934086186788979e1
+_A[8, 7] = -4.34898841810699588477366255144e1
+_A[9, 0] = 4.77662536438264365890433908527e-1
+_A[9, 3] = -2.48811461997166764192642586468
+_A[9, 4] = -5.90290826836842996371446475743e-1
+_A[9, 5] = 2.12300514481811942347288949897e1
+_A[9, 6] = 1.52792336328824235832596922938e1
+_A[9, 7] = -3.32882109689848629194453265587e1
+_A[9, 8] = -2.03312017085086261358222928593e-2
+_A[10, 0] = -9.3714243008598732571704021658e-1
+_A[10, 3] = 5.18637242884406370830023853209
+_A[10, 4] = 1.09143734899672957818500254654
+_A[10, 5] = -8.14978701074692612513997267357
+_A[10, 6] = -1.85200656599969598641566180701e1
+_A[10, 7] = 2.27394870993505042818970056734e1
+_A[10, 8] = 2.49360555267965238987089396762
+_A[10, 9] = -3.0467644718982195003823669022
+_A[11, 0] = 2.27331014751653820792359768449
+_A[11, 3] = -1.05344954667372501984066689879e1
+_A[11, 4] = -2.00087205822486249909675718444
+_A[11, 5] = -1.79589318631187989172765950534e1
+_A[11, 6] = 2.79488845294199600508499808837e1
+_A[11, 7] = -2.85899827713502369474065508674
+_A[11, 8] = -8.87285693353062954433549289258
+_A[11, 9] = 1.23605671757943030647266201528e1
+_A[11, 10] = 6.43392746015763530355970484046e-1
+_B = np.zeros(12)
+_C = np.array(
+    [
+        0.0,
+        0.526001519587677318785587544488e-01,
+        0.789002279381515978178381316732e-01,
+        0.118350341907227396726757197510,
+        0.281649658092772603273242802490,
+        0.333333333333333333333333333333,
+        0.25,
+        0.307692307692307692307692307692,
+        0.651282051282051282051282051282,
+        0.6,
+        0.857142857142857142857142857142,
+        1.0,
+    ]
+)
+_E3 = np.zeros(13)
+_E5 = np.zeros(13)
+_B[0] = 5.42937341165687622380535766363e-2
+_B[5] = 4.45031289275240888144113950566
+_B[6] = 1.89151789931450038304281599044
+_B[7] = -5.8012039600105847814672114227
+_B[8] = 3.1116436695781989440891606237e-1
+_B[9] = -1.52160949662516078556178806805e-1
+_B[10] = 2.01365400804030348374776537501e-1
+_B[11] = 4.47106157277725905176885569043e-2
+_E3[:12] = _B
+_E3[0] -= 0.244094488188976377952755905512
+_E3[8] -= 0.733846688281611857341361741547
+_E3[11] -= 0.220588235294117647058823529412e-1
+# E5 = (b - b_5th order); E3 = (b - b_3rd order), in the DOP853 code's form
+_E5[0] = 0.1312004499419488073250102996e-1
+_E5[5] = -0.1225156446376204440720569753e1
+_E5[6] = -0.4957589496572501915214079952
+_E5[7] = 0.1664377182454986536961530415e1
+_E5[8] = -0.3503288487499736816886487290
+_E5[9] = 0.3341791187130174790297318841
+_E5[10] = 0.8192320648511571246570742613e-1
+_E5[11] = -0.2235530786388629525884427845e-1
+
+DOP853 = EmbeddedRK("dop853", 8, 7, _A, _B, _C, _E5, _E3)
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@njit(**JIT)
+def _initial_h0(q, p, fq, fp, rtol, atol, span):
+    """First half of the Hairer-Norsett-Wanner starting step (SciPy's select_initial_step)."""
+    sq = atol + abs(q) * rtol
+    sp = atol + abs(p) * rtol
+    d0 = np.sqrt(((q / sq) ** 2 + (p / sp) ** 2) / 2.0)
+    d1 = np.sqrt(((fq / sq) ** 2 + (fp / sp) ** 2) / 2.0)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, span)
+    return h0, q + h0 * fq, p + h0 * fp
+
+
+@njit(**JIT)
+def _initial_h1(q, p, fq, fp, fq1, fp1, h0, rtol, atol, span, order):
+    """Second half: the starting step from the force at the Euler point (fq1, fp1)."""
+    sq = atol + abs(q) * rtol
+    sp = atol + abs(p) * rtol
+    d1 = np.sqrt(((fq / sq) ** 2 + (fp / sp) ** 2) / 2.0)
+    d2 = np.sqrt((((fq1 - fq) / sq) ** 2 + ((fp1 - fp) / sp) ** 2) / 2.0) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
+    return min(100.0 * h0, h1, span)
+
+
+@njit(**JIT)
+def _hermite(q, dq, qn, dqn, x):
+    """Cubic Hermite interpolant at s in [0, 1] from end values q, qn and scaled slopes dq, dqn."""
+    s2 = x * x
+    s3 = s2 * x
+    return (2 * s3 - 3 * s2 + 1) * q + (s3 - 2 * s2 + x) * dq + (3 * s2 - 2 * s3) * qn + (s3 - s2) * dqn
+
+
+@njit(**JIT)
+def first_kink_crossing(q, p, qn, pn, hh, kinks, eps):
+    """Earliest s in (0, 1) at which the step's cubic Hermite path q(t + s hh) crosses a kink.
+
+    Kinks within `eps` of either end point are ignored (the orbit is already
+    on them). Returns 2.0 when no kink is crossed.
+    """
+    best = 2.0
+    dq = hh * p
+    dqn = hh * pn
+    n_sub = 8
+    for k in range(kinks.shape[0]):
+        x = kinks[k]
+        if abs(x - q) <= eps or abs(x - qn) <= eps:
+            continue
+        g0 = q - x
+        for j in range(1, n_sub + 1):
+            sj = j / n_sub
+            if sj - 1.0 / n_sub >= best:
+                break
+            g1 = _hermite(q, dq, qn, dqn, sj) - x
+            if (g0 < 0.0) != (g1 < 0.0):
+                lo = sj - 1.0 / n_sub
+                hi = sj
+                glo = g0
+                for _ in range(40):
+                    mid = 0.5 * (lo + hi)
+                    gm = _hermite(q, dq, qn, dqn, mid) - x
+                    if (gm < 0.0) == (glo < 0.0):
+                        lo = mid
+                        glo = gm
+                    else:
+                        hi = mid
+                best = min(best, 0.5 * (lo + hi))
+                break
+            g0 = g1
+    return best
+
+
+def make_adaptive_orbit(dV):
+    """Compile the adaptive single-orbit kernel for the force `dV` (an @njit ``dV(q, params)``).
+
+    The force is bound by closure, not passed as a value, so kernels built at
+    module level (e.g. for the spline force) are cached on disk by Numba.
+    The kernel is ``orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3,
+    err_order, max_steps, kinks, q_out, p_out) -> (status, nfev)``.
+    """
+
+    @njit(**JIT)
+    def orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3, err_order, max_steps, kinks, q_out, p_out):
+        """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
+
+        Writes q_out, p_out (W,). Returns (status, force evaluations):
+        status OK, TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE.
+
+        Knot-aware: `kinks` (sorted q values where the force is only C^0/C^1, for
+        a cubic spline its interior knots) end steps. A trial step whose path
+        crosses a kink is shortened to end on it (crossing time from the step's
+        cubic Hermite path, accurate to O(h^4)), so no step integrates across a
+        kink and the method keeps its order; the embedded error estimate is then
+        reliable again.
+        """
+        s = b.shape[0]
+        kq = np.empty(s + 1)
+        kp = np.empty(s + 1)
+        expo = -1.0 / (err_order + 1.0)
+        W = t_out.shape[0]
+        q = q0
+        p = p0
+        fq = p
+        fp = -dV(q, params)
+        nfev = 1
+        q_out[0] = q
+        p_out[0] = p
+        t = t_out[0]
+        span = t_out[W - 1] - t
+        if span <= 0.0:
+            for i in range(1, W):
+                q_out[i] = q
+                p_out[i] = p
+            return OK, nfev
+        h0, q1, p1 = _initial_h0(q, p, fq, fp, rtol, atol, span)
+        h = _initial_h1(q, p, fq, fp, p1, -dV(q1, params), h0, rtol, atol, span, err_order)
+        nfev += 1
+        steps = 0
+        i = 1
+        while i < W:
+            t_target = t_out[i]
+            if t_target <= t:
+                q_out[i] = q
+                p_out[i] = p
+                i += 1
+                continue
+            rejected = False
+            forced = -1.0
+            while True:
+                steps += 1
+                if steps > max_steps or h < 1e-14:
+                    return TOO_MANY_STEPS, nfev
+                if forced > 0.0:
+                    clipped = False
+                    hh = forced
+                else:
+                    clipped = t + 1.01 * h >= t_target
+                    hh = t_target - t if clipped else h
+                kq[0] = fq
+                kp[0] = fp
+                for st in range(1, s):
+                    dq = 0.0
+                    dp = 0.0
+                    for j in range(st):
+                        dq += a[st, j] * kq[j]
+                        dp += a[st, j] * kp[j]
+                    ps = p + hh * dp
+                    kq[st] = ps
+                    kp[st] = -dV(q + hh * dq, params)
+                dq = 0.0
+                dp = 0.0
+                for j in range(s):
+                    dq += b[j] * kq[j]
+                    dp += b[j] * kp[j]
+                qn = q + hh * dq
+                pn = p + hh * dp
+                kq[s] = pn
+                kp[s] = -dV(qn, params)
+                nfev += s
+                if kinks.shape[0] > 0 and forced < 0.0:
+                    sx = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+                    if sx < 1.0:
+                        forced = sx * hh
+                        continue
+                sq = atol + rtol * max(abs(q), abs(qn))
+                sp = atol + rtol * max(abs(p), abs(pn))
+                e5q = 0.0
+                e5p = 0.0
+                e3q = 0.0
+                e3p = 0.0
+                for j in range(s + 1):
+                    e5q += e5[j] * kq[j]
+                    e5p += e5[j] * kp[j]
+                    e3q += e3[j] * kq[j]
+                    e3p += e3[j] * kp[j]
+                err5 = (e5q / sq) ** 2 + (e5p / sp) ** 2
+                err3 = (e3q / sq) ** 2 + (e3p / sp) ** 2
+                if err5 == 0.0 and err3 == 0.0:
+                    err = 0.0
+                else:
+                    err = abs(hh) * err5 / np.sqrt((err5 + 0.01 * err3) * 2.0)
+                if not np.isfinite(err):
+                    if not (np.isfinite(qn) and np.isfinite(pn)):
+                        return NON_FINITE, nfev
+                if err < 1.0:
+                    factor = 10.0 if err == 0.0 else min(10.0, 0.9 * err**expo)
+                    if rejected:
+                        factor = min(1.0, factor)
+                    h_new = hh * factor
+                    h = max(h_new, h) if (clipped or forced > 0.0) else h_new
+                    t = t_target if clipped else t + hh
+                    q = qn
+                    p = pn
+                    fq = kq[s]
+                    fp = kp[s]
+                    break
+                h = hh * max(0.2, 0.9 * err**expo)
+                rejected = True
+                forced = -1.0
+            if clipped:
+                q_out[i] = q
+                p_out[i] = p
+                i += 1
+        return OK, nfev
+
+    return orbit
+
+
+_KERNELS: dict = {}
+
+
+def _kernel_for(dV):
+    """The adaptive kernel for `dV`, compiled once per force function and process."""
+    if dV not in _KERNELS:
+        _KERNELS[dV] = make_adaptive_orbit(dV)
+    return _KERNELS[dV]
+
+
+def integrate_adaptive(
+    dV,
+    params,
+    q0: float,
+    p0: float,
+    t_out,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+    max_steps: int = 100_000,
+    method: EmbeddedRK = DOP853,
+    kinks=None,
+):
+    """Integrate one orbit adaptively; return (q, p, status, nfev). q, p: (W,) at the sorted t_out.
+
+    `kinks`: sorted positions q where the force is not smooth (steps end on them).
+    """
+    kinks = np.zeros(0) if kinks is None else np.ascontiguousarray(kinks, dtype=np.float64)
+    t_out = np.ascontiguousarray(t_out, dtype=np.float64)
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    q_out = np.empty_like(t_out)
+    p_out = np.empty_like(t_out)
+    m = method
+    status, nfev = _kernel_for(dV)(
+        params,
+        float(q0),
+        float(p0),
+        t_out,
+        float(rtol),
+        float(atol),
+        m.a,
+        m.b,
+        m.c,
+        m.e5,
+        m.e3,
+        float(m.error_order),
+        int(max_steps),
+        kinks,
+        q_out,
+        p_out,
+    )
+    return q_out, p_out, int(status), int(nfev)
+
+
+def integrate_fixed(dV, params, q0: float, p0: float, t_out, dt: float, method: EmbeddedRK = DOP853):
+    """Integrate with the main formula of `method` at fixed steps <= dt (for order tests); (q, p)."""
+    t_out = np.ascontiguousarray(t_out, dtype=np.float64)
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    rk = method.fixed_step()
+    q_out = np.empty_like(t_out)
+    p_out = np.empty_like(t_out)
+    w = np.zeros(1)
+    _integrate_one(dV, params, float(q0), float(p0), t_out, float(dt), _RK, w, rk.a, rk.b, q_out, p_out)
+    return q_out, p_out

@@ -1,0 +1,529 @@
+"""Dataset builds: plan, seeds, shards, worker processes, resume, atomic writes, manifest.
+
+Data flow (docs/architecture.md): a shard's seed -> `potentials.sample_potentials`
+-> `initial.sample_initial` / `sample_times` -> `ground_truth.certified_orbits`
+-> rows -> `schema` (Parquet, zstd) -> DIR/<split>-<index>.parquet.
+
+Determinism: shard k of split s draws every random number from
+``SeedSequence(seed, spawn_key=(s, k))``, so its bytes depend only on the
+resolved configuration, never on `workers` or on which shards a run builds.
+Resume: a finished shard leaves ``DIR/.nh_build/<file>.json`` with its sha256;
+a rerun keeps a shard only if the file's checksum matches its record. Nothing
+is ever written under a final name before it is complete (temporary name in
+the same folder, fsync, verify, ``os.replace``). ``manifest.json`` is written
+last, once every shard of the dataset exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import ground_truth as gt
+from .errors import NHError
+from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
+from .potentials import V0, potential_rejections, sample_potentials
+from .schema import (
+    COMPRESSION,
+    MANIFEST,
+    ROW_GROUP_SIZE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SPLITS,
+    STATE_DIR,
+    sha256_file,
+    shard_name,
+    write_json_atomic,
+)
+
+PRESETS = {"normal": 10_000, "more": 100_000, "much": 1_000_000}
+DEFAULT_SEED = 42
+DEFAULT_SHARD_SIZE = 1000
+VAL_FRACTION = 0.2
+#: potentials integrated per call inside a shard (bounds memory, drives the progress bar)
+CHUNK = 250
+POTENTIAL_REASONS = ("potential_non_finite", "potential_abs_V_gt_10")
+ORBIT_REASONS = gt.REASONS[1:]
+ALL_REASONS = POTENTIAL_REASONS + ORBIT_REASONS
+_SHARD_RE = re.compile(r"^(train|val|test)-\d{5}\.parquet$")
+_TMP_RE = re.compile(r"^\.(.+)\.tmp-(\d+)$")
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard of the plan: potentials [start, start + count) of `split`, ids from pid0."""
+
+    split: str
+    index: int
+    start: int
+    count: int
+    pid0: int
+
+    @property
+    def file(self) -> str:
+        return shard_name(self.split, self.index)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def split_sizes(n: int) -> dict[str, int]:
+    """Potentials per split: half of n for train + val (80/20), half for test (SPEC section 6)."""
+    n_tv = n - n // 2
+    n_val = int(round(VAL_FRACTION * n_tv))
+    return {"train": n_tv - n_val, "val": n_val, "test": n // 2}
+
+
+def resolve_config(
+    n: int | None = None,
+    *,
+    preset: str | None = None,
+    seed: int = DEFAULT_SEED,
+    ic: str = "strata",
+    times: str = "random",
+    integrator: str | None = None,
+    dt: float | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+) -> dict:
+    """Validate the build options and return the full resolved configuration (NHError on bad input)."""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise NHError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        if n is not None and n != PRESETS[preset]:
+            raise NHError("give either --n or --preset, not both")
+        n = PRESETS[preset]
+    if n is None:
+        raise NHError("give --n N or --preset normal|more|much")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise NHError(f"--n must be a positive integer, got {n}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise NHError(f"--seed must be a non-negative integer, got {seed}")
+    if ic not in IC_MODES:
+        raise NHError(f"unknown --ic {ic!r}; valid: {', '.join(IC_MODES)}")
+    if times not in TIME_MODES:
+        raise NHError(f"unknown --times {times!r}; valid: {', '.join(TIME_MODES)}")
+    integrator, dt = gt.check_integrator(integrator, dt)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, (int, np.integer)) or shard_size <= 0:
+        raise NHError(f"--shard-size must be a positive integer, got {shard_size}")
+    return {
+        "n": int(n),
+        "preset": preset,
+        "seed": int(seed),
+        "ic": ic,
+        "times": times,
+        "integrator": integrator,
+        "dt": dt,
+        "shard_size": int(shard_size),
+        "potentials": split_sizes(int(n)),
+        "orbits_per_potential": orbits_per_potential(ic),
+        "V0": V0,
+        "T": 2.0,
+        "window": 100,
+        "n_sensors": 100,
+        "cert_tol": gt.CERT_TOL,
+        "adaptive_tols": list(gt.ADAPTIVE_TOLS) if integrator == gt.ADAPTIVE else None,
+        "energy_drift": gt.ENERGY_DRIFT,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def plan(config: dict) -> list[ShardSpec]:
+    """All shards of the dataset, in split/index order."""
+    out = []
+    pid0 = 0
+    K = config["shard_size"]
+    for split in SPLITS:
+        n = config["potentials"][split]
+        for k, start in enumerate(range(0, n, K)):
+            out.append(ShardSpec(split, k, start, min(K, n - start), pid0 + start))
+        pid0 += n
+    return out
+
+
+def parse_shards(text: str | None, total: int) -> tuple[int, int]:
+    """Parse '--shards I:J' (0 <= I < J <= total) into (I, J); None means all."""
+    if text is None:
+        return 0, total
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(text))
+    if not m:
+        raise NHError(f"--shards must look like I:J (e.g. 0:4), got {text!r}")
+    i, j = int(m.group(1)), int(m.group(2))
+    if not (0 <= i < j <= total):
+        raise NHError(
+            f"--shards {i}:{j} out of range: this dataset has {total} shards (need 0 <= I < J <= {total})"
+        )
+    return i, j
+
+
+def seeds_of(config: dict) -> dict:
+    """How every shard is seeded (recorded in the manifest)."""
+    s = config["seed"]
+    return {
+        "build": s,
+        "scheme": "numpy SeedSequence(entropy, spawn_key=(split code, shard index)); PCG64",
+        "train": {"entropy": s, "split_code": 0},
+        "val": {"entropy": s, "split_code": 1},
+        "test": {"entropy": s, "split_code": 2, "note": "independent stream from the train/val ones"},
+    }
+
+
+def shard_rng(config: dict, spec: ShardSpec) -> np.random.Generator:
+    code = SPLITS.index(spec.split)
+    ss = np.random.SeedSequence(config["seed"], spawn_key=(code, spec.index))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+# ---------------------------------------------------------------- one shard
+
+
+def _fixed(flat: np.ndarray, width: int) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(flat).reshape(-1)), width)
+
+
+def _ragged(rows: list[np.ndarray]) -> pa.ListArray:
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate(rows) if rows else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float64()))
+
+
+def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Table, dict]:
+    """The rows of one shard (a pyarrow Table in SCHEMA) and its rejection counts. Pure: no I/O."""
+    rng = shard_rng(config, spec)
+    pots = sample_potentials(rng, spec.count, config["V0"])
+    pcode = potential_rejections(pots)
+    orb = sample_initial(rng, pots.params, config["ic"], config["V0"])
+    t_all = sample_times(rng, orb.q0.shape[0], config["times"])  # (R, W)
+    rej = dict.fromkeys(ALL_REASONS, 0)
+    rej["potential_non_finite"] = int((pcode == 1).sum())
+    rej["potential_abs_V_gt_10"] = int((pcode == 2).sum())
+    escale = config["V0"] - pots.V.min(axis=1)  # (M,)
+    keep_orbit = pcode[orb.pot] == 0
+    parts = []
+    nfev = 0
+    k = orbits_per_potential(config["ic"])
+    for c0 in range(0, spec.count, CHUNK):
+        sel = np.flatnonzero(keep_orbit[c0 * k : (c0 + CHUNK) * k]) + c0 * k
+        if sel.size:
+            out = gt.certified_orbits(
+                pots.params,
+                orb.pot[sel],
+                orb.q0[sel],
+                orb.p0[sel],
+                t_all[sel],
+                orb.E0[sel],
+                escale,
+                config["integrator"],
+                config["dt"],
+            )
+            nfev += int(out["nfev"].sum())
+            for j, reason in enumerate(gt.REASONS[1:], start=1):
+                rej[reason] += int((out["code"] == j).sum())
+            ok = out["code"] == 0
+            parts.append((sel[ok], out["q"][ok], out["p"][ok], out["err_est"][ok]))
+        if progress is not None:
+            progress(min(CHUNK, spec.count - c0))
+    rows = np.concatenate([s for s, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    q = np.concatenate([x for _, x, _, _ in parts]) if parts else np.zeros((0, 100))
+    p = np.concatenate([x for _, _, x, _ in parts]) if parts else np.zeros((0, 100))
+    err = np.concatenate([x for *_, x in parts]) if parts else np.zeros(0)
+    pi = orb.pot[rows]
+    table = pa.Table.from_arrays(
+        [
+            _fixed(pots.V[pi], 100),
+            _fixed(t_all[rows], 100),
+            _fixed(q, 100),
+            _fixed(p, 100),
+            pa.array(orb.q0[rows]),
+            pa.array(orb.p0[rows]),
+            pa.array(orb.E0[rows]),
+            pa.array(orb.u[rows]),
+            pa.array(pots.depth[pi]),
+            pa.array(pots.l[pi]),
+            pa.array(err),
+            pa.array(spec.pid0 + pi.astype(np.int64)),
+            pa.array(pots.b[pi]),
+            _ragged([pots.knots[i] for i in pi]),
+            _ragged([pots.coeffs[i] for i in pi]),
+        ],
+        schema=SCHEMA,
+    )
+    return table, {"rejections": rej, "nfev": nfev}
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_shard(out_dir: Path, config: dict, spec: ShardSpec, progress=None) -> dict:
+    """Compute one shard, write it atomically, verify it, and record it. Returns the record."""
+    table, info = compute_shard(config, spec, progress)
+    final = out_dir / spec.file
+    tmp = _tmp_name(final)
+    with pq.ParquetWriter(tmp, SCHEMA, compression=COMPRESSION) as w:
+        w.write_table(table, row_group_size=ROW_GROUP_SIZE)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    sha = sha256_file(tmp)
+    meta = pq.read_metadata(tmp)
+    if meta.num_rows != table.num_rows or not pq.read_schema(tmp).equals(SCHEMA):
+        raise RuntimeError(f"{tmp}: verification after write failed")
+    os.replace(tmp, final)
+    record = {
+        "file": spec.file,
+        "split": spec.split,
+        "rows": table.num_rows,
+        "sha256": sha,
+        "potentials": spec.count,
+        "rejections": info["rejections"],
+        "nfev": info["nfev"],
+    }
+    write_json_atomic(out_dir / STATE_DIR / (spec.file + ".json"), record)
+    return record
+
+
+def _worker(out_dir: str, config: dict, spec: ShardSpec) -> dict:
+    return write_shard(Path(out_dir), config, spec)
+
+
+# ---------------------------------------------------------------- directory state
+
+
+def _check_writable(out_dir: Path) -> None:
+    p = out_dir
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise NHError(f"cannot write to {out_dir}: {p} is not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise NHError(f"cannot write to {out_dir}: {p} is not writable")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NHError(f"cannot write to {out_dir}: it is not a directory")
+
+
+def _diff_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _existing_config(out_dir: Path) -> dict | None:
+    for path in (out_dir / STATE_DIR / "config.json", out_dir / MANIFEST):
+        if path.is_file():
+            try:
+                with open(path) as f:
+                    obj = json.load(f)
+            except (OSError, ValueError):
+                continue
+            return obj.get("config", obj) if path.name == MANIFEST else obj
+    return None
+
+
+def _ours(name: str) -> bool:
+    return bool(_SHARD_RE.match(name)) or name in (MANIFEST, STATE_DIR) or bool(_TMP_RE.match(name))
+
+
+def _remove_ours(out_dir: Path) -> None:
+    for entry in out_dir.iterdir():
+        if _ours(entry.name):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_tmp(out_dir: Path) -> None:
+    """Remove temporary files left by killed builds (their process is gone)."""
+    for d in (out_dir, out_dir / STATE_DIR):
+        if not d.is_dir():
+            continue
+        for entry in d.iterdir():
+            m = _TMP_RE.match(entry.name)
+            if m and not _pid_alive(int(m.group(2))):
+                entry.unlink(missing_ok=True)
+
+
+def _prepare_dir(out_dir: Path, config: dict, overwrite: bool) -> None:
+    """Refuse to mix configurations; create the directory and its build state."""
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        old = _existing_config(out_dir)
+        if old is None:
+            foreign = [e.name for e in out_dir.iterdir() if not _ours(e.name)]
+            if foreign and not overwrite:
+                raise NHError(
+                    f"{out_dir} is not empty and holds no nh dataset; choose another --out or pass --overwrite"
+                )
+            _remove_ours(out_dir)
+        elif old != config:
+            if not overwrite:
+                diff = ", ".join(_diff_keys(old, config))
+                raise NHError(
+                    f"{out_dir} holds a dataset built with another configuration (differs in: {diff}); "
+                    "pass --overwrite to replace it"
+                )
+            _remove_ours(out_dir)
+    (out_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    if not (out_dir / STATE_DIR / "config.json").is_file():
+        write_json_atomic(out_dir / STATE_DIR / "config.json", config)
+
+
+def _valid_record(out_dir: Path, spec: ShardSpec) -> dict | None:
+    """The shard's record if its file exists and matches the recorded checksum."""
+    rec_path = out_dir / STATE_DIR / (spec.file + ".json")
+    path = out_dir / spec.file
+    if not (rec_path.is_file() and path.is_file()):
+        return None
+    try:
+        with open(rec_path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if rec.get("file") != spec.file or rec.get("sha256") != sha256_file(path):
+        return None
+    return rec
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in ("neural-hamilton", "numpy", "numba", "scipy", "pyarrow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def make_manifest(config: dict, records: list[dict]) -> dict:
+    """The manifest from the configuration and every shard's record (split/index order)."""
+    counts = dict.fromkeys(SPLITS, 0)
+    rejections = {s: dict.fromkeys(ALL_REASONS, 0) for s in SPLITS}
+    for r in records:
+        counts[r["split"]] += r["rows"]
+        for k, v in r["rejections"].items():
+            rejections[r["split"]][k] += v
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": config,
+        "seeds": seeds_of(config),
+        "counts": counts,
+        "potentials": dict(config["potentials"]),
+        "rejections": rejections,
+        "versions": package_versions(),
+        "shards": [{k: r[k] for k in ("file", "split", "rows", "sha256")} for r in records],
+    }
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _warm_up(config: dict) -> None:
+    """Compile (or load from cache) the kernels once before any worker starts."""
+    spec = ShardSpec("train", 0, 0, 1, 0)
+    cfg = dict(config, seed=0)
+    compute_shard(cfg, spec)
+
+
+def build_dataset(
+    out_dir: str | os.PathLike,
+    n: int | None = None,
+    *,
+    preset: str | None = None,
+    seed: int = DEFAULT_SEED,
+    workers: int = 1,
+    ic: str = "strata",
+    times: str = "random",
+    integrator: str | None = None,
+    dt: float | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    shards: str | tuple[int, int] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Build (or resume) the dataset in `out_dir`; return its manifest.
+
+    With `shards` = "I:J" only those shards of the full plan are built; the
+    manifest is written (and returned) once every shard exists, otherwise the
+    return value is ``{"complete": False, "shards_built": [...], "shards_missing": k}``.
+    Bad input raises NHError before anything is written.
+    """
+    config = resolve_config(
+        n, preset=preset, seed=seed, ic=ic, times=times, integrator=integrator, dt=dt, shard_size=shard_size
+    )
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers <= 0:
+        raise NHError(f"--workers must be a positive integer, got {workers}")
+    specs = plan(config)
+    if isinstance(shards, tuple):
+        shards = f"{shards[0]}:{shards[1]}"
+    i, j = parse_shards(shards, len(specs))
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    _prepare_dir(out_dir, config, overwrite)
+    _clean_tmp(out_dir)
+
+    todo = [s for s in specs[i:j] if _valid_record(out_dir, s) is None]
+    if todo:
+        _run(out_dir, config, todo, int(workers), progress)
+
+    records = [_valid_record(out_dir, s) for s in specs]
+    if any(r is None for r in records):
+        return {
+            "complete": False,
+            "shards_built": [s.file for s in specs[i:j]],
+            "shards_missing": sum(r is None for r in records),
+        }
+    manifest = make_manifest(config, records)
+    path = out_dir / MANIFEST
+    current = None
+    if path.is_file():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            current = None
+    if current != manifest:
+        write_json_atomic(path, manifest)
+    return manifest
+
+
+def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    total = sum(s.count for s in todo)
+    bar = tqdm(
+        total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
+    )
+    try:
+        _warm_up(config)
+        if workers == 1 or len(todo) == 1:
+            for spec in todo:
+                write_shard(out_dir, config, spec, progress=bar.update)
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+                futs = {pool.submit(_worker, str(out_dir), config, s): s for s in todo}
+                for fut in as_completed(futs):
+                    fut.result()
+                    bar.update(futs[fut].count)
+    finally:
+        bar.close()

@@ -1,0 +1,201 @@
+"""Certified ground truth: integrate orbits, estimate each orbit's error, keep or reject.
+
+Default method, ``dop853`` (chosen by measurement, see docs/benchmarks.md): the
+knot-aware adaptive Dormand-Prince 8(5,3) of `adaptive` run twice, at rtol =
+atol = 1e-10 (A) and 1e-12 (B). The stored orbit is B and its error estimate
+is err_est = max over stored times of max(|q_A - q_B|, |p_A - p_B|), an
+estimate of A's error and so a generous bound on B's. If err_est > 1e-8 the
+orbit is refined once more (C at 1e-14, err_est = |B - C|, store C) before it
+is rejected as "not certified".
+
+Fixed-step methods (``--integrator yoshida8 --dt 1e-3``, the paper's way):
+the orbit is integrated at dt (stored) and at dt / 2; err_est =
+(4/3) max |x_dt - x_dt/2| (Richardson with order >= 2) and the same 1e-8
+certificate applies.
+
+Every kept orbit also passes: finite values, stays in [0, 1] (to 1e-9), and
+energy drift max |H - E0| < 1e-4 (V0 - min V) (SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .adaptive import DOP853, NON_FINITE, OK, make_adaptive_orbit
+from .config import JIT
+from .errors import NHError
+from .integrators import METHODS, _integrate_one, _method_arrays, get_method
+from .spline import V_pp, dV_pp
+
+#: every stored orbit must be within this of the exact solution (q and p, every stored time)
+CERT_TOL = 1e-8
+#: adaptive tolerance ladder: A, B and the refinement C
+ADAPTIVE_TOLS = (1e-10, 1e-12, 1e-14)
+BOX_SLACK = 1e-9
+ENERGY_DRIFT = 1e-4
+MAX_STEPS = 200_000
+ADAPTIVE = "dop853"
+DEFAULT_INTEGRATOR = ADAPTIVE
+INTEGRATORS = (ADAPTIVE, *METHODS)
+
+#: rejection reason codes (0 = kept)
+REASONS = ("kept", "non_finite", "step_failure", "left_box", "energy_drift", "not_certified")
+KEPT, R_NON_FINITE, R_STEP_FAILURE, R_LEFT_BOX, R_ENERGY, R_NOT_CERTIFIED = range(6)
+
+
+def check_integrator(name: str | None, dt: float | None) -> tuple[str, float | None]:
+    """Resolve (integrator, dt): NHError on unknown names or a missing/invalid dt."""
+    name = DEFAULT_INTEGRATOR if name is None else name
+    if name not in INTEGRATORS:
+        raise NHError(f"unknown integrator {name!r}; valid: {', '.join(INTEGRATORS)}")
+    if name == ADAPTIVE:
+        if dt is not None:
+            raise NHError("--dt applies to fixed-step integrators only; dop853 is adaptive")
+        return name, None
+    get_method(name)
+    if dt is None:
+        raise NHError(f"integrator {name!r} needs --dt (the paper used yoshida8 with --dt 1e-3)")
+    if not (np.isfinite(dt) and 0 < dt <= 0.1):
+        raise NHError(f"--dt must be in (0, 0.1], got {dt}")
+    return name, float(dt)
+
+
+@njit(**JIT)
+def _max_diff(qa, pa, qb, pb):
+    d = 0.0
+    for i in range(qa.shape[0]):
+        d = max(d, abs(qa[i] - qb[i]), abs(pa[i] - pb[i]))
+    return d
+
+
+#: DOP853 kernel specialised on the spline force (closure: cached by Numba)
+_spline_orbit = make_adaptive_orbit(dV_pp)
+
+
+@njit(**JIT)
+def _adaptive(params, q0, p0, t, tol, kinks, tab, q_out, p_out):
+    """DOP853 on the spline force; tab = (a, b, c, e5, e3) of the pair."""
+    a, b, c, e5, e3 = tab
+    return _spline_orbit(params, q0, p0, t, tol, tol, a, b, c, e5, e3, 7.0, MAX_STEPS, kinks, q_out, p_out)
+
+
+@njit(**JIT)
+def _judge(params, q, p, E0, escale, err):
+    """Reason code for an integrated orbit q, p: (W,) with error estimate err."""
+    W = q.shape[0]
+    for i in range(W):
+        if not (np.isfinite(q[i]) and np.isfinite(p[i])):
+            return R_NON_FINITE
+    for i in range(W):
+        if q[i] < -BOX_SLACK or q[i] > 1.0 + BOX_SLACK:
+            return R_LEFT_BOX
+    drift = 0.0
+    for i in range(W):
+        H = 0.5 * p[i] * p[i] + V_pp(q[i], params)
+        drift = max(drift, abs(H - E0))
+    if not drift < ENERGY_DRIFT * escale:
+        return R_ENERGY
+    if not err <= CERT_TOL:
+        return R_NOT_CERTIFIED
+    return KEPT
+
+
+@njit(**JIT)
+def _certify_adaptive(params, q0, p0, t, E0, escale, tols, tab, q_out, p_out):
+    """One orbit by the DOP853 ladder: returns (reason code, err_est, nfev); writes q_out, p_out."""
+    W = t.shape[0]
+    qa = np.empty(W)
+    pa = np.empty(W)
+    n = int(params[0])
+    kinks = params[2 : 1 + n].copy()
+    st, nfev = _adaptive(params, q0, p0, t, tols[0], kinks, tab, qa, pa)
+    err = np.inf
+    if st == OK:
+        st, nf = _adaptive(params, q0, p0, t, tols[1], kinks, tab, q_out, p_out)
+        nfev += nf
+    if st == OK:
+        err = _max_diff(qa, pa, q_out, p_out)
+        if err > CERT_TOL:
+            st, nf = _adaptive(params, q0, p0, t, tols[2], kinks, tab, qa, pa)
+            nfev += nf
+            err = _max_diff(qa, pa, q_out, p_out)
+            q_out[:] = qa
+            p_out[:] = pa
+    if st == NON_FINITE:
+        return R_NON_FINITE, np.inf, nfev
+    if st != OK:
+        return R_STEP_FAILURE, np.inf, nfev
+    return _judge(params, q_out, p_out, E0, escale, err), err, nfev
+
+
+@njit(**JIT)
+def _certify_adaptive_batch(params, pot, q0, p0, t, E0, escale, tols, tab, q, p, err, code, nfev):
+    for r in range(q0.shape[0]):
+        i = pot[r]
+        code[r], err[r], nfev[r] = _certify_adaptive(
+            params[i], q0[r], p0[r], t[r], E0[r], escale[i], tols, tab, q[r], p[r]
+        )
+
+
+@njit(**JIT)
+def _certify_fixed_batch(dV, params, pot, q0, p0, t, E0, escale, dt, kind, w, a, b, q, p, err, code, nfev):
+    """Fixed-step ground truth with step doubling (dV passed as a value: compiled per process)."""
+    W = t.shape[1]
+    qb = np.empty(W)
+    pb = np.empty(W)
+    for r in range(q0.shape[0]):
+        i = pot[r]
+        _integrate_one(dV, params[i], q0[r], p0[r], t[r], dt, kind, w, a, b, q[r], p[r])
+        _integrate_one(dV, params[i], q0[r], p0[r], t[r], 0.5 * dt, kind, w, a, b, qb, pb)
+        steps = 3 * int(np.ceil((t[r, W - 1] - t[r, 0]) / dt))
+        nfev[r] = steps * max(w.shape[0], b.shape[0])
+        err[r] = (4.0 / 3.0) * _max_diff(q[r], p[r], qb, pb)
+        code[r] = _judge(params[i], q[r], p[r], E0[r], escale[i], err[r])
+
+
+def certified_orbits(
+    params: np.ndarray,
+    pot: np.ndarray,
+    q0: np.ndarray,
+    p0: np.ndarray,
+    t: np.ndarray,
+    E0: np.ndarray,
+    escale: np.ndarray,
+    integrator: str | None = None,
+    dt: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Integrate and certify R orbits on M spline potentials.
+
+    params: (M, P) packed splines; pot: (R,) potential row of each orbit;
+    q0, p0, E0: (R,); t: (R, W) sorted output times from t[:, 0];
+    escale: (M,) energy scale V0 - min V. Returns q, p (R, W), err_est (R,),
+    code (R,) (index into `REASONS`, 0 = kept) and nfev (R,).
+    """
+    name, dt = check_integrator(integrator, dt)
+    R, W = t.shape
+    out = {
+        "q": np.empty((R, W)),
+        "p": np.empty((R, W)),
+        "err_est": np.empty(R),
+        "code": np.empty(R, dtype=np.int64),
+        "nfev": np.empty(R, dtype=np.int64),
+    }
+    f64 = np.float64
+    args = (
+        np.ascontiguousarray(params, dtype=f64),
+        np.ascontiguousarray(pot, dtype=np.int64),
+        np.ascontiguousarray(q0, dtype=f64),
+        np.ascontiguousarray(p0, dtype=f64),
+        np.ascontiguousarray(t, dtype=f64),
+        np.ascontiguousarray(E0, dtype=f64),
+        np.ascontiguousarray(escale, dtype=f64),
+    )
+    res = (out["q"], out["p"], out["err_est"], out["code"], out["nfev"])
+    if name == ADAPTIVE:
+        tab = (DOP853.a, DOP853.b, DOP853.c, DOP853.e5, DOP853.e3)
+        _certify_adaptive_batch(*args, np.array(ADAPTIVE_TOLS), tab, *res)
+    else:
+        kind, w, a, b, _ = _method_arrays(get_method(name))
+        _certify_fixed_batch(dV_pp, *args, float(dt), kind, w, a, b, *res)
+    return out

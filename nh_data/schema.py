@@ -1,0 +1,133 @@
+"""The on-disk format: Parquet shard schema, shard naming and the manifest. The one owner of both.
+
+Layout of a dataset directory::
+
+    DIR/train-00000.parquet ... DIR/val-00000.parquet ... DIR/test-00000.parquet ...
+    DIR/manifest.json          (written last, once every shard exists)
+    DIR/.nh_build/             (build state: config.json + one record per finished shard)
+
+One row per orbit (zstd-compressed Parquet):
+
+=========  ==============================  ===============================================
+column     type                            meaning
+=========  ==============================  ===============================================
+V          fixed_size_list<float64>[100]   V at the sensors np.linspace(0, 1, 100)
+t          fixed_size_list<float64>[100]   output times, sorted, t[0] = 0, t[-1] = 2
+q, p       fixed_size_list<float64>[100]   the certified orbit at those times
+q0, p0     float64                         initial condition (= q[0], p[0])
+E0         float64                         energy H(q0, p0)
+u          float64                         (E0 - V(q0)) / (V0 - V(q0)); 0 for wall starts
+depth      float64                         v1.33 depth D of the potential
+l          float64                         GRF length scale
+err_est    float64                         error estimate of (q, p), <= 1e-8
+pid        int64                           potential id, unique within the dataset
+b          int64                           number of interior control values
+knots      list<float64>                   clamped cubic B-spline knots (b + 6)
+coeffs     list<float64>                   B-spline coefficients (b + 2)
+=========  ==============================  ===============================================
+
+``scipy.interpolate.BSpline(knots, coeffs, 3)`` is the potential the orbit was
+integrated on.
+
+Manifest (JSON object): ``schema_version`` (int), ``config`` (the full
+resolved build configuration), ``seeds``, ``counts`` (rows and potentials per
+split), ``rejections`` (per split, per reason), ``versions`` (packages) and
+``shards``: a list of ``{"file", "split", "rows", "sha256"}`` in split/index
+order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import NHError
+
+SCHEMA_VERSION = 1
+WINDOW = 100
+N_SENSORS = 100
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.json"
+STATE_DIR = ".nh_build"
+COMPRESSION = "zstd"
+ROW_GROUP_SIZE = 4096
+
+_vec = pa.list_(pa.float64(), WINDOW)
+_sens = pa.list_(pa.float64(), N_SENSORS)
+SCHEMA = pa.schema(
+    [
+        pa.field("V", _sens, nullable=False),
+        pa.field("t", _vec, nullable=False),
+        pa.field("q", _vec, nullable=False),
+        pa.field("p", _vec, nullable=False),
+        pa.field("q0", pa.float64(), nullable=False),
+        pa.field("p0", pa.float64(), nullable=False),
+        pa.field("E0", pa.float64(), nullable=False),
+        pa.field("u", pa.float64(), nullable=False),
+        pa.field("depth", pa.float64(), nullable=False),
+        pa.field("l", pa.float64(), nullable=False),
+        pa.field("err_est", pa.float64(), nullable=False),
+        pa.field("pid", pa.int64(), nullable=False),
+        pa.field("b", pa.int64(), nullable=False),
+        pa.field("knots", pa.list_(pa.float64()), nullable=False),
+        pa.field("coeffs", pa.list_(pa.float64()), nullable=False),
+    ]
+)
+VECTOR_COLUMNS = ("V", "t", "q", "p")
+SCALAR_COLUMNS = ("q0", "p0", "E0", "u", "depth", "l", "err_est", "pid", "b")
+LIST_COLUMNS = ("knots", "coeffs")
+
+
+def shard_name(split: str, index: int) -> str:
+    """File name of shard `index` of `split`, e.g. train-00000.parquet."""
+    return f"{split}-{index:05d}.parquet"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write JSON to a temporary name in the same folder, fsync, then os.replace."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(dir: str | os.PathLike) -> dict:
+    """The manifest of dataset directory `dir`; NHError if it is missing or corrupt."""
+    path = Path(dir) / MANIFEST
+    if not Path(dir).is_dir():
+        raise NHError(f"{dir}: no such dataset directory")
+    if not path.is_file():
+        raise NHError(f"{path}: missing (build not finished? run `nh data build` again)")
+    try:
+        with open(path) as f:
+            m = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise NHError(f"{path}: unreadable manifest ({exc})") from None
+    keys = ("schema_version", "config", "seeds", "counts", "rejections", "versions", "shards")
+    if not isinstance(m, dict) or any(k not in m for k in keys):
+        raise NHError(f"{path}: corrupt manifest (expected keys {', '.join(keys)})")
+    if m["schema_version"] != SCHEMA_VERSION:
+        raise NHError(f"{path}: schema version {m['schema_version']}, this code reads {SCHEMA_VERSION}")
+    shards = m["shards"]
+    if not isinstance(shards, list) or not all(
+        isinstance(s, dict) and {"file", "split", "rows", "sha256"} <= s.keys() for s in shards
+    ):
+        raise NHError(f"{path}: corrupt manifest (bad shard list)")
+    return m
