@@ -31,7 +31,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +266,57 @@ def _atw_dV(q, params):
     return 0.0
 
 
+# ---- dispatch by kernel id: the reference kernels take an integer, not a function, so that
+# Numba's on-disk cache serves them across processes (a kernel taking a function argument is
+# keyed on that dispatcher object, never hits the cache in a new process and grows its index).
+
+
+@njit(**JIT)
+def _dV_branch_by_id(pid, q, params, piece):
+    """dV_branch of the potential with kernel_id `pid` (the registry order)."""
+    if pid == 0:
+        return _sho_dVb(q, params, piece)
+    if pid == 1:
+        return _quartic_dVb(q, params, piece)
+    if pid == 2:
+        return _morse_dVb(q, params, piece)
+    if pid == 3:
+        return _mff_dVb(q, params, piece)
+    if pid == 4:
+        return _smff_dVb(q, params, piece)
+    if pid == 5:
+        return _unbounded_dVb(q, params, piece)
+    if pid == 6:
+        return _pendulum_dVb(q, params, piece)
+    return _atw_dVb(q, params, piece)
+
+
+@njit(**JIT)
+def _V_by_id(pid, q, params):
+    if pid == 0:
+        return _sho_V(q, params)
+    if pid == 1:
+        return _quartic_V(q, params)
+    if pid == 2:
+        return _morse_V(q, params)
+    if pid == 3:
+        return _mff_V(q, params)
+    if pid == 4:
+        return _smff_V(q, params)
+    if pid == 5:
+        return _unbounded_V(q, params)
+    if pid == 6:
+        return _pendulum_V(q, params)
+    return _atw_V(q, params)
+
+
+@njit(**JIT)
+def _V_array(pid, params, q, out):
+    """out[i] = V(q[i]) for the potential `pid`; q, out: (n,)."""
+    for i in range(q.shape[0]):
+        out[i] = _V_by_id(pid, q[i], params)
+
+
 # ============================================================ registry
 
 
@@ -288,6 +339,7 @@ class PhysicalPotential:
     kinks: tuple[float, ...] = ()  # sorted q where a derivative of V jumps
     kink_note: str = ""
     reference_kind: str = "numeric"
+    kernel_id: int = -1  # index in POTENTIALS: selects V / dV_branch inside the reference kernels
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", np.ascontiguousarray(self.params, dtype=np.float64))
@@ -303,7 +355,10 @@ class PhysicalPotential:
     def potential(self, q) -> np.ndarray:
         """V at every entry of `q` (any shape)."""
         q = np.asarray(q, dtype=np.float64)
-        return np.array([self.V(float(x), self.params) for x in q.ravel()]).reshape(q.shape)
+        flat = np.ascontiguousarray(q.ravel())
+        out = np.empty_like(flat)
+        _V_array(self.kernel_id, self.params, flat, out)
+        return out.reshape(q.shape)
 
     def force(self, q) -> np.ndarray:
         """dV/dq at every entry of `q` (any shape)."""
@@ -323,89 +378,91 @@ _PHI = (1.0 + math.sqrt(5.0)) / 2.0
 _SMFF_ALPHA = 20.0
 
 POTENTIALS: dict[str, PhysicalPotential] = {
-    p.name: p
-    for p in (
-        PhysicalPotential(
-            "sho",
-            "V(q) = 8 (q - 0.5)^2",
-            _sho_V,
-            _sho_dV,
-            _sho_dVb,
-            np.array([8.0, 0.5]),
-            ("k", "c"),
-            reference_kind="analytic",
-        ),
-        PhysicalPotential(
-            "quartic",
-            "V(q) = (625/8) (q - 0.2)^2 (q - 0.8)^2",
-            _quartic_V,
-            _quartic_dV,
-            _quartic_dVb,
-            np.array([625.0 / 8.0, 0.2, 0.8]),
-            ("A", "q1", "q2"),
-        ),
-        PhysicalPotential(
-            "morse",
-            "V(q) = D (1 - exp(-a (q - r)))^2, a = 3 ln((1 + sqrt 5)/2), D = 8/(sqrt 5 - 1)^2, r = 1/3",
-            _morse_V,
-            _morse_dV,
-            _morse_dVb,
-            np.array([8.0 / (math.sqrt(5.0) - 1.0) ** 2, 3.0 * math.log(_PHI), 1.0 / 3.0]),
-            ("D", "a", "r"),
-        ),
-        PhysicalPotential(
-            "mff",
-            "V(q) = 4 |q - 0.5|",
-            _mff_V,
-            _mff_dV,
-            _mff_dVb,
-            np.array([4.0, 0.5]),
-            ("s", "c"),
-            kinks=(0.5,),
-            kink_note="V' jumps from -4 to 4 at q = 0.5",
-            reference_kind="piecewise-exact",
-        ),
-        PhysicalPotential(
-            "smff",
-            "V(q) = a (q - 0.5) / tanh(alpha (q - 0.5)), alpha = 20, a = 4 tanh(alpha/2); V(0.5) = a/alpha",
-            _smff_V,
-            _smff_dV,
-            _smff_dVb,
-            np.array([4.0 * math.tanh(_SMFF_ALPHA / 2.0), _SMFF_ALPHA, 0.5]),
-            ("a", "alpha", "c"),
-        ),
-        PhysicalPotential(
-            "unbounded",
-            "V(q) = -4 (q - 0.5) for q <= 0.5; 32 q^3 - 48 q^2 + 20 q - 2 for q > 0.5",
-            _unbounded_V,
-            _unbounded_dV,
-            _unbounded_dVb,
-            np.array([4.0, 32.0, 0.5]),
-            ("s", "k", "c"),
-            kinks=(0.5,),
-            kink_note="V, V', V'' continuous at q = 0.5; V''' jumps from 0 to 192",
-        ),
-        PhysicalPotential(
-            "pendulum",
-            "V(q) = g (1 - cos(2 theta (q - 0.5))), theta = pi/3, g = 2/(1 - cos theta)",
-            _pendulum_V,
-            _pendulum_dV,
-            _pendulum_dVb,
-            np.array([2.0 / (1.0 - math.cos(math.pi / 3.0)), math.pi / 3.0, 0.5]),
-            ("g", "theta", "c"),
-        ),
-        PhysicalPotential(
-            "atw",
-            "V(q) = 2 (1 - q/lambda) for q < lambda, else 2 (1 - (1 - q)/(1 - lambda)); lambda = 0.25",
-            _atw_V,
-            _atw_dV,
-            _atw_dVb,
-            np.array([2.0, 0.25]),
-            ("V0", "lambda"),
-            kinks=(0.25,),
-            kink_note="V' jumps from -8 to 8/3 at q = 0.25",
-            reference_kind="piecewise-exact",
-        ),
+    p.name: replace(p, kernel_id=i)
+    for i, p in enumerate(
+        (
+            PhysicalPotential(
+                "sho",
+                "V(q) = 8 (q - 0.5)^2",
+                _sho_V,
+                _sho_dV,
+                _sho_dVb,
+                np.array([8.0, 0.5]),
+                ("k", "c"),
+                reference_kind="analytic",
+            ),
+            PhysicalPotential(
+                "quartic",
+                "V(q) = (625/8) (q - 0.2)^2 (q - 0.8)^2",
+                _quartic_V,
+                _quartic_dV,
+                _quartic_dVb,
+                np.array([625.0 / 8.0, 0.2, 0.8]),
+                ("A", "q1", "q2"),
+            ),
+            PhysicalPotential(
+                "morse",
+                "V(q) = D (1 - exp(-a (q - r)))^2, a = 3 ln((1 + sqrt 5)/2), D = 8/(sqrt 5 - 1)^2, r = 1/3",
+                _morse_V,
+                _morse_dV,
+                _morse_dVb,
+                np.array([8.0 / (math.sqrt(5.0) - 1.0) ** 2, 3.0 * math.log(_PHI), 1.0 / 3.0]),
+                ("D", "a", "r"),
+            ),
+            PhysicalPotential(
+                "mff",
+                "V(q) = 4 |q - 0.5|",
+                _mff_V,
+                _mff_dV,
+                _mff_dVb,
+                np.array([4.0, 0.5]),
+                ("s", "c"),
+                kinks=(0.5,),
+                kink_note="V' jumps from -4 to 4 at q = 0.5",
+                reference_kind="piecewise-exact",
+            ),
+            PhysicalPotential(
+                "smff",
+                "V(q) = a (q - 0.5) / tanh(alpha (q - 0.5)), alpha = 20, a = 4 tanh(alpha/2); V(0.5) = a/alpha",
+                _smff_V,
+                _smff_dV,
+                _smff_dVb,
+                np.array([4.0 * math.tanh(_SMFF_ALPHA / 2.0), _SMFF_ALPHA, 0.5]),
+                ("a", "alpha", "c"),
+            ),
+            PhysicalPotential(
+                "unbounded",
+                "V(q) = -4 (q - 0.5) for q <= 0.5; 32 q^3 - 48 q^2 + 20 q - 2 for q > 0.5",
+                _unbounded_V,
+                _unbounded_dV,
+                _unbounded_dVb,
+                np.array([4.0, 32.0, 0.5]),
+                ("s", "k", "c"),
+                kinks=(0.5,),
+                kink_note="V, V', V'' continuous at q = 0.5; V''' jumps from 0 to 192",
+            ),
+            PhysicalPotential(
+                "pendulum",
+                "V(q) = g (1 - cos(2 theta (q - 0.5))), theta = pi/3, g = 2/(1 - cos theta)",
+                _pendulum_V,
+                _pendulum_dV,
+                _pendulum_dVb,
+                np.array([2.0 / (1.0 - math.cos(math.pi / 3.0)), math.pi / 3.0, 0.5]),
+                ("g", "theta", "c"),
+            ),
+            PhysicalPotential(
+                "atw",
+                "V(q) = 2 (1 - q/lambda) for q < lambda, else 2 (1 - (1 - q)/(1 - lambda)); lambda = 0.25",
+                _atw_V,
+                _atw_dV,
+                _atw_dVb,
+                np.array([2.0, 0.25]),
+                ("V0", "lambda"),
+                kinks=(0.25,),
+                kink_note="V' jumps from -8 to 8/3 at q = 0.25",
+                reference_kind="piecewise-exact",
+            ),
+        )
     )
 }
 
@@ -568,13 +625,13 @@ def _piecewise_linear_orbit(kinks, acc, q0, p0, t_out, q_out, p_out):
 
 
 @njit(**JIT)
-def _branch_step(dVb, params, piece, q, p, h, w):
+def _branch_step(pid, params, piece, q, p, h, w):
     """One composed leapfrog step (kick-drift-kick, kicks merged) on the branch force."""
     s = w.shape[0]
-    p -= 0.5 * w[0] * h * dVb(q, params, piece)
+    p -= 0.5 * w[0] * h * _dV_branch_by_id(pid, q, params, piece)
     for k in range(s):
         q += w[k] * h * p
-        f = dVb(q, params, piece)
+        f = _dV_branch_by_id(pid, q, params, piece)
         if k < s - 1:
             p -= 0.5 * (w[k] + w[k + 1]) * h * f
         else:
@@ -583,7 +640,7 @@ def _branch_step(dVb, params, piece, q, p, h, w):
 
 
 @njit(**JIT)
-def _crossing_time(dVb, params, piece, q, p, h, w, b, q1):
+def _crossing_time(pid, params, piece, q, p, h, w, b, q1):
     """tau in (0, h) with q(tau) = b on the step map of `piece`, given q - b and q1 - b
     (q1 the end of the full step) of opposite signs.
 
@@ -599,7 +656,7 @@ def _crossing_time(dVb, params, piece, q, p, h, w, b, q1):
     qt = q
     pt = p
     for _ in range(100):
-        qt, pt = _branch_step(dVb, params, piece, q, p, tau, w)
+        qt, pt = _branch_step(pid, params, piece, q, p, tau, w)
         g = qt - b
         if g == 0.0:
             break
@@ -612,22 +669,22 @@ def _crossing_time(dVb, params, piece, q, p, h, w, b, q1):
             tau_new = 0.5 * (lo + hi)
         if abs(tau_new - tau) <= 1e-15 * h or hi - lo <= 1e-15 * h:
             tau = tau_new
-            qt, pt = _branch_step(dVb, params, piece, q, p, tau, w)
+            qt, pt = _branch_step(pid, params, piece, q, p, tau, w)
             break
         tau = tau_new
     return tau, qt, pt
 
 
 @njit(**JIT)
-def _composition_orbit(dVb, params, kinks, q0, p0, t_out, dt, w, q_out, p_out):
+def _composition_orbit(pid, params, kinks, q0, p0, t_out, dt, w, q_out, p_out):
     """Reference orbit: composition steps <= dt on the branch force, landing on every kink
     crossing and on every sorted output time (t_out[0] is the start)."""
     nk = kinks.shape[0]
     acc_left = np.empty(nk)
     acc_right = np.empty(nk)
     for k in range(nk):
-        acc_left[k] = -dVb(kinks[k], params, k)
-        acc_right[k] = -dVb(kinks[k], params, k + 1)
+        acc_left[k] = -_dV_branch_by_id(pid, kinks[k], params, k)
+        acc_right[k] = -_dV_branch_by_id(pid, kinks[k], params, k + 1)
     q = q0
     p = p0
     j, stuck = _start_piece(kinks, acc_left, acc_right, q, p)
@@ -644,7 +701,7 @@ def _composition_orbit(dVb, params, kinks, q0, p0, t_out, dt, w, q_out, p_out):
         for _ in range(n):
             r = h
             for _guard in range(64):  # sub-steps between kink crossings within this step
-                q1, p1 = _branch_step(dVb, params, j, q, p, r, w)
+                q1, p1 = _branch_step(pid, params, j, q, p, r, w)
                 lo, hi = _piece_bounds(kinks, j)
                 if lo <= q1 <= hi:
                     q = q1
@@ -654,7 +711,7 @@ def _composition_orbit(dVb, params, kinks, q0, p0, t_out, dt, w, q_out, p_out):
                 if q == b:  # on the kink but heading the other way: switch piece, no time passes
                     j = j + 1 if q1 > hi else j - 1
                     continue
-                tau, qt, pt = _crossing_time(dVb, params, j, q, p, r, w, b, q1)
+                tau, qt, pt = _crossing_time(pid, params, j, q, p, r, w, b, q1)
                 q = b
                 p = pt
                 r -= tau
@@ -713,7 +770,7 @@ def reference_numeric(
     q = np.empty_like(t0)
     p = np.empty_like(t0)
     _composition_orbit(
-        pot.dV_branch,
+        pot.kernel_id,
         pot.params,
         pot.kink_array,
         float(q0),

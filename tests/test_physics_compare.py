@@ -163,3 +163,9 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert message in res.stderr
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_parquet_bytes_are_reproducible(tmp_path):
+    build_physics("sho", tmp_path / "a")
+    build_physics("sho", tmp_path / "b")
+    assert (tmp_path / "a" / "sho.parquet").read_bytes() == (tmp_path / "b" / "sho.parquet").read_bytes()

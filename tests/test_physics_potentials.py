@@ -155,3 +155,15 @@ def test_parse_ic_and_numbers():
     assert parse_float("1e-3", "--dt") == 1e-3
     with pytest.raises(NHError, match="--t-max must be a number, got 'x'"):
         parse_float("x", "--t-max")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kernel_id_dispatch_matches_the_potentials_own_kernels(name):
+    from nh_data.physics import _dV_branch_by_id, _V_by_id
+
+    pot = POTENTIALS[name]
+    assert pot.kernel_id == NAMES.index(name)
+    for q in np.linspace(-0.1, 1.1, 25):
+        assert _V_by_id(pot.kernel_id, q, pot.params) == pot.V(q, pot.params)
+        for j in range(len(pot.kinks) + 1):
+            assert _dV_branch_by_id(pot.kernel_id, q, pot.params, j) == pot.dV_branch(q, pot.params, j)

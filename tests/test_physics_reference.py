@@ -164,7 +164,7 @@ def test_unbounded_reference_needs_its_kink_handling():
 def _start(name: str, q0: float, u: float, sign: bool) -> tuple[float, float]:
     """A start at q0 with kinetic energy a fraction u of what the walls allow."""
     pot = POTENTIALS[name]
-    p0 = np.sqrt(2 * u * (2.0 - pot.V(q0, pot.params)))
+    p0 = np.sqrt(2 * u * max(2.0 - pot.V(q0, pot.params), 0.0))  # V(0) of quartic rounds to 2 + 4e-16
     return q0, float(p0 if sign else -p0)
 
 
