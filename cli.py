@@ -76,6 +76,51 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 # ============================================================ nh train  (issue 4)
 
 
+@nh.command("train")
+@click.argument("model", metavar="MODEL")
+@click.option("--config", "config_file", default=None, help="YAML config [default: configs/MODEL.yaml if present].")
+@click.option("--data", "data_dir", default=None, help="Dataset folder (shards + manifest.json).")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--batch-size", type=int, default=None, help="Override train.batch_size (global, all processes).")
+@click.option("--lr", type=float, default=None, help="Override train.lr.")
+@click.option("--seed", type=int, default=None, help="Override train.seed.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--out", "out_dir", default="runs", show_default=True, help="Parent folder of the run folder.")
+@click.option("--resume", default=None, metavar="RUN", help="Continue the stopped run in folder RUN.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train_(model, config_file, data_dir, epochs, batch_size, lr, seed, device, out_dir, resume, quiet) -> None:
+    """Train MODEL; command-line values override the config file; run it under torchrun for DDP."""
+    import os
+
+    from nh_models.train import default_run_dir, train
+
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    if resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        if config_file is not None:
+            given.append("--config")
+        if given:
+            raise NHError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
+        config, run_dir = None, resume
+    else:
+        from nh_models.config import load_config
+
+        if data_dir is None:
+            raise NHError("--data DIR is required (the dataset folder of `nh data build`)")
+        config = load_config(model, config_file, overrides)
+        run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if main_rank:
+        click.echo(f"run folder: {run_dir}")
+    metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet)
+    if main_rank:
+        test = "" if metrics["test_loss"] is None else f", test {metrics['test_loss']:.4e}"
+        click.echo(
+            f"{model}: best val {metrics['best_val_loss']:.4e} (epoch {metrics['best_epoch']}){test}; "
+            f"{metrics['num_parameters']:,} parameters, {metrics['samples_per_s']:,.0f} samples/s"
+        )
+
+
 # ============================================================ nh eval / tune / demo  (issue 5)
 
 

@@ -178,7 +178,9 @@ def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tor
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise NHError(f"checkpoint weights do not fit a {ckpt['model_name']} model ({_first_line(exc)})") from None
+        raise NHError(
+            f"checkpoint weights do not fit a {ckpt['model_name']} model ({_first_line(exc)})"
+        ) from None
     return model.eval()
 
 

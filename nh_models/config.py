@@ -69,7 +69,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise NHError(f"config file {str(path)!r} must hold a mapping with sections: {', '.join(SECTIONS)}")
     unknown = sorted(set(map(str, data)) - set(SECTIONS))
     if unknown:
-        raise NHError(f"config file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train")
+        raise NHError(
+            f"config file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train"
+        )
     for section in SECTIONS:
         if data.get(section) is None:
             data[section] = {}
@@ -82,7 +84,12 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 
 def _as_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != int(value)
+        or value < minimum
+    ):
         raise NHError(f"train.{key} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 

@@ -102,7 +102,9 @@ def list_shards(data_dir: str | os.PathLike, split: str) -> list[ShardInfo]:
         shards = [ShardInfo(p, split) for p in sorted(root.glob(f"{split}-*.parquet"))]
         splits = sorted({p.name.rsplit("-", 1)[0] for p in root.glob("*-*.parquet")})
     if not splits:
-        raise NHError(f"data directory {str(root)!r} holds no dataset (no manifest.json, no *.parquet shards)")
+        raise NHError(
+            f"data directory {str(root)!r} holds no dataset (no manifest.json, no *.parquet shards)"
+        )
     if not shards:
         raise NHError(f"no {split!r} shards in {str(root)!r}; splits present: {', '.join(splits)}")
     for shard in shards:
@@ -294,7 +296,9 @@ def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike) -> Path:
 def _open_ipc(path: Path) -> pa.RecordBatch:
     reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
     if reader.num_record_batches != 1:
-        raise NHError(f"cache file {str(path)!r} holds {reader.num_record_batches} record batches, expected 1")
+        raise NHError(
+            f"cache file {str(path)!r} holds {reader.num_record_batches} record batches, expected 1"
+        )
     return reader.get_batch(0)
 
 
@@ -476,7 +480,9 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         if not 0 <= rank < world_size:
             raise NHError(f"rank {rank} outside a world of {world_size}")
         if batch_size % world_size:
-            raise NHError(f"batch_size {batch_size} must be a multiple of the number of processes {world_size}")
+            raise NHError(
+                f"batch_size {batch_size} must be a multiple of the number of processes {world_size}"
+            )
         if n < world_size:
             raise NHError(f"{n} samples cannot be split over {world_size} processes")
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle

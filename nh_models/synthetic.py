@@ -183,7 +183,9 @@ def write_synthetic_dataset(
             name = f"{split}-{k:05d}.parquet"
             part = table.slice(start, min(step, n - start))
             _write_parquet(part, out / name, row_group_size)
-            shards.append({"file": name, "split": split, "rows": part.num_rows, "sha256": _sha256(out / name)})
+            shards.append(
+                {"file": name, "split": split, "rows": part.num_rows, "sha256": _sha256(out / name)}
+            )
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "config": {

@@ -59,7 +59,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # ----------------------------------------------------------------- learning-rate schedule
 
 
-def exp_hyperbolic_lr(x: float, init_lr: float, infimum_lr: float, max_iter: int, upper_bound: float) -> float:
+def exp_hyperbolic_lr(
+    x: float, init_lr: float, infimum_lr: float, max_iter: int, upper_bound: float
+) -> float:
     """ExpHyperbolicLR (Kim, arXiv:2407.15200) at step x of N = max_iter, with U = upper_bound:
 
         lr(x) = init_lr * (init_lr / infimum_lr) ** (h(x) - h(0)),
@@ -90,7 +92,11 @@ class ExpHyperbolicLR(torch.optim.lr_scheduler.LRScheduler):
     ) -> None:
         if upper_bound < max_iter:
             raise NHError(f"ExpHyperbolicLR needs upper_bound >= max_iter, got {upper_bound} < {max_iter}")
-        self.max_iter, self.infimum_lr, self.upper_bound = int(max_iter), float(infimum_lr), float(upper_bound)
+        self.max_iter, self.infimum_lr, self.upper_bound = (
+            int(max_iter),
+            float(infimum_lr),
+            float(upper_bound),
+        )
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -145,7 +151,9 @@ def eval_step(model: nn.Module, batch: dict[str, Tensor], *, bf16: bool = False)
     """Sum over the batch of the per-sample loss 0.5 (MSE_q + MSE_p) (a 0-dim tensor)."""
     with _autocast(batch["V"].device, bf16):
         q_hat, p_hat = model(batch["V"], batch["t"], batch["ic"])  # (B, W), (B, W)
-    return per_sample_loss(q_hat.to(batch["q"].dtype), p_hat.to(batch["p"].dtype), batch["q"], batch["p"]).sum()
+    return per_sample_loss(
+        q_hat.to(batch["q"].dtype), p_hat.to(batch["p"].dtype), batch["q"], batch["p"]
+    ).sum()
 
 
 def _to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -226,7 +234,9 @@ def train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = 0
     start = time.perf_counter()
-    batches = iterate_batches(ds, sampler, num_workers=train_cfg["num_workers"], pin_memory=device.type == "cuda")
+    batches = iterate_batches(
+        ds, sampler, num_workers=train_cfg["num_workers"], pin_memory=device.type == "cuda"
+    )
     with bar:
         for k, batch in enumerate(batches):
             batch = _to_device(batch, device)
@@ -320,7 +330,11 @@ def fit(
     checkpoint is written; an exception from it propagates.
     """
     sampler = EpochBatchSampler(
-        len(train_ds), train_cfg["batch_size"], seed=train_cfg["seed"], rank=env.rank, world_size=env.world_size
+        len(train_ds),
+        train_cfg["batch_size"],
+        seed=train_cfg["seed"],
+        rank=env.rank,
+        world_size=env.world_size,
     )
     for _ in range(state.epoch, train_cfg["epochs"]):
         lr = state.optimizer.param_groups[0]["lr"]
@@ -480,7 +494,9 @@ def train(
         run_dir = Path(out_dir)
         config = resolve_config(model_name, config)
         if (run_dir / CHECKPOINT_NAMES["last"]).exists():
-            raise NHError(f"run folder {str(run_dir)!r} already holds a run; resume it or choose another folder")
+            raise NHError(
+                f"run folder {str(run_dir)!r} already holds a run; resume it or choose another folder"
+            )
     if data_dir is None:
         raise NHError("train needs a data directory (--data)")
     tc = config["train"]
@@ -490,11 +506,15 @@ def train(
     try:
         datasets = _open_datasets(Path(data_dir), dtype, env)
         if tc["batch_size"] % env.world_size:
-            raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
+            raise NHError(
+                f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes"
+            )
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             if ckpt is None:
-                _write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
+                _write_text_atomic(
+                    run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
+                )
         if progress and env.is_main and (tc["bf16"] or tc["compile"]) and dev.type != "cuda":
             tqdm.write("note: bf16 and compile apply on CUDA only; ignored on this device", file=sys.stderr)
 
@@ -502,7 +522,10 @@ def train(
         model = get_model(model_name, config["model"]).to(device=dev, dtype=dtype)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         scheduler = ExpHyperbolicLR(
-            optimizer, max_iter=tc["epochs"], infimum_lr=tc["infimum_lr"], upper_bound=max(UPPER_BOUND, tc["epochs"])
+            optimizer,
+            max_iter=tc["epochs"],
+            infimum_lr=tc["infimum_lr"],
+            upper_bound=max(UPPER_BOUND, tc["epochs"]),
         )
         state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=scheduler)
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
@@ -517,7 +540,9 @@ def train(
             set_rng_state(ranks[env.rank] if ranks and len(ranks) == env.world_size else ckpt["rng"])
         net: nn.Module = model
         if env.distributed:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
         if tc["compile"] and dev.type == "cuda":
             net = torch.compile(net)
         state.net = net
@@ -566,3 +591,14 @@ def train(
     finally:
         D.cleanup(created)
 
+
+def default_run_dir(out_dir: str | os.PathLike, model_name: str, seed: int) -> Path:
+    """`<out_dir>/<model>-<YYYYmmdd-HHMMSS>-s<seed>`; under torchrun the timestamp is replaced by
+    the rendezvous id, which every rank shares."""
+    env = D.detect()
+    if env.distributed:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        tag = f"ddp{env.world_size}" + (f"-{run_id[:12]}" if run_id and run_id != "none" else "")
+    else:
+        tag = time.strftime("%Y%m%d-%H%M%S")
+    return Path(out_dir) / f"{model_name}-{tag}-s{seed}"
