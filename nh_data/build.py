@@ -510,6 +510,7 @@ def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progr
     from tqdm import tqdm
 
     total = sum(s.count for s in todo)
+    tqdm.monitor_interval = 0
     bar = tqdm(
         total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
     )
@@ -519,7 +520,10 @@ def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progr
             for spec in todo:
                 write_shard(out_dir, config, spec, progress=bar.update)
         else:
-            ctx = get_context("spawn")
+            # fork: workers inherit the compiled kernels and never re-import the caller's
+            # __main__ (scripts and notebooks need no `if __name__ == "__main__"` guard);
+            # the kernels use no threads, and the bar's monitor thread is off.
+            ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
                 futs = {pool.submit(_worker, str(out_dir), config, s): s for s in todo}
                 for fut in as_completed(futs):
