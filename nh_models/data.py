@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 import torch
 
 from nh_data.errors import NHError
+from nh_data.schema import MANIFEST, read_manifest
 
 CACHE_DIRNAME = ".nh_cache"
 CACHE_FORMAT = 1  # bump when the cache layout changes: old cache files are then ignored
@@ -57,7 +58,7 @@ BATCH_KEYS = ("V", "t", "q", "p", "ic")
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One Parquet shard of a split, as listed by the manifest (rows/sha256 None without one)."""
+    """One Parquet shard of a split, as listed by the manifest."""
 
     path: Path
     split: str
@@ -65,47 +66,27 @@ class ShardInfo:
     sha256: str | None = None
 
 
-def _read_manifest(data_dir: Path) -> dict | None:
-    path = data_dir / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NHError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
-        raise NHError(f"{path} has no 'shards' list")
-    return manifest
-
-
 def list_shards(data_dir: str | os.PathLike, split: str) -> list[ShardInfo]:
-    """The shards of `split` in `data_dir`, in order: from manifest.json, else `<split>-*.parquet`.
+    """The shards of `split` in `data_dir`, in manifest order.
 
-    Raises NHError for a missing or empty directory, or a split without shards.
+    Raises NHError for a missing or empty directory, a missing or corrupt manifest.json
+    (an unfinished build), a split without shards, or a listed shard that is missing.
     """
     root = Path(data_dir)
     if not root.is_dir():
         raise NHError(f"data directory {str(root)!r} does not exist")
-    manifest = _read_manifest(root)
-    if manifest is not None:
-        shards = []
-        for entry in manifest["shards"]:
-            try:
-                if entry["split"] == split:
-                    shards.append(
-                        ShardInfo(root / entry["file"], split, int(entry["rows"]), str(entry["sha256"]))
-                    )
-            except (KeyError, TypeError, ValueError):
-                raise NHError(f"{root / 'manifest.json'}: malformed shard entry {entry!r}") from None
-        splits = sorted({str(e.get("split")) for e in manifest["shards"] if isinstance(e, dict)})
-    else:
-        shards = [ShardInfo(p, split) for p in sorted(root.glob(f"{split}-*.parquet"))]
-        splits = sorted({p.name.rsplit("-", 1)[0] for p in root.glob("*-*.parquet")})
-    if not splits:
+    if not (root / MANIFEST).exists() and not any(root.glob("*.parquet")):
         raise NHError(
             f"data directory {str(root)!r} holds no dataset (no manifest.json, no *.parquet shards)"
         )
+    manifest = read_manifest(root)
+    shards = [
+        ShardInfo(root / e["file"], split, int(e["rows"]), str(e["sha256"]))
+        for e in manifest["shards"]
+        if e["split"] == split
+    ]
     if not shards:
+        splits = sorted({str(e["split"]) for e in manifest["shards"]})
         raise NHError(f"no {split!r} shards in {str(root)!r}; splits present: {', '.join(splits)}")
     for shard in shards:
         if not shard.path.is_file():

@@ -7,9 +7,11 @@ Every orbit is exact in closed form. Per row (one orbit per potential):
     q(t) = c + A cos(omega t + phi),        p(t) = -A omega sin(omega t + phi)
 
 so the higher wall is exactly V0 = 2 and the orbit stays inside [0, 1]
-(A < min(c, 1 - c)). Columns follow the nh_data schema: `b = 0` (no GRF
-control values), `l = 0`, `err_est = 0` (exact), `knots = [c]` and
-`coeffs = [omega, V_min]` (the harmonic parameters instead of spline ones).
+(A < min(c, 1 - c)). Columns follow the nh_data schema (`nh_data.schema.SCHEMA`):
+the quadratic is stored exactly as a clamped cubic B-spline, `knots = [0,0,0,0,1,1,1,1]`
+and `coeffs` its 4 Bernstein coefficients (so `b = 2`), hence
+`scipy.interpolate.BSpline(knots, coeffs, 3)` is V as for built data; `l = 0` (no
+GRF), `err_est = 0` (exact).
 Query times follow SPEC section 5 (v1.33): t = 0, t = 2 and 98 sorted uniform draws.
 
     write_synthetic_dataset("data/tiny", n_train=512, n_val=128, n_test=128, seed=0)
@@ -17,8 +19,6 @@ Query times follow SPEC section 5 (v1.33): t = 0, t = 2 and 98 sorted uniform dr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -27,44 +27,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nh_data.errors import NHError
+from nh_data.schema import SCHEMA, SCHEMA_VERSION, read_manifest, sha256_file, write_json_atomic
 
 V0 = 2.0  # wall height (SPEC section 1)
 T_END = 2.0  # time window [0, T]
 N_SENSORS = 100  # V sampled at np.linspace(0, 1, 100)
 N_TIMES = 100  # query times per orbit
 VECTOR_COLUMNS = ("V", "t", "q", "p")
-SCHEMA_VERSION = 1
-
-try:  # the data engine owns the on-disk schema once it exists
-    from nh_data.schema import SCHEMA  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until nh_data/schema.py lands
-    _vec = pa.list_(pa.float64(), N_SENSORS)
-    SCHEMA = pa.schema(
-        [
-            ("V", _vec),
-            ("t", _vec),
-            ("q", _vec),
-            ("p", _vec),
-            ("q0", pa.float64()),
-            ("p0", pa.float64()),
-            ("E0", pa.float64()),
-            ("u", pa.float64()),
-            ("depth", pa.float64()),
-            ("l", pa.float64()),
-            ("err_est", pa.float64()),
-            ("pid", pa.int64()),
-            ("b", pa.int64()),
-            ("knots", pa.list_(pa.float64())),
-            ("coeffs", pa.list_(pa.float64())),
-        ]
-    )
+KNOTS = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # one clamped cubic Bezier piece on [0, 1]
 
 
 def harmonic_orbits(rng: np.random.Generator, n: int, pid0: int = 0) -> dict[str, np.ndarray]:
     """Columns of `n` random harmonic orbits (closed form), as NumPy arrays.
 
     Returns V, t, q, p: (n, 100); q0, p0, E0, u, depth, l, err_est: (n,); pid, b: (n,) int64;
-    c, omega, V_min: (n,) (for knots/coeffs).
+    coeffs: (n, 4) (the knots are KNOTS for every row).
     """
     c = rng.uniform(0.4, 0.6, n)  # centre of the well
     omega = rng.uniform(2.0, 6.0, n)  # angular frequency: 0.6 to 1.9 periods in [0, 2]
@@ -99,11 +76,20 @@ def harmonic_orbits(rng: np.random.Generator, n: int, pid0: int = 0) -> dict[str
         "l": np.zeros(n),
         "err_est": np.zeros(n),
         "pid": np.arange(pid0, pid0 + n, dtype=np.int64),
-        "b": np.zeros(n, dtype=np.int64),
-        "c": c,
-        "omega": omega,
-        "V_min": V_min,
+        "b": np.full(n, 2, dtype=np.int64),
+        "coeffs": bernstein_coeffs(c, omega, V_min),
     }
+
+
+def bernstein_coeffs(c: np.ndarray, omega: np.ndarray, V_min: np.ndarray) -> np.ndarray:
+    """Cubic Bernstein coefficients on [0, 1] of V(q) = omega^2 (q - c)^2 / 2 + V_min: (n,) x 3 -> (n, 4).
+
+    With V = m0 + m1 q + m2 q^2 (degree elevated to 3): (m0, m0 + m1/3, m0 + 2 m1/3 + m2/3, m0 + m1 + m2).
+    """
+    m2 = 0.5 * omega**2
+    m1 = -(omega**2) * c
+    m0 = 0.5 * omega**2 * c**2 + V_min
+    return np.stack([m0, m0 + m1 / 3, m0 + 2 * m1 / 3 + m2 / 3, m0 + m1 + m2], axis=1)
 
 
 def _table(cols: dict[str, np.ndarray]) -> pa.Table:
@@ -113,22 +99,13 @@ def _table(cols: dict[str, np.ndarray]) -> pa.Table:
     for name in VECTOR_COLUMNS:
         flat = pa.array(np.ascontiguousarray(cols[name], dtype=np.float64).reshape(-1))
         arrays[name] = pa.FixedSizeListArray.from_arrays(flat, cols[name].shape[1])
-    offsets1 = pa.array(np.arange(n + 1, dtype=np.int32))
-    offsets2 = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
-    arrays["knots"] = pa.ListArray.from_arrays(offsets1, pa.array(cols["c"]))
-    coeffs = np.stack([cols["omega"], cols["V_min"]], axis=1).reshape(-1)
-    arrays["coeffs"] = pa.ListArray.from_arrays(offsets2, pa.array(coeffs))
+    offsets8 = pa.array(np.arange(0, 8 * n + 1, 8, dtype=np.int32))
+    offsets4 = pa.array(np.arange(0, 4 * n + 1, 4, dtype=np.int32))
+    arrays["knots"] = pa.ListArray.from_arrays(offsets8, pa.array(np.tile(KNOTS, n)))
+    arrays["coeffs"] = pa.ListArray.from_arrays(offsets4, pa.array(cols["coeffs"].reshape(-1)))
     for name in ("q0", "p0", "E0", "u", "depth", "l", "err_est", "pid", "b"):
         arrays[name] = pa.array(cols[name])
     return pa.Table.from_arrays([arrays[f.name].cast(f.type) for f in SCHEMA], schema=SCHEMA)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_parquet(table: pa.Table, path: Path, row_group_size: int) -> None:
@@ -184,22 +161,27 @@ def write_synthetic_dataset(
             part = table.slice(start, min(step, n - start))
             _write_parquet(part, out / name, row_group_size)
             shards.append(
-                {"file": name, "split": split, "rows": part.num_rows, "sha256": _sha256(out / name)}
+                {"file": name, "split": split, "rows": part.num_rows, "sha256": sha256_file(out / name)}
             )
+    config = {
+        "generator": "nh_models.synthetic",
+        "potential": "harmonic",
+        "seed": int(seed),
+        "n_train": counts["train"],
+        "n_val": counts["val"],
+        "n_test": counts["test"],
+        "rows_per_shard": rows_per_shard,
+    }
     manifest = {
         "schema_version": SCHEMA_VERSION,
-        "config": {
-            "generator": "nh_models.synthetic",
-            "potential": "harmonic",
-            "seed": int(seed),
-            "n_train": counts["train"],
-            "n_val": counts["val"],
-            "n_test": counts["test"],
-        },
-        "counts": {k: v for k, v in counts.items() if v},
+        "config": config,
+        "seeds": {"build": int(seed), "scheme": "numpy SeedSequence(seed).spawn(3): train, val, test"},
+        "counts": counts,
+        "potentials": dict(counts),  # one orbit per potential
+        "rejections": {split: {} for split in counts},
+        "versions": {"generator": "nh_models.synthetic", "pyarrow": pa.__version__, "numpy": np.__version__},
         "shards": shards,
     }
-    tmp = out / f".manifest.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / "manifest.json")
+    write_json_atomic(out / "manifest.json", manifest)
+    read_manifest(out)  # the data engine's own check of what we wrote
     return manifest

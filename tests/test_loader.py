@@ -146,7 +146,6 @@ def test_in_place_edit_with_restored_mtime_is_detected(tmp_path):
     """Same size, same mtime: the ctime in the fingerprint still forces a rehash."""
     d = tmp_path / "data"
     write_synthetic_dataset(d, n_train=30, n_val=6, n_test=0, seed=3)
-    (d / "manifest.json").unlink()  # no manifest: shards found by name
     shard = d / "train-00000.parquet"
     ShardDataset(d, "train")
     other = tmp_path / "other"
@@ -183,6 +182,11 @@ def test_bad_directories(tmp_path, single):
         ShardDataset(tmp_path / "empty", "train")
     with pytest.raises(NHError, match="no 'nope' shards .* splits present: test, train, val"):
         ShardDataset(single, "nope")
+    partial = tmp_path / "partial"  # shards but no manifest: an unfinished build
+    write_synthetic_dataset(partial, n_train=5, n_val=0, n_test=0)
+    (partial / "manifest.json").unlink()
+    with pytest.raises(NHError, match="manifest.json: missing"):
+        ShardDataset(partial, "train")
 
 
 # ----------------------------------------------------------------- sampling
@@ -314,3 +318,43 @@ def test_private_memory_does_not_grow_with_an_epoch(tmp_path):
     data_kib = ds.numpy("V").nbytes * 4 // 1024  # V, t, q, p in float64
     assert data_kib > 35_000
     assert grown < 8_000, f"private memory grew by {grown} KiB over a {data_kib} KiB split"
+
+
+# ----------------------------------------------------------------- the synthetic dataset
+
+
+def test_synthetic_orbits_are_exact_hamiltonian_flows(single):
+    """H(q, p) = p^2/2 + V(q) is constant along every orbit, and V is the stored B-spline."""
+    from scipy.interpolate import BSpline
+
+    from nh_data.schema import SCHEMA
+
+    table = pq.read_table(single / "train-00000.parquet")
+    assert table.schema.equals(SCHEMA)
+    ds = ShardDataset(single, "train", dtype=torch.float64)
+    V, t, q, p = (ds.numpy(k) for k in ("V", "t", "q", "p"))
+    knots, coeffs = ds.column("knots"), ds.column("coeffs")
+    x = np.linspace(0, 1, 100)
+    for i in range(len(ds)):
+        spline = BSpline(knots[i], coeffs[i], 3)
+        assert np.allclose(spline(x), V[i], atol=1e-12, rtol=0)
+        H = 0.5 * p[i] ** 2 + spline(q[i])
+        assert np.allclose(H, ds.column("E0")[i], atol=1e-12, rtol=0)
+        # dq/dt = p and dp/dt = -V'(q): trapezoidal differences between the sorted output times
+        dt = np.diff(t[i])
+        ok = (dt > 1e-4) & (dt < 0.02)  # trapezoid error <= dt^2 A omega^3 / 12 < 5e-3
+        dV = spline.derivative()(q[i])
+        assert np.allclose(np.diff(q[i])[ok] / dt[ok], 0.5 * (p[i][1:] + p[i][:-1])[ok], atol=0.01)
+        assert np.allclose(np.diff(p[i])[ok] / dt[ok], -0.5 * (dV[1:] + dV[:-1])[ok], atol=0.06)
+    assert t[:, 0].max() == 0.0 and t[:, -1].min() == 2.0 and np.all(np.diff(t, axis=1) >= 0)
+    assert 0 < q.min() and q.max() < 1 and V[:, [0, -1]].max(axis=1) == pytest.approx(2.0)
+    u = ds.column("u")
+    assert np.all((u >= 0) & (u <= 1))
+
+
+def test_synthetic_dataset_is_deterministic(tmp_path):
+    a = write_synthetic_dataset(tmp_path / "a", n_train=20, n_val=5, n_test=5, seed=3)
+    b = write_synthetic_dataset(tmp_path / "b", n_train=20, n_val=5, n_test=5, seed=3)
+    assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
+    with pytest.raises(NHError, match="n_train >= 1"):
+        write_synthetic_dataset(tmp_path / "c", n_train=0)
