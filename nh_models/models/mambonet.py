@@ -1,0 +1,106 @@
+"""MambONet: a Mamba encoder over the 100 sensor values, a Transformer decoder over query times.
+
+The encoder's parameters live in `mambapy.mamba.Mamba` (so its state_dict is mambapy's);
+its forward pass is written out here (`mamba_block`), the same maths as
+`mambapy.mamba.MambaBlock.forward`, with the selective scan chosen by `config.scan`:
+
+- "fast": `scan.selective_scan` (chunked over the batch, no padding, recomputing backward);
+- "pscan": mambapy's parallel scan (pads L = 100 to 128, materialises (B, L, ED, N));
+- "seq": mambapy's sequential reference scan.
+
+All three compute the same function; only speed and memory differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from mambapy.mamba import Mamba, MambaBlock, MambaConfig
+from torch import Tensor, nn
+
+from nh_data.errors import NHError
+
+from .base import OperatorModel, check_divisible, check_inputs, check_nonnegative_floats, check_positive_ints
+from .layers import QueryDecoder
+from .scan import selective_scan
+
+SCANS = ("fast", "pscan", "seq")
+
+
+@dataclass
+class MambONetConfig:
+    """Paper configuration (SPEC section 8): d_model 128, 4 Mamba layers, decoder 4 heads,
+    4 layers, feed-forward 1024. d_state, d_conv and expand are mambapy's defaults.
+    """
+
+    d_model: int = 128
+    mamba_layers: int = 4
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    nhead: int = 4
+    decoder_layers: int = 4
+    dim_feedforward: int = 1024
+    dropout: float = 0.0
+    scan: str = "fast"
+
+    def __post_init__(self) -> None:
+        check_positive_ints(
+            self, "d_model", "mamba_layers", "d_state", "d_conv", "expand", "nhead", "decoder_layers", "dim_feedforward"
+        )
+        check_nonnegative_floats(self, "dropout")
+        check_divisible(self, "d_model", "nhead")
+        if self.scan not in SCANS:
+            raise NHError(f"MambONetConfig.scan must be one of {', '.join(SCANS)}, got {self.scan!r}")
+
+
+def mamba_block(block: MambaBlock, x: Tensor, scan: str) -> Tensor:
+    """One mambapy MambaBlock (B, L, D) -> (B, L, D) with the selective scan `scan`."""
+    cfg = block.config
+    L = x.shape[1]
+    xz = block.in_proj(x)  # (B, L, 2 ED)
+    x, z = xz.chunk(2, dim=-1)  # (B, L, ED) each
+    x = F.silu(block.conv1d(x.transpose(1, 2))[:, :, :L].transpose(1, 2))  # causal depthwise conv, (B, L, ED)
+    wide = torch.promote_types(block.A_log.dtype, torch.float32)  # float32, or float64 in a float64 model
+    A = -torch.exp(block.A_log.to(wide))  # (ED, N)
+    D = block.D.to(wide)  # (ED,)
+    delta, B, C = torch.split(block.x_proj(x), [cfg.dt_rank, cfg.d_state, cfg.d_state], dim=-1)
+    delta = F.softplus(F.linear(delta, block.dt_proj.weight, block.dt_proj.bias))  # (B, L, ED)
+    if scan == "fast":
+        y = selective_scan(x, delta, A, B, C, D)  # (B, L, ED)
+    elif scan == "pscan":
+        y = block.selective_scan(x, delta, A, B, C, D)
+    else:
+        y = block.selective_scan_seq(x, delta, A, B, C, D)
+    return block.out_proj(y * F.silu(z))  # (B, L, D)
+
+
+def mamba_forward(mamba: Mamba, x: Tensor, scan: str) -> Tensor:
+    """mambapy's Mamba stack: x <- x + MambaBlock(RMSNorm(x)) per layer; (B, L, D) -> (B, L, D)."""
+    for layer in mamba.layers:
+        x = x + mamba_block(layer.mixer, layer.norm(x), scan)  # (B, L, D)
+    return x
+
+
+class MambONet(OperatorModel):
+    name = "mambonet"
+
+    def __init__(self, config: MambONetConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.embed = nn.Linear(1, c.d_model)
+        self.mamba = Mamba(
+            MambaConfig(
+                d_model=c.d_model, n_layers=c.mamba_layers, d_state=c.d_state, d_conv=c.d_conv, expand_factor=c.expand
+            )
+        )
+        self.norm = nn.LayerNorm(c.d_model)
+        self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)
+
+    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        check_inputs(V, t, ic)
+        x = self.embed(V.unsqueeze(-1))  # (B, 100, d_model)
+        memory = self.norm(mamba_forward(self.mamba, x, self.config.scan))  # (B, 100, d_model)
+        return self.decoder(t, ic, memory)  # (B, W), (B, W)

@@ -1,0 +1,63 @@
+"""TraONet: a Transformer encoder over the 100 sensor values, a Transformer decoder over query times.
+
+Encoder tokens: a linear embedding of each sensor value V(x_j), scaled by sqrt(d_model),
+plus the sinusoidal encoding of the sensor index j. Decoder tokens: an MLP embedding
+of each query time plus the MLP embedding of (q0, p0); they attend to each other and
+to the encoder memory (see `layers.QueryDecoder`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .base import (
+    N_SENSORS,
+    OperatorModel,
+    check_divisible,
+    check_inputs,
+    check_nonnegative_floats,
+    check_positive_ints,
+    sinusoidal_table,
+)
+from .layers import QueryDecoder, TransformerEncoder
+
+
+@dataclass
+class TraONetConfig:
+    """Paper configuration (SPEC section 8): d_model 64, nhead 8, layers 3, feed-forward 512, dropout 0.
+
+    `num_layers` is the depth of the encoder and of the decoder.
+    """
+
+    d_model: int = 64
+    nhead: int = 8
+    num_layers: int = 3
+    dim_feedforward: int = 512
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, "d_model", "nhead", "num_layers", "dim_feedforward")
+        check_nonnegative_floats(self, "dropout")
+        check_divisible(self, "d_model", "nhead")
+
+
+class TraONet(OperatorModel):
+    name = "traonet"
+
+    def __init__(self, config: TraONetConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.embed = nn.Linear(1, c.d_model)
+        self.register_buffer("pos", sinusoidal_table(N_SENSORS, c.d_model), persistent=False)  # (100, d)
+        self.encoder = TransformerEncoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
+        self.decoder = QueryDecoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
+        self.scale = math.sqrt(c.d_model)
+
+    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        check_inputs(V, t, ic)
+        x = self.embed(V.unsqueeze(-1)) * self.scale + self.pos  # (B, 100, d_model)
+        memory = self.encoder(x)  # (B, 100, d_model)
+        return self.decoder(t, ic, memory)  # (B, W), (B, W)
