@@ -29,7 +29,7 @@ DEMO_MODELS = ("deeponet", "traonet")
 class DemoSize:
     """How big the demo is: dataset, training length, evaluation sizes."""
 
-    n_potentials: int  # potentials of the training set (val and test: a quarter each)
+    n_potentials: int  # potentials in all (half train + val, half test; 4 orbits each)
     epochs: int | None  # None: the epochs of configs/<model>_small.yaml
     physics: str = "all"
     n_sub: int = 1000
@@ -40,10 +40,10 @@ class DemoSize:
 
 
 SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(n_potentials=400, epochs=None),
+    "small": DemoSize(n_potentials=600, epochs=None),
     # for tests: seconds, not minutes (the shape of every output, not its quality)
     "tiny": DemoSize(
-        n_potentials=12, epochs=1, physics="sho,mff", n_sub=16, n_detj=4, repeats=1, dts=(0.1, 0.05, 0.02),
+        n_potentials=16, epochs=1, physics="sho,mff", n_sub=16, n_detj=4, repeats=1, dts=(0.1, 0.05, 0.02),
         model_overrides={"deeponet": {"nodes": 16, "layers": 2, "branches": 4},
                          "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32}},
     ),
@@ -68,12 +68,10 @@ class _Stages:
 
 
 def _build_data(data_dir: Path, size: DemoSize, seed: int, progress: bool) -> None:
+    """Build (or resume, or keep when already complete) the demo's dataset."""
     from nh_data.build import build_dataset
 
-    if (data_dir / "manifest.json").exists():
-        return
-    n = size.n_potentials
-    build_dataset(data_dir, n_train=n, n_val=max(1, n // 4), n_test=max(1, n // 4), seed=seed, progress=progress)
+    build_dataset(data_dir, size.n_potentials, seed=seed, workers=2, overwrite=True, progress=progress)
 
 
 def _is_demo_run(path: Path) -> bool:
@@ -103,7 +101,7 @@ def run_demo(
     data_dir, physics_dir, runs_dir = out / "data", out / "physics", out / "runs"
     stage = _Stages(2 + len(DEMO_MODELS), progress)
 
-    stage(f"dataset: {spec.n_potentials} training potentials -> {data_dir}")
+    stage(f"dataset: {spec.n_potentials} potentials (half of them test) -> {data_dir}")
     _build_data(data_dir, spec, seed, progress)
 
     run_dirs = []
