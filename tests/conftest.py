@@ -11,7 +11,7 @@ from nh_data.build import build_dataset
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
-    """n = 6 potentials, strata ICs, shard_size 2: 2 train, 1 val and 2 test shards (24 rows)."""
+    """n = 6 potentials, strata ICs, shard_size 2: 1 train, 1 val and 2 test shards (24 rows)."""
     out = tmp_path_factory.mktemp("tiny") / "ds"
     build_dataset(out, 6, seed=7, shard_size=2, progress=False)
     return out
