@@ -16,7 +16,7 @@ Force interface as in `integrators`: ``dV(q: float, params: float64[:]) -> float
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -42,6 +42,9 @@ class EmbeddedRK:
     c: np.ndarray
     e5: np.ndarray
     e3: np.ndarray
+    #: dense output: extra stages (rows s+1.., over all previous stages) and interpolant weights
+    a_extra: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    d_dense: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def __post_init__(self) -> None:
         s = self.b.shape[0]
@@ -149,7 +152,83 @@ _E5[9] = 0.3341791187130174790297318841
 _E5[10] = 0.8192320648511571246570742613e-1
 _E5[11] = -0.2235530786388629525884427845e-1
 
-DOP853 = EmbeddedRK("dop853", 8, 7, _A, _B, _C, _E5, _E3)
+# dense output (7th-order interpolant): 3 extra stages and the weights of its last 4 coefficients
+_A_EXTRA = np.zeros((3, 16))
+_D = np.zeros((4, 16))
+_A_EXTRA[0, 0] = 5.61675022830479523392909219681e-2
+_A_EXTRA[0, 6] = 2.53500210216624811088794765333e-1
+_A_EXTRA[0, 7] = -2.46239037470802489917441475441e-1
+_A_EXTRA[0, 8] = -1.24191423263816360469010140626e-1
+_A_EXTRA[0, 9] = 1.5329179827876569731206322685e-1
+_A_EXTRA[0, 10] = 8.20105229563468988491666602057e-3
+_A_EXTRA[0, 11] = 7.56789766054569976138603589584e-3
+_A_EXTRA[0, 12] = -8.298e-3
+_A_EXTRA[1, 0] = 3.18346481635021405060768473261e-2
+_A_EXTRA[1, 5] = 2.83009096723667755288322961402e-2
+_A_EXTRA[1, 6] = 5.35419883074385676223797384372e-2
+_A_EXTRA[1, 7] = -5.49237485713909884646569340306e-2
+_A_EXTRA[1, 10] = -1.08347328697249322858509316994e-4
+_A_EXTRA[1, 11] = 3.82571090835658412954920192323e-4
+_A_EXTRA[1, 12] = -3.40465008687404560802977114492e-4
+_A_EXTRA[1, 13] = 1.41312443674632500278074618366e-1
+_A_EXTRA[2, 0] = -4.28896301583791923408573538692e-1
+_A_EXTRA[2, 5] = -4.69762141536116384314449447206
+_A_EXTRA[2, 6] = 7.68342119606259904184240953878
+_A_EXTRA[2, 7] = 4.06898981839711007970213554331
+_A_EXTRA[2, 8] = 3.56727187455281109270669543021e-1
+_A_EXTRA[2, 12] = -1.39902416515901462129418009734e-3
+_A_EXTRA[2, 13] = 2.9475147891527723389556272149
+_A_EXTRA[2, 14] = -9.15095847217987001081870187138
+_D[0, 0] = -0.84289382761090128651353491142e1
+_D[0, 5] = 0.56671495351937776962531783590
+_D[0, 6] = -0.30689499459498916912797304727e1
+_D[0, 7] = 0.23846676565120698287728149680e1
+_D[0, 8] = 0.21170345824450282767155149946e1
+_D[0, 9] = -0.87139158377797299206789907490
+_D[0, 10] = 0.22404374302607882758541771650e1
+_D[0, 11] = 0.63157877876946881815570249290
+_D[0, 12] = -0.88990336451333310820698117400e-1
+_D[0, 13] = 0.18148505520854727256656404962e2
+_D[0, 14] = -0.91946323924783554000451984436e1
+_D[0, 15] = -0.44360363875948939664310572000e1
+_D[1, 0] = 0.10427508642579134603413151009e2
+_D[1, 5] = 0.24228349177525818288430175319e3
+_D[1, 6] = 0.16520045171727028198505394887e3
+_D[1, 7] = -0.37454675472269020279518312152e3
+_D[1, 8] = -0.22113666853125306036270938578e2
+_D[1, 9] = 0.77334326684722638389603898808e1
+_D[1, 10] = -0.30674084731089398182061213626e2
+_D[1, 11] = -0.93321305264302278729567221706e1
+_D[1, 12] = 0.15697238121770843886131091075e2
+_D[1, 13] = -0.31139403219565177677282850411e2
+_D[1, 14] = -0.93529243588444783865713862664e1
+_D[1, 15] = 0.35816841486394083752465898540e2
+_D[2, 0] = 0.19985053242002433820987653617e2
+_D[2, 5] = -0.38703730874935176555105901742e3
+_D[2, 6] = -0.18917813819516756882830838328e3
+_D[2, 7] = 0.52780815920542364900561016686e3
+_D[2, 8] = -0.11573902539959630126141871134e2
+_D[2, 9] = 0.68812326946963000169666922661e1
+_D[2, 10] = -0.10006050966910838403183860980e1
+_D[2, 11] = 0.77771377980534432092869265740
+_D[2, 12] = -0.27782057523535084065932004339e1
+_D[2, 13] = -0.60196695231264120758267380846e2
+_D[2, 14] = 0.84320405506677161018159903784e2
+_D[2, 15] = 0.11992291136182789328035130030e2
+_D[3, 0] = -0.25693933462703749003312586129e2
+_D[3, 5] = -0.15418974869023643374053993627e3
+_D[3, 6] = -0.23152937917604549567536039109e3
+_D[3, 7] = 0.35763911791061412378285349910e3
+_D[3, 8] = 0.93405324183624310003907691704e2
+_D[3, 9] = -0.37458323136451633156875139351e2
+_D[3, 10] = 0.10409964950896230045147246184e3
+_D[3, 11] = 0.29840293426660503123344363579e2
+_D[3, 12] = -0.43533456590011143754432175058e2
+_D[3, 13] = 0.96324553959188282948394950600e2
+_D[3, 14] = -0.39177261675615439165231486172e2
+_D[3, 15] = -0.14972683625798562581422125276e3
+
+DOP853 = EmbeddedRK("dop853", 8, 7, _A, _B, _C, _E5, _E3, _A_EXTRA, _D)
 
 
 # ---------------------------------------------------------------- kernels
@@ -200,9 +279,13 @@ def first_kink_crossing(q, p, qn, pn, hh, kinks, eps):
     dq = hh * p
     dqn = hh * pn
     n_sub = 8
+    # the Hermite path stays within [min(q, qn), max(q, qn)] widened by (4/27) (|dq| + |dqn|)
+    margin = 0.15 * (abs(dq) + abs(dqn))
+    q_lo = min(q, qn) - margin
+    q_hi = max(q, qn) + margin
     for k in range(kinks.shape[0]):
         x = kinks[k]
-        if abs(x - q) <= eps or abs(x - qn) <= eps:
+        if x < q_lo or x > q_hi or abs(x - q) <= eps or abs(x - qn) <= eps:
             continue
         g0 = q - x
         for j in range(1, n_sub + 1):
@@ -234,11 +317,49 @@ def make_adaptive_orbit(dV):
     The force is bound by closure, not passed as a value, so kernels built at
     module level (e.g. for the spline force) are cached on disk by Numba.
     The kernel is ``orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3,
-    err_order, max_steps, kinks, q_out, p_out) -> (status, nfev)``.
+    err_order, max_steps, kinks, dense, a_extra, d_dense, q_out, p_out) -> (status, nfev)``.
+    With ``dense`` false every output time ends a step (exact landing); with
+    ``dense`` true steps run to the end of the window and the outputs inside a
+    step come from DOP853's 7th-order dense output (3 extra force evaluations
+    per step that holds outputs).
     """
 
     @njit(**JIT)
-    def orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3, err_order, max_steps, kinks, q_out, p_out):
+    def _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp):
+        """The extra stages of the dense output (rows s + 1 ... of kq, kp)."""
+        for m in range(ax.shape[0]):
+            st = s + 1 + m
+            dq = 0.0
+            dp = 0.0
+            for j in range(st):
+                dq += ax[m, j] * kq[j]
+                dp += ax[m, j] * kp[j]
+            kq[st] = p_old + hh * dp
+            kp[st] = -dV(q_old + hh * dq, params)
+        return ax.shape[0]
+
+    @njit(**JIT)
+    def orbit(
+        params,
+        q0,
+        p0,
+        t_out,
+        rtol,
+        atol,
+        a,
+        b,
+        c,
+        e5,
+        e3,
+        err_order,
+        max_steps,
+        kinks,
+        dense,
+        ax,
+        dd,
+        q_out,
+        p_out,
+    ):
         """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
 
         Writes q_out, p_out (W,). Returns (status, force evaluations):
@@ -252,8 +373,11 @@ def make_adaptive_orbit(dV):
         reliable again.
         """
         s = b.shape[0]
-        kq = np.empty(s + 1)
-        kp = np.empty(s + 1)
+        n_k = s + 1 + (ax.shape[0] if dense else 0)
+        kq = np.empty(n_k)
+        kp = np.empty(n_k)
+        Fq = np.empty(3 + dd.shape[0])
+        Fp = np.empty(3 + dd.shape[0])
         expo = -1.0 / (err_order + 1.0)
         W = t_out.shape[0]
         q = q0
@@ -276,8 +400,8 @@ def make_adaptive_orbit(dV):
         steps = 0
         i = 1
         while i < W:
-            t_target = t_out[i]
-            if t_target <= t:
+            t_target = t_out[W - 1] if dense else t_out[i]
+            if t_out[i] <= t:
                 q_out[i] = q
                 p_out[i] = p
                 i += 1
@@ -346,6 +470,9 @@ def make_adaptive_orbit(dV):
                         factor = min(1.0, factor)
                     h_new = hh * factor
                     h = max(h_new, h) if (clipped or forced > 0.0) else h_new
+                    t_old = t
+                    q_old = q
+                    p_old = p
                     t = t_target if clipped else t + hh
                     q = qn
                     p = pn
@@ -355,13 +482,54 @@ def make_adaptive_orbit(dV):
                 h = hh * max(0.2, 0.9 * err**expo)
                 rejected = True
                 forced = -1.0
-            if clipped:
+            if dense:
+                if i < W - 1 and t_out[i] < t:
+                    nfev += _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp)
+                    _dense_coeffs(q_old, q, hh, kq, s, dd, Fq)
+                    _dense_coeffs(p_old, p, hh, kp, s, dd, Fp)
+                while i < W and t_out[i] <= t:
+                    if t_out[i] == t:
+                        q_out[i] = q
+                        p_out[i] = p
+                    else:
+                        x = (t_out[i] - t_old) / hh
+                        q_out[i] = _dense_at(x, q_old, Fq)
+                        p_out[i] = _dense_at(x, p_old, Fp)
+                    i += 1
+            elif clipped:
                 q_out[i] = q
                 p_out[i] = p
                 i += 1
         return OK, nfev
 
     return orbit
+
+
+@njit(**JIT)
+def _dense_coeffs(y_old, y_new, hh, k, s, dd, F):
+    """Coefficients F (7,) of DOP853's 7th-order dense output over one step, one component.
+
+    F0 = dy, F1 = hh f_old - dy, F2 = 2 dy - hh (f_new + f_old), F(3 + r) = hh sum_j dd[r, j] k[j].
+    """
+    dy = y_new - y_old
+    F[0] = dy
+    F[1] = hh * k[0] - dy
+    F[2] = 2.0 * dy - hh * (k[s] + k[0])
+    for r in range(dd.shape[0]):
+        acc = 0.0
+        for j in range(dd.shape[1]):
+            acc += dd[r, j] * k[j]
+        F[3 + r] = hh * acc
+
+
+@njit(**JIT)
+def _dense_at(x, y_old, F):
+    """Dense output at x = (t - t_old) / hh: nested in F6..F0 with factors x, 1 - x alternating."""
+    y = 0.0
+    for r in range(F.shape[0] - 1, -1, -1):
+        y += F[r]
+        y *= x if r % 2 == 0 else 1.0 - x
+    return y_old + y
 
 
 _KERNELS: dict = {}
@@ -385,11 +553,16 @@ def integrate_adaptive(
     max_steps: int = 100_000,
     method: EmbeddedRK = DOP853,
     kinks=None,
+    dense: bool = False,
 ):
     """Integrate one orbit adaptively; return (q, p, status, nfev). q, p: (W,) at the sorted t_out.
 
     `kinks`: sorted positions q where the force is not smooth (steps end on them).
+    `dense`: interpolate the output times inside steps (DOP853 dense output)
+    instead of ending a step on each of them.
     """
+    if dense and method.d_dense.size == 0:
+        raise ValueError(f"{method.name} has no dense output")
     kinks = np.zeros(0) if kinks is None else np.ascontiguousarray(kinks, dtype=np.float64)
     t_out = np.ascontiguousarray(t_out, dtype=np.float64)
     params = np.ascontiguousarray(params, dtype=np.float64)
@@ -411,6 +584,9 @@ def integrate_adaptive(
         float(m.error_order),
         int(max_steps),
         kinks,
+        bool(dense),
+        m.a_extra if dense else np.zeros((0, 0)),
+        m.d_dense if dense else np.zeros((0, 0)),
         q_out,
         p_out,
     )
