@@ -147,6 +147,52 @@ def numpy_certified(pots, orb, t):
     return qb, pb, err
 
 
+# ---------------------------------------------------------------- where the time goes
+
+
+def breakdown(quick: bool) -> None:
+    """Time the phases of one shard in this process: what limits the end-to-end rate."""
+    import pyarrow.parquet as pq
+
+    from nh_data import build as nb
+    from nh_data.schema import ROW_GROUP_SIZE, SCHEMA, WRITE_OPTIONS, sha256_file
+
+    cfg = nb.resolve_config(10_000, seed=1)
+    spec = nb.ShardSpec("train", 0, 0, 250 if quick else 1000, 0)
+    nb.compute_shard(cfg, nb.ShardSpec("train", 1, 0, 2, 0))  # warm
+    rng = nb.shard_rng(cfg, spec)
+    ph = {}
+    t0 = time.perf_counter()
+    pots = sample_potentials(rng, spec.count)
+    ph["potentials: GRF + B-spline set-up + sensors"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    orb = sample_initial(rng, pots.params, "strata")
+    t = sample_times(rng, orb.q0.shape[0], "random")
+    ph["initial conditions + times"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    certified_orbits(pots.params, orb.pot, orb.q0, orb.p0, t, orb.E0, V0 - pots.V.min(axis=1))
+    ph["integration + certificate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table, _ = nb.compute_shard(cfg, spec)
+    full = time.perf_counter() - t0
+    ph["Arrow table assembly (rest of compute_shard)"] = max(full - sum(ph.values()), 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.parquet"
+        t0 = time.perf_counter()
+        with pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS) as w:
+            w.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        ph["Parquet zstd write"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sha256_file(path)
+        pq.read_metadata(path)
+        ph["sha256 + verify"] = time.perf_counter() - t0
+        size = path.stat().st_size
+    total = sum(ph.values())
+    print(f"one shard of {spec.count} potentials ({table.num_rows} rows, {size / 1e6:.1f} MB): {total:.2f} s")
+    for k, v in ph.items():
+        print(f"  {k:<46s} {v:6.3f} s  {100 * v / total:5.1f} %")
+
+
 # ---------------------------------------------------------------- builds in subprocesses
 
 
@@ -210,6 +256,8 @@ def main() -> None:
           f"worst error vs certified {sp_err:.2g} on {len(idx)} orbits")  # fmt: skip
     print(f"  engine / scipy: {rate_eng / rate_sp:,.0f}x per core")
 
+    breakdown(quick)
+
     n_np = R if not quick else min(R, 200)
     sel = np.arange(n_np)
     from types import SimpleNamespace
@@ -226,13 +274,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
         tmp = Path(tmp)
-        n_scale = 1000 if quick else 4000
-        w1 = timed_build(n_scale, 1, tmp / "w1")
-        w2 = timed_build(n_scale, 2, tmp / "w2")
+        n_scale, k = (1000, "50") if quick else (4000, "200")
+        w1 = timed_build(n_scale, 1, tmp / "w1", ["--shard-size", k])
+        w2 = timed_build(n_scale, 2, tmp / "w2", ["--shard-size", k])
         same = sorted((tmp / "w1").glob("*.parquet")) and all(
             (tmp / "w1" / f.name).read_bytes() == (tmp / "w2" / f.name).read_bytes() for f in (tmp / "w1").glob("*.parquet")
         )
-        print(f"build n={n_scale} ({4 * n_scale} orbits): 1 worker {w1['wall']:.2f} s, 2 workers {w2['wall']:.2f} s "
+        print(f"build n={n_scale} ({4 * n_scale} orbits, shards of {k} potentials): 1 worker {w1['wall']:.2f} s, 2 workers {w2['wall']:.2f} s "
               f"-> scaling {w1['wall'] / w2['wall']:.2f}x; identical bytes: {bool(same)}")  # fmt: skip
         print(f"  end-to-end: {4 * n_scale / w1['wall']:,.0f} orbits/s with 1 worker "
               f"(integration alone: {rate_eng:,.0f}/s)")  # fmt: skip

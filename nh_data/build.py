@@ -36,13 +36,13 @@ from .errors import NHError
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
 from .potentials import V0, potential_rejections, sample_potentials
 from .schema import (
-    COMPRESSION,
     MANIFEST,
     ROW_GROUP_SIZE,
     SCHEMA,
     SCHEMA_VERSION,
     SPLITS,
     STATE_DIR,
+    WRITE_OPTIONS,
     sha256_file,
     shard_name,
     write_json_atomic,
@@ -272,7 +272,7 @@ def write_shard(out_dir: Path, config: dict, spec: ShardSpec, progress=None) -> 
     table, info = compute_shard(config, spec, progress)
     final = out_dir / spec.file
     tmp = _tmp_name(final)
-    with pq.ParquetWriter(tmp, SCHEMA, compression=COMPRESSION) as w:
+    with pq.ParquetWriter(tmp, SCHEMA, **WRITE_OPTIONS) as w:
         w.write_table(table, row_group_size=ROW_GROUP_SIZE)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())

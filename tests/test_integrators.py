@@ -78,16 +78,21 @@ def test_dop853_tableau_checks_itself():
     assert abs(DOP853.e5.sum()) < 1e-13 and abs(DOP853.e3.sum()) < 1e-13
 
 
-def test_adaptive_lands_on_output_times_and_tracks_tolerance():
+@pytest.mark.parametrize("dense", [False, True])
+def test_adaptive_output_times_and_tolerance(dense):
     t = np.sort(np.r_[0.0, np.random.default_rng(0).uniform(0, 20, 98), 20.0])
     q_ex, p_ex = sho_exact(t, 0.3, 0.7)
-    errs = []
+    errs, nfevs = [], []
     for tol in (1e-6, 1e-9, 1e-12):
-        q, p, status, nfev = integrate_adaptive(dV_sho, SHO, 0.3, 0.7, t, tol, tol)
+        q, p, status, nfev = integrate_adaptive(dV_sho, SHO, 0.3, 0.7, t, tol, tol, dense=dense)
         assert status == 0 and q[0] == 0.3 and p[0] == 0.7
         errs.append(max(np.abs(q - q_ex).max(), np.abs(p - p_ex).max()))
+        nfevs.append(nfev)
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-10
+    if dense:  # steps no longer stop at each of the 100 output times
+        _, _, _, nfev_clip = integrate_adaptive(dV_sho, SHO, 0.3, 0.7, t, 1e-12, 1e-12, dense=False)
+        assert nfevs[2] < 0.8 * nfev_clip
 
 
 def test_symplectic_no_secular_drift_rk4_drifts():
