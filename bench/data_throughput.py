@@ -208,8 +208,10 @@ def timed_build(n: int, workers: int, out: Path, extra: list[str] | None = None)
         "finally:\n"
         "    wall = time.perf_counter() - t0\n"
         "    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-        "    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "    print(json.dumps({'wall': wall, 'rss_main_mib': int(hwm) / 1024, 'rss_worker_mib': kids / 1024}))\n"
+        "    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime\n"
+        "    print(json.dumps({'wall': wall, 'cpu': cpu, 'rss_main_mib': int(hwm) / 1024,\n"
+        "                      'rss_worker_mib': kids.ru_maxrss / 1024}))\n"
     )
     args = ["data", "build", "--n", str(n), "--workers", str(workers), "--out", str(out), "--quiet"]
     args += extra or []
@@ -236,25 +238,28 @@ def main() -> None:
     R = orb.q0.shape[0]
     escale = V0 - pots.V.min(axis=1)
     certified_orbits(pots.params[:1], orb.pot[:1], orb.q0[:1], orb.p0[:1], t[:1], orb.E0[:1], escale)  # warm
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     eng = certified_orbits(pots.params, orb.pot, orb.q0, orb.p0, t, orb.E0, escale)
-    t_eng = time.perf_counter() - t0
+    t_eng, c_eng = time.perf_counter() - t0, time.process_time() - c0
     kept = int((eng["code"] == 0).sum())
-    rate_eng = kept / t_eng
+    rate_eng = kept / c_eng  # per CPU-second = per core, robust to other jobs on the machine
     print(f"workload: {n_pot} potentials x 4 strata orbits = {R} orbits, 100 random times on [0, 2]")
-    print(f"engine (dop853 knot-aware, certified): {rate_eng:,.0f} certified orbits/s on 1 core; "
+    print(f"engine (dop853 knot-aware, certified): {rate_eng:,.0f} certified orbits per CPU-second "
+          f"({kept / t_eng:,.0f}/s wall); "
           f"{np.median(eng['nfev']):.0f} force evaluations/orbit (median, both runs); "
           f"{R - kept} rejected; max err_est {eng['err_est'][eng['code'] == 0].max():.2g}")  # fmt: skip
 
     idx = np.linspace(0, R - 1, n_scipy).astype(int)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sp = scipy_orbits(pots, orb, t, idx)
-    t_sp = time.perf_counter() - t0
-    rate_sp = len(idx) / t_sp
+    t_sp, c_sp = time.perf_counter() - t0, time.process_time() - c0
+    rate_sp = len(idx) / c_sp
     sp_err = max(max(np.abs(y[0] - eng["q"][r]).max(), np.abs(y[1] - eng["p"][r]).max()) for y, r in zip(sp, idx, strict=True))
-    print(f"scipy solve_ivp DOP853 rtol=1e-10 atol=1e-12 (one run, not certified): {rate_sp:,.1f} orbits/s; "
+    print(f"scipy solve_ivp DOP853 rtol=1e-10 atol=1e-12 (one run, not certified): {rate_sp:,.1f} orbits per CPU-second "
+          f"({len(idx) / t_sp:,.1f}/s wall); "
           f"worst error vs certified {sp_err:.2g} on {len(idx)} orbits")  # fmt: skip
     print(f"  engine / scipy: {rate_eng / rate_sp:,.0f}x per core")
+    print(f"  machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     breakdown(quick)
 
@@ -263,12 +268,13 @@ def main() -> None:
     from types import SimpleNamespace
 
     sub = SimpleNamespace(q0=orb.q0[sel], p0=orb.p0[sel], pot=orb.pot[sel])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     qb, pb, err_np = numpy_certified(pots, sub, t[sel])
-    t_np = time.perf_counter() - t0
-    rate_np = n_np / t_np
+    t_np, c_np = time.perf_counter() - t0, time.process_time() - c0
+    rate_np = n_np / c_np
     np_err = max(np.abs(qb - eng["q"][sel]).max(), np.abs(pb - eng["p"][sel]).max())
-    print(f"numpy batch-vectorised DOP853, same two-run certificate, no knot stops: {rate_np:,.0f} orbits/s; "
+    print(f"numpy batch-vectorised DOP853, same two-run certificate, no knot stops: {rate_np:,.0f} orbits per CPU-second "
+          f"({n_np / t_np:,.0f}/s wall); "
           f"{int((err_np > 1e-8).sum())}/{n_np} would fail the certificate; worst error vs engine {np_err:.2g}")  # fmt: skip
     print(f"  engine / numpy: {rate_eng / rate_np:,.1f}x")
 
@@ -282,12 +288,12 @@ def main() -> None:
         )
         print(f"build n={n_scale} ({4 * n_scale} orbits, shards of {k} potentials): 1 worker {w1['wall']:.2f} s, 2 workers {w2['wall']:.2f} s "
               f"-> scaling {w1['wall'] / w2['wall']:.2f}x; identical bytes: {bool(same)}")  # fmt: skip
-        print(f"  end-to-end: {4 * n_scale / w1['wall']:,.0f} orbits/s with 1 worker "
-              f"(integration alone: {rate_eng:,.0f}/s)")  # fmt: skip
+        print(f"  CPU time: 1 worker {w1['cpu']:.2f} s, 2 workers {w2['cpu']:.2f} s; end-to-end "
+              f"{4 * n_scale / w1['cpu']:,.0f} orbits per CPU-second (integration alone: {rate_eng:,.0f})")  # fmt: skip
         if not quick:
             normal = timed_build(10_000, 2, tmp / "normal")
             print(f"--preset normal (10,000 potentials, 40,000 orbits, 3 splits), 2 workers: {normal['wall']:.1f} s "
-                  f"({normal['wall_with_startup']:.1f} s with interpreter start)")  # fmt: skip
+                  f"({normal['wall_with_startup']:.1f} s with interpreter start; {normal['cpu']:.1f} CPU-s)")  # fmt: skip
         small, big = (2_000, 20_000) if quick else (10_000, 100_000)
         rs = timed_build(small, 2, tmp / "small")
         rb = timed_build(big, 2, tmp / "big")
