@@ -96,24 +96,27 @@ def run_demo(
     spec = SIZES[size]
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise NHError(f"{out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+        raise NHError(f"{str(out)!r} exists and is not a folder")
     data_dir, physics_dir, runs_dir = out / "data", out / "physics", out / "runs"
     stage = _Stages(2 + len(DEMO_MODELS), progress)
+
+    configs = {}
+    for name in DEMO_MODELS:  # check everything before writing anything
+        overrides: dict[str, Any] = {"model": spec.model_overrides.get(name, {}), "train": {}}
+        if spec.epochs is not None:
+            overrides["train"]["epochs"] = spec.epochs
+        configs[name] = load_config(name, CONFIG_DIR / f"{name}_small.yaml", overrides)
+        run = runs_dir / name
+        if run.exists() and not _is_demo_run(run):
+            raise NHError(f"{run} exists and is not a run of an earlier demo; remove it or choose another --out")
 
     stage(f"dataset: {spec.n_potentials} potentials (half of them test) -> {data_dir}")
     _build_data(data_dir, spec, seed, progress)
 
     run_dirs = []
-    for name in DEMO_MODELS:
-        overrides: dict[str, Any] = {"model": spec.model_overrides.get(name, {}), "train": {}}
-        if spec.epochs is not None:
-            overrides["train"]["epochs"] = spec.epochs
-        config = load_config(name, CONFIG_DIR / f"{name}_small.yaml", overrides)
+    for name, config in configs.items():
         run = runs_dir / name
-        if run.exists():
-            if not _is_demo_run(run):
-                raise NHError(f"{run} exists and is not a run of an earlier demo; remove it or choose another --out")
+        if run.exists():  # an earlier demo's run (checked above): replace it
             shutil.rmtree(run)
         stage(f"training {name}_small ({config['train']['epochs']} epochs, device {device}) -> {run}")
         train(name, config, data_dir, run, device=device, progress=progress)

@@ -160,26 +160,26 @@ def sensor_dV(q, params):
 
 
 @njit(**PARALLEL_JIT)
-def _apply_rows(f, params, q, out):
+def _sensor_V_rows(params, q, out):
     for b in prange(q.shape[0]):
         for j in range(q.shape[1]):
-            out[b, j] = f(q[b, j], params[b])
+            out[b, j] = sensor_V(q[b, j], params[b])
 
 
-def apply_rows(f, params: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Evaluate an @njit ``f(q, params)`` elementwise: params (B, P), q (B, W) -> (B, W)."""
+def sensor_V_rows(params: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The interpolant V(q) elementwise: params (B, 396), q (B, W) -> (B, W)."""
     params = np.ascontiguousarray(np.atleast_2d(params), dtype=np.float64)
     q = np.ascontiguousarray(q, dtype=np.float64)
     if params.shape[0] == 1 and q.shape[0] > 1:
         params = np.ascontiguousarray(np.broadcast_to(params, (q.shape[0], params.shape[1])))
     out = np.empty(q.shape)
-    _apply_rows(f, params, q, out)
+    _sensor_V_rows(params, q, out)
     return out
 
 
 def energy(V: np.ndarray, q: np.ndarray, p: np.ndarray) -> np.ndarray:
     """H = p^2 / 2 + V(q) with V the sensor interpolant; V (B, 100), q, p (B, W)."""
-    return 0.5 * p**2 + apply_rows(sensor_V, sensor_spline(np.atleast_2d(V)), q)
+    return 0.5 * p**2 + sensor_V_rows(sensor_spline(np.atleast_2d(V)), q)
 
 
 # ---------------------------------------------------------------- integrator predictors
@@ -225,7 +225,7 @@ def native_grid(t_max: float, dt: float) -> np.ndarray:
 
 
 @njit(**JIT)
-def _hermite_row(dV, params, t0, h, q, p, t, q_out, p_out):
+def _hermite_row(params, t0, h, q, p, t, q_out, p_out):
     """Cubic Hermite dense output of one uniform-grid orbit at the query times t."""
     G = q.shape[0]
     last = -1
@@ -238,8 +238,8 @@ def _hermite_row(dV, params, t0, h, q, p, t, q_out, p_out):
         elif k > G - 2:
             k = G - 2
         if k != last:  # queries are usually sorted: two force evaluations per grid interval at most
-            f0 = -dV(q[k], params)
-            f1 = -dV(q[k + 1], params)
+            f0 = -sensor_dV(q[k], params)
+            f1 = -sensor_dV(q[k + 1], params)
             last = k
         s = (t[j] - (t0 + k * h)) / h
         h00 = (1.0 + 2.0 * s) * (1.0 - s) ** 2
@@ -251,22 +251,22 @@ def _hermite_row(dV, params, t0, h, q, p, t, q_out, p_out):
 
 
 @njit(**PARALLEL_JIT)
-def _hermite_rows(dV, params, t0, h, q, p, t, q_out, p_out):
+def _hermite_rows(params, t0, h, q, p, t, q_out, p_out):
     for b in prange(q.shape[0]):
-        _hermite_row(dV, params[b], t0, h, q[b], p[b], t[b], q_out[b], p_out[b])
+        _hermite_row(params[b], t0, h, q[b], p[b], t[b], q_out[b], p_out[b])
 
 
-def hermite(dV, params: np.ndarray, tg: np.ndarray, q: np.ndarray, p: np.ndarray, t: np.ndarray):
+def hermite(params: np.ndarray, tg: np.ndarray, q: np.ndarray, p: np.ndarray, t: np.ndarray):
     """Cubic Hermite dense output of uniform-grid solutions at query times.
 
     tg (G,) uniform grid; q, p (B, G) states on it; t (B, W) query times in
-    [tg[0], tg[-1]]. Uses q' = p and p' = -dV(q, params[b]): fourth order.
+    [tg[0], tg[-1]]. Uses q' = p and p' = -V'(q) (sensor interpolant params[b]): fourth order.
     Returns (q, p) at t, each (B, W).
     """
     t = np.ascontiguousarray(t, dtype=np.float64)
     q_out = np.empty(t.shape)
     p_out = np.empty(t.shape)
-    _hermite_rows(dV, np.ascontiguousarray(params), float(tg[0]), float(tg[1] - tg[0]),
+    _hermite_rows(np.ascontiguousarray(params), float(tg[0]), float(tg[1] - tg[0]),
                   np.ascontiguousarray(q), np.ascontiguousarray(p), t, q_out, p_out)
     return q_out, p_out
 
@@ -285,7 +285,7 @@ def integrator_native(V, t, ic, method: str, dt: float) -> tuple[np.ndarray, np.
     params = sensor_spline(V)
     tg = native_grid(t_max, dt)
     q, p = integrate_batch(sensor_dV, params, ic[:, 0], ic[:, 1], tg, dt, method)  # (B, G)
-    return hermite(sensor_dV, params, tg, q, p, t)
+    return hermite(params, tg, q, p, t)
 
 
 # ---------------------------------------------------------------- the oracle model

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: install Neural Hamilton (CPU build of PyTorch) and run the demo.
+#
+#   bash scripts/demo.sh [OUT]        # OUT defaults to runs/demo
+#
+# Builds a small dataset, trains the small DeepONet and TraONet on the CPU, builds the
+# physical test potentials, evaluates both networks against RK4 / leapfrog / Yoshida-4 and
+# writes OUT/report.md with its plots (about 5 minutes on 2 cores, 10 at most).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-runs/demo}"
+PYTHON="${PYTHON:-python3}"
+
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+    echo "== installing torch 2.13.0 (CPU build)"
+    "$PYTHON" -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+fi
+echo "== installing neural-hamilton (editable)"
+"$PYTHON" -m pip install -e .
+echo "== running the demo into $OUT"
+"$PYTHON" -m cli demo --out "$OUT"
