@@ -48,7 +48,7 @@ def comparison_table(metrics: dict[str, Any]) -> str:
     """One row per run: the headline numbers side by side."""
     runs = metrics["runs"]
     header = ["run", "model", "params", "test loss", "rel L2", "physics loss", "us / traj",
-              "RK4 dt at equal cost", "RK4 loss there", "max |dH| (mean)", "mean abs(det J - 1)",
+              "RK4 dt at equal cost", "RK4 loss there", "max abs(dH), mean", "mean abs(det J - 1)",
               "long-time err t_end (mean)"]
     rows = []
     for label, r in runs.items():

@@ -144,6 +144,9 @@ def test_oracle_scores_near_zero_on_every_metric(harmonic, sho_case, tmp_path):
     assert saved["runs"]["oracle"]["test"]["overall"]["n"] == 160
     text = report.read_text()
     assert "| oracle |" in text and "## Work-precision" in text
+    tables = [[line for line in block.splitlines() if line.startswith("|")] for block in text.split("\n\n")]
+    for rows in (t for t in tables if t):
+        assert len({row.count("|") for row in rows}) == 1, rows[0]  # no cell text breaks a table
     for name in ("physics_sho.png", "physics_error.png", "work_precision.png", "energy_drift.png",
                  "long_time.png", "strata.png"):
         assert (tmp_path / name).stat().st_size > 10_000, name
