@@ -88,7 +88,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .config import CONFIG_DIR, load_config
-    from .evaluate import EvalSettings, evaluate_runs
+    from .evaluate import EvalSettings, atomic_write_text, evaluate_runs
     from .train import train
 
     if size not in SIZES:
@@ -128,5 +128,5 @@ def run_demo(
                                     settings, progress)
     seconds = stage.elapsed
     summary = {"report": str(report), "seconds": seconds, "size": size, "runs": [str(r) for r in run_dirs]}
-    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "metrics": metrics}

@@ -201,7 +201,7 @@ def _best_time(fn, repeats: int) -> float:
 
 def integrator_work_precision(
     V: np.ndarray, t: np.ndarray, ic: np.ndarray, q: np.ndarray, p: np.ndarray,
-    methods=BASELINES, dts=EvalSettings.dts, repeats: int = 3,
+    methods=BASELINES, dts=EvalSettings.dts, repeats: int = 3, progress: bool = False,
 ) -> dict[str, list[dict[str, float]]]:
     """Error (mean loss over the orbits) and wall time per trajectory of each integrator at each dt.
 
@@ -210,12 +210,18 @@ def integrator_work_precision(
     the time covers the interpolant, the integration and the dense output
     (compilation excluded by a warm-up call).
     """
+    from tqdm.auto import tqdm
+
     B = V.shape[0]
     out: dict[str, list[dict[str, float]]] = {}
+    bar = tqdm(total=len(methods) * len(dts), desc="work-precision", unit="point", disable=not progress,
+               file=sys.stderr, leave=False)
     for method in methods:
         integrator_native(V[:2], t[:2], ic[:2], method, max(dts))  # warm-up (compile)
         rows = []
         for dt in sorted(dts, reverse=True):
+            bar.set_postfix_str(f"{method} dt={dt:g}", refresh=False)
+            bar.update()
             result = {}
 
             def run(dt=dt, method=method, result=result):
@@ -232,6 +238,7 @@ def integrator_work_precision(
                 "rel_l2": float(np.nanmean(err["rel_l2"])),
             })
         out[method] = rows
+    bar.close()
     return out
 
 
@@ -548,7 +555,7 @@ def evaluate_candidates(
         metrics["data"] = {"dir": test.source, "n_test": int(n), "n_sub": len(sub.u), "n_detj": len(detj_sub.u)}
         _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
         wp = integrator_work_precision(sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods, settings.dts,
-                                       settings.repeats)
+                                       settings.repeats, progress)
         metrics["integrators"]["work_precision"] = wp
         metrics["integrators"]["test"] = {}
         curves["energy"]["t"] = sub.t

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,11 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     try:
-        study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize",
+        # heartbeats: a trial whose process was killed is marked failed when the study next runs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+        study = optuna.create_study(study_name=study_name, storage=rdb, direction="minimize",
                                     load_if_exists=True, pruner=pruner)
     except Exception as exc:  # bad URL, unreadable database, ...
         raise NHError(f"cannot open Optuna storage {storage!r}: {' '.join(str(exc).split())[:200]}") from None
@@ -256,15 +261,24 @@ def tune(
             raise NonFiniteLoss(f"best validation loss is {best}")
         return float(best)
 
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_trials, desc=f"tune {study_name}", unit="trial", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+
     def log(study, trial) -> None:
+        bar.update()
         if not progress:
             return
         value = "" if trial.value is None else f" val {trial.value:.4e}"
         err = trial.user_attrs.get("error") or (trial.system_attrs.get("fail_reason", "") if trial.state.name ==
                                                 "FAIL" else "")
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        print(f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
-              file=sys.stderr, flush=True)
+        tqdm.write(f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
+                   file=sys.stderr)
+        done = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+        if done:
+            bar.set_postfix(best=f"{min(done):.3e}")
 
     def wrapped(trial) -> float:
         try:
@@ -278,7 +292,8 @@ def tune(
     if progress:
         print(f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more",
               file=sys.stderr, flush=True)
-    study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
+    with bar:
+        study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
 
     states: dict[str, int] = {}
     for t in study.trials:
