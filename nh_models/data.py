@@ -51,6 +51,7 @@ N_SENSORS = 100
 VECTOR_COLUMNS = ("V", "t", "q", "p")
 PACKED = "x"  # name of the packed column in the cache
 BATCH_KEYS = ("V", "t", "q", "p", "ic")
+SUB_BLOCK = 1024  # rows gathered at once from a single shard (a float64 temporary of ~3 MB)
 
 
 # ----------------------------------------------------------------- shards and checksums
@@ -373,31 +374,46 @@ class ShardDataset:
     def __len__(self) -> int:
         return self._n
 
-    def _gather(self, idx: np.ndarray) -> torch.Tensor:
-        """Rows `idx` of the packed array, in order: (B, width) float64, a fresh tensor."""
+    def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx` (in that order).
+
+        Fresh contiguous tensors of `self.dtype`. One shard: rows are gathered from the
+        mapping in sub-blocks of SUB_BLOCK rows, each cast and split into the outputs
+        while it is still in cache. Several shards: rows are grouped by shard (one gather
+        per shard present) into a buffer sorted by shard, then put back in order.
+        """
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             raise IndexError(f"index out of range for a split of {self._n} rows")
         self._ensure_open()
+        B = idx.size
+        out = {k: torch.empty((B, s.stop - s.start), dtype=self.dtype) for k, s in self._slices.items()}
         if len(self._x) == 1:
-            return torch.index_select(self._x[0], 0, torch.from_numpy(idx))  # (B, width)
-        cid = np.searchsorted(self._starts, idx, side="right") - 1  # chunk of each row
+            idx_t = torch.from_numpy(idx)
+            for a in range(0, B, SUB_BLOCK):
+                rows = torch.index_select(self._x[0], 0, idx_t[a : a + SUB_BLOCK])  # (b, width) float64
+                for k, s in self._slices.items():
+                    out[k][a : a + SUB_BLOCK].copy_(rows[:, s])  # cast + split in one pass
+            return out
+        cid = np.searchsorted(self._starts, idx, side="right") - 1  # shard of each row
         order = np.argsort(cid, kind="stable")
-        bounds = np.searchsorted(cid[order], np.arange(len(self._x) + 1))
-        local = torch.from_numpy(idx[order] - self._starts[cid[order]])
-        rows = torch.empty((idx.size, self.width), dtype=torch.float64)  # sorted by chunk
-        for c in range(len(self._x)):
+        sorted_cid = cid[order]
+        bounds = np.searchsorted(sorted_cid, np.arange(len(self._x) + 1))
+        local = torch.from_numpy(idx[order] - self._starts[sorted_cid])
+        rows = torch.empty((B, self.width), dtype=self.dtype)  # sorted by shard
+        for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
             a, b = int(bounds[c]), int(bounds[c + 1])
-            if b > a:
-                torch.index_select(self._x[c], 0, local[a:b], out=rows[a:b])
-        out = torch.empty_like(rows)
-        out.index_copy_(0, torch.from_numpy(order), rows)  # back to the requested order
+            rows[a:b].copy_(torch.index_select(self._x[c], 0, local[a:b]))
+        inverse = torch.empty(B, dtype=torch.int64)
+        inverse[torch.from_numpy(order)] = torch.arange(B)  # where each requested row sits in `rows`
+        for k, s in self._slices.items():
+            torch.index_select(rows[:, s], 0, inverse, out=out[k])
         return out
 
-    def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx`."""
-        rows = self._gather(idx)  # (B, width) float64
-        return {k: rows[:, s].to(self.dtype).contiguous() for k, s in self._slices.items()}
+    def block_rows(self, batch_size: int) -> int:
+        """Rows to gather at once in `iterate_batches`: enough that every shard present
+        contributes a dozen rows, so per-shard overhead stays small; at most 65,536."""
+        return int(min(max(8192, 16 * len(self.files), batch_size), max(65536, batch_size)))
 
     __getitem__ = get_batch
 
@@ -503,28 +519,79 @@ def eval_batches(n: int, batch_size: int, rank: int = 0, world_size: int = 1) ->
     return [np.arange(s, min(s + batch_size, hi), dtype=np.int64) for s in range(lo, hi, batch_size)]
 
 
+def _blocks(batches: Any, block_rows: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """Consecutive index batches joined into blocks of about `block_rows`: (indices, batch sizes)."""
+    idx: list[np.ndarray] = []
+    sizes: list[int] = []
+    for batch in batches:
+        idx.append(np.asarray(batch, dtype=np.int64))
+        sizes.append(len(batch))
+        if sum(sizes) >= block_rows:
+            yield np.concatenate(idx), sizes
+            idx, sizes = [], []
+    if idx:
+        yield np.concatenate(idx), sizes
+
+
+class _BlockSampler:
+    """The blocks of a batch sampler, for a DataLoader (re-iterable, like the sampler)."""
+
+    def __init__(self, batches: Any, block_rows: int) -> None:
+        self.batches, self.block_rows = batches, block_rows
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[int]]]:
+        return _blocks(self.batches, self.block_rows)
+
+
+class _BlockDataset:
+    """Map-style view of a ShardDataset whose items are whole blocks (for DataLoader workers)."""
+
+    def __init__(self, ds: ShardDataset) -> None:
+        self.ds = ds
+
+    def __getitem__(self, item: tuple[np.ndarray, list[int]]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        idx, sizes = item
+        return self.ds.get_batch(idx), sizes
+
+
+def _split(block: dict[str, torch.Tensor], sizes: list[int]) -> Iterator[dict[str, torch.Tensor]]:
+    start = 0
+    for n in sizes:
+        yield {k: v[start : start + n] for k, v in block.items()}  # row slices: contiguous views
+        start += n
+
+
 def iterate_batches(
     ds: ShardDataset,
     batches: Any,
     *,
     num_workers: int = 0,
     pin_memory: bool = False,
+    block_rows: int | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of `ds` for the index arrays of `batches` (a sampler or a list), in order.
 
-    num_workers = 0 gathers in this process; otherwise a DataLoader with `batch_size=None`
-    gathers in worker processes (same batches, same order).
+    Consecutive batches are gathered together in blocks of about `block_rows` rows
+    (default `ds.block_rows(first batch size)`) and handed out as row slices: the same
+    values as `ds.get_batch` per batch, with the per-call overhead paid once per block.
+    num_workers = 0 gathers in this process; otherwise DataLoader workers gather the
+    blocks (batch_size=None; same batches, same order).
     """
+    if block_rows is None:
+        block_rows = ds.block_rows(getattr(batches, "batch_size", 1))
     if num_workers == 0:
-        for idx in batches:
-            batch = ds.get_batch(idx)
-            yield {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
+        for idx, sizes in _blocks(batches, block_rows):
+            block = ds.get_batch(idx)
+            if pin_memory:
+                block = {k: v.pin_memory() for k, v in block.items()}
+            yield from _split(block, sizes)
         return
     loader = torch.utils.data.DataLoader(
-        ds,  # type: ignore[arg-type]
-        sampler=batches,
+        _BlockDataset(ds),  # type: ignore[arg-type]
+        sampler=_BlockSampler(batches, block_rows),  # type: ignore[arg-type]
         batch_size=None,
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
-    yield from loader
+    for block, sizes in loader:
+        yield from _split(block, sizes)
