@@ -119,7 +119,6 @@ def resolve_config(
         raise NHError(f"--shard-size must be a positive integer, got {shard_size}")
     return {
         "n": int(n),
-        "preset": preset,
         "seed": int(seed),
         "ic": ic,
         "times": times,
