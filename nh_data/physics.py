@@ -5,7 +5,9 @@ Every potential lives on q in [0, 1] with walls V(0) = V(1) = V0 = 2. Each one c
 `nh_data.integrators`) and a *branch* force ``dV_branch(q, params, piece)``: on a
 piecewise potential, piece j is the interval between kinks j-1 and j, and
 ``dV_branch`` is that piece's smooth formula continued beyond its ends, so a
-high-order step whose sub-steps overshoot a kink still sees one smooth force.
+high-order step whose sub-steps overshoot a kink still sees one smooth force. The
+reference kernels pick a potential by its integer ``kernel_id`` rather than taking a
+function argument, so Numba's on-disk cache serves them across processes.
 
 References (``reference``), accurate to 1e-10 in q and p:
 
@@ -587,11 +589,30 @@ def _first_hit(d, p, a):
 
 
 @njit(**JIT)
+def _kink_period(kinks, acc, k, v):
+    """Period of an orbit passing kink k with speed v and trapped around it: kink k a
+    V minimum (acc[k] > 0 on its left, acc[k + 1] < 0 on its right) and both turning
+    points inside the adjacent pieces. inf when the orbit is not trapped so."""
+    a_l = acc[k]
+    a_r = acc[k + 1]
+    if not (a_l > 0.0 and a_r < 0.0) or v == 0.0:
+        return np.inf
+    if k + 1 < kinks.shape[0] and kinks[k] + 0.5 * v * v / -a_r >= kinks[k + 1]:
+        return np.inf
+    if k >= 1 and kinks[k] - 0.5 * v * v / a_l <= kinks[k - 1]:
+        return np.inf
+    return 2.0 * v / a_l + 2.0 * v / -a_r
+
+
+@njit(**JIT)
 def _piecewise_linear_orbit(kinks, acc, q0, p0, t_out, q_out, p_out):
     """Exact orbit in a piecewise-linear V: constant acceleration acc[j] on piece j.
 
     Jumps from kink crossing to kink crossing (roots of quadratics), then evaluates the
     parabola of the current piece at each sorted output time; t_out[0] is the start.
+    An orbit trapped around a V-minimum kink repeats exactly after one period from a
+    crossing: whole periods are skipped, so tiny-energy orbits (periods near zero) cost
+    no more than others; one whose period is below the time resolution is at rest.
     """
     nk = kinks.shape[0]
     acc_left = acc[:nk]
@@ -611,9 +632,15 @@ def _piecewise_linear_orbit(kinks, acc, q0, p0, t_out, q_out, p_out):
             if t + tau > target:
                 break
             p = p + a * tau
-            q = lo if tau_lo <= tau_hi else hi
+            k = j - 1 if tau_lo <= tau_hi else j  # the kink crossed
+            q = kinks[k]
             t = t + tau
             j, stuck = _start_piece(kinks, acc_left, acc_right, q, p)
+            period = _kink_period(kinks, acc, k, abs(p))
+            if period <= 1e-15 * max(abs(target), 1.0):
+                stuck = True  # amplitude ~ period^2: indistinguishable from rest at the kink
+            elif period < target - t:
+                t = t + math.floor((target - t) / period) * period
         s = target - t
         if stuck:
             q_out[i] = q
@@ -699,19 +726,30 @@ def _composition_orbit(pid, params, kinks, q0, p0, t_out, dt, w, q_out, p_out):
             continue
         h = span / n
         for _ in range(n):
-            r = h
-            for _guard in range(64):  # sub-steps between kink crossings within this step
-                q1, p1 = _branch_step(pid, params, j, q, p, r, w)
+            r = h  # time left in this step
+            for _guard in range(1000):  # sub-steps between kink crossings within this step
                 lo, hi = _piece_bounds(kinks, j)
+                r_sub = r
+                if (q == lo or q == hi) and p != 0.0:
+                    # leaving a kink against the force: the orbit returns after ~2|p/a|; a
+                    # sub-step of half that cannot pass the turning point and re-cross unseen
+                    a_j = -_dV_branch_by_id(pid, q, params, j)
+                    if p * a_j < 0.0:
+                        r_sub = min(r, 0.5 * abs(p / a_j))
+                full = r_sub >= r
+                q1, p1 = _branch_step(pid, params, j, q, p, r_sub, w)
                 if lo <= q1 <= hi:
                     q = q1
                     p = p1
-                    break
+                    if full:
+                        break
+                    r -= r_sub
+                    continue
                 b = hi if q1 > hi else lo
                 if q == b:  # on the kink but heading the other way: switch piece, no time passes
                     j = j + 1 if q1 > hi else j - 1
                     continue
-                tau, qt, pt = _crossing_time(pid, params, j, q, p, r, w, b, q1)
+                tau, qt, pt = _crossing_time(pid, params, j, q, p, r_sub, w, b, q1)
                 q = b
                 p = pt
                 r -= tau

@@ -167,3 +167,12 @@ def test_kernel_id_dispatch_matches_the_potentials_own_kernels(name):
         assert _V_by_id(pot.kernel_id, q, pot.params) == pot.V(q, pot.params)
         for j in range(len(pot.kinks) + 1):
             assert _dV_branch_by_id(pot.kernel_id, q, pot.params, j) == pot.dV_branch(q, pot.params, j)
+
+
+def test_physics_imports_neither_torch_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, nh_data.physics; print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
