@@ -254,7 +254,10 @@ def main() -> None:
     sp = scipy_orbits(pots, orb, t, idx)
     t_sp, c_sp = time.perf_counter() - t0, time.process_time() - c0
     rate_sp = len(idx) / c_sp
-    sp_err = max(max(np.abs(y[0] - eng["q"][r]).max(), np.abs(y[1] - eng["p"][r]).max()) for y, r in zip(sp, idx, strict=True))
+    sp_err = max(
+        max(np.abs(y[0] - eng["q"][r]).max(), np.abs(y[1] - eng["p"][r]).max())
+        for y, r in zip(sp, idx, strict=True)
+    )
     print(f"scipy solve_ivp DOP853 rtol=1e-10 atol=1e-12 (one run, not certified): {rate_sp:,.1f} orbits per CPU-second "
           f"({len(idx) / t_sp:,.1f}/s wall); "
           f"worst error vs certified {sp_err:.2g} on {len(idx)} orbits")  # fmt: skip
@@ -284,7 +287,8 @@ def main() -> None:
         w1 = timed_build(n_scale, 1, tmp / "w1", ["--shard-size", k])
         w2 = timed_build(n_scale, 2, tmp / "w2", ["--shard-size", k])
         same = sorted((tmp / "w1").glob("*.parquet")) and all(
-            (tmp / "w1" / f.name).read_bytes() == (tmp / "w2" / f.name).read_bytes() for f in (tmp / "w1").glob("*.parquet")
+            (tmp / "w1" / f.name).read_bytes() == (tmp / "w2" / f.name).read_bytes()
+            for f in (tmp / "w1").glob("*.parquet")
         )
         print(f"build n={n_scale} ({4 * n_scale} orbits, shards of {k} potentials): 1 worker {w1['wall']:.2f} s, 2 workers {w2['wall']:.2f} s "
               f"-> scaling {w1['wall'] / w2['wall']:.2f}x; identical bytes: {bool(same)}")  # fmt: skip

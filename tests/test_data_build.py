@@ -69,7 +69,9 @@ def test_readable_by_polars(tiny_dataset):
     assert df.shape == (8, 15)
     assert df["q"].dtype == pl.Array(pl.Float64, 100)
     assert df["knots"].dtype == pl.List(pl.Float64)
-    all_pids = pl.concat([pl.read_parquet(p, columns=["pid"]) for p in sorted(tiny_dataset.glob("*.parquet"))])
+    all_pids = pl.concat(
+        [pl.read_parquet(p, columns=["pid"]) for p in sorted(tiny_dataset.glob("*.parquet"))]
+    )
     assert all_pids["pid"].n_unique() == 6  # potential ids unique across splits
 
 
@@ -78,7 +80,9 @@ def test_same_bytes_for_any_worker_count(tmp_path):
     b = build_dataset(tmp_path / "w2", 10, seed=3, shard_size=2, workers=2, progress=False)
     assert shard_hashes(tmp_path / "w1") == shard_hashes(tmp_path / "w2")
     assert a == b
-    assert (tmp_path / "w1" / "manifest.json").read_bytes() == (tmp_path / "w2" / "manifest.json").read_bytes()
+    assert (tmp_path / "w1" / "manifest.json").read_bytes() == (
+        tmp_path / "w2" / "manifest.json"
+    ).read_bytes()
 
 
 def test_shard_ranges_union_equals_full_build(tmp_path):

@@ -97,7 +97,10 @@ def test_missing_or_corrupt_manifest(tmp_path, tiny_copy):
     (tiny_copy / "manifest.json").unlink()
     res = CliRunner().invoke(cli.nh, ["data", "validate", str(tiny_copy)])
     assert res.exit_code == 2
-    assert res.output.strip() == f"Error: {tiny_copy / 'manifest.json'}: missing (build not finished? run `nh data build` again)"
+    assert (
+        res.output.strip()
+        == f"Error: {tiny_copy / 'manifest.json'}: missing (build not finished? run `nh data build` again)"
+    )
 
 
 def test_info(tiny_dataset):

@@ -105,7 +105,10 @@ def test_symplectic_no_secular_drift_rk4_drifts():
         drift[name] = (dH[1:101].max(), dH[101:].max(), dH[-1])
     for name in ("leapfrog", "yoshida4"):
         first, second, _ = drift[name]
-        assert second < 1.5 * first, (name, drift[name])  # bounded: no growth from the first half to the second
+        assert second < 1.5 * first, (
+            name,
+            drift[name],
+        )  # bounded: no growth from the first half to the second
     first, second, last = drift["rk4"]
     assert second > 1.8 * first  # grows about linearly in time
     # linear growth: error at t = 2000 about twice that at t = 1000
@@ -148,7 +151,9 @@ def test_knot_awareness_restores_accuracy():
         params = pots.params[orb.pot[r]]
         ref_q, ref_p = integrate(dV_pp, params, orb.q0[r], orb.p0[r], t[r], 2e-5, "kahanli8")
         for kinks, acc in ((None, plain), (interior_breaks(params), aware)):
-            q, p, status, _ = integrate_adaptive(dV_pp, params, orb.q0[r], orb.p0[r], t[r], 1e-12, 1e-12, kinks=kinks)
+            q, p, status, _ = integrate_adaptive(
+                dV_pp, params, orb.q0[r], orb.p0[r], t[r], 1e-12, 1e-12, kinks=kinks
+            )
             acc.append(max(np.abs(q - ref_q).max(), np.abs(p - ref_p).max()))
     assert max(aware) < 1e-9
     assert max(plain) > 10 * max(aware)
@@ -169,7 +174,9 @@ def test_energy_conserved_property(seed, q0, u, sign):
     E0 = Vq + u * (V0 - Vq)
     p0 = sign * np.sqrt(max(0.0, 2 * (E0 - Vq)))  # Vq may exceed V0 by round-off at the walls
     t = np.linspace(0.0, 2.0, 100)[None]
-    out = certified_orbits(params, np.array([0]), np.array([q0]), np.array([p0]), t, np.array([E0]), V0 - pots.V.min(1))
+    out = certified_orbits(
+        params, np.array([0]), np.array([q0]), np.array([p0]), t, np.array([E0]), V0 - pots.V.min(1)
+    )
     if out["code"][0] == 0:
         H = 0.5 * out["p"][0] ** 2 + V_rows(out["q"][0], np.repeat(params, 100, axis=0))
         assert np.abs(H - E0).max() < 1e-8
