@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import NHError
 from .schema import SCHEMA, SPLITS, read_manifest, sha256_file
 from .spline import V_pp, V_rows, pack_params
 
@@ -71,7 +72,11 @@ def info(dir: str | os.PathLike) -> dict:
     cols = ("b", "l", "depth", "E0", "u", "err_est")
     acc: dict[str, dict[str, list]] = {s: {c: [] for c in cols} for s in SPLITS}
     for sh in m["shards"]:
-        t = pq.read_table(Path(dir) / sh["file"], columns=list(cols))
+        try:
+            t = pq.read_table(Path(dir) / sh["file"], columns=list(cols))
+        except (OSError, pa.ArrowException) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise NHError(f"{sh['file']}: unreadable ({first}); run `nh data validate {dir}`") from None
         for c in cols:
             acc[sh["split"]][c].append(t.column(c).to_numpy())
     summary = {}
@@ -176,6 +181,10 @@ def validate(dir: str | os.PathLike, sample: int = 16, seed: int = 0, progress: 
     An empty problem list means the dataset passed. NHError if there is no
     readable manifest.
     """
+    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 0:
+        raise NHError(f"--sample must be a non-negative integer, got {sample}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise NHError(f"--seed must be a non-negative integer, got {seed}")
     m = read_manifest(dir)
     cfg = m["config"]
     problems: list[str] = []
@@ -208,7 +217,8 @@ def validate(dir: str | os.PathLike, sample: int = 16, seed: int = 0, progress: 
             schema = pq.read_schema(path)
             d = read_shard(path)
         except (OSError, pa.ArrowException) as exc:
-            problems.append(f"{file}: unreadable Parquet ({exc})")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            problems.append(f"{file}: unreadable Parquet ({first})")
             continue
         if not schema.equals(SCHEMA):
             problems.append(f"{file}: schema differs from the nh schema")

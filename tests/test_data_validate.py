@@ -126,3 +126,21 @@ def test_cli_validate_ok(tiny_dataset):
 def test_sample_is_deterministic(tiny_dataset):
     assert validate(tiny_dataset, sample=4, seed=1) == validate(tiny_dataset, sample=4, seed=1)
     assert np.isfinite(validate(tiny_dataset, sample=4, seed=2)["max_deviation"])
+
+
+@pytest.mark.parametrize("args, message", [(["--sample", "-1"], "--sample must be a non-negative integer, got -1"),
+                                           (["--seed", "-2"], "--seed must be a non-negative integer, got -2"),
+                                           (["--sample", "x"], "'x' is not a valid integer")])  # fmt: skip
+def test_validate_bad_options_one_line(tiny_dataset, args, message):
+    res = CliRunner().invoke(cli.nh, ["data", "validate", str(tiny_dataset), *args])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+
+
+def test_info_names_an_unreadable_shard(tiny_copy):
+    (tiny_copy / "val-00000.parquet").unlink()
+    res = CliRunner().invoke(cli.nh, ["data", "info", str(tiny_copy)])
+    assert res.exit_code == 2
+    assert res.output.startswith("Error: val-00000.parquet: unreadable")
+    assert len(res.output.strip().splitlines()) == 1
