@@ -126,8 +126,9 @@ def _run(args, tmp_path):
 
 
 def test_cli_prints_table_and_writes(tmp_path):
-    res = _run(["sho", "--dt", "0.01", "--t-max", "1.5", "--ic", "0.3,0.5"], tmp_path)
+    res = _run(["sho", "--dt", "0.01", "--t-max", "1.5", "--ic", "0.3,0.5", "--plot"], tmp_path)
     assert res.exit_code == 0, res.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["sho.json", "sho.parquet", "sho.png"]
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["potential", "method", "max|dq|", "max|dp|", "max|dH|", "time/traj"]
     assert [ln.split()[1] for ln in lines[2:6]] == list(COMPARE_METHODS)

@@ -247,3 +247,10 @@ def test_reference_rejects_bad_times_and_starts():
         reference("sho", [0.0, 1.0, 0.5])
     with pytest.raises(NHError, match="above the walls"):
         reference("quartic", [0.0, 1.0], 0.5, 1.9)
+
+
+def test_numeric_kernel_refuses_orbits_it_cannot_resolve():
+    """About 10^5 crossings per step of 0.01 (mff from its kink at speed 1e-7): a loud error,
+    not a silently wrong orbit. (The exact kernel, which mff uses, handles it.)"""
+    with pytest.raises(NHError, match="could not resolve the kink crossings"):
+        reference_numeric("mff", [0.0, 0.05], 0.5, 1e-7, dt=0.01)
