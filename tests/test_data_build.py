@@ -239,3 +239,16 @@ def test_nh_data_never_imports_torch():
 def test_manifest_is_json_readable_by_anyone(tiny_dataset):
     m = json.loads((tiny_dataset / "manifest.json").read_text())
     assert m == read_manifest(tiny_dataset)
+
+
+def test_cli_partial_shards_then_complete(tmp_path):
+    out = tmp_path / "d"
+    part = run_cli(
+        ["data", "build", "--n", "4", "--shard-size", "1", "--shards", "0:2", "--out", str(out), "--quiet"]
+    )
+    assert part.exit_code == 0
+    assert (
+        part.stdout.strip() == f"{out}: built shards train-00000.parquet, train-00001.parquet; 2 still missing"
+    )
+    done = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--out", str(out), "--quiet"])
+    assert done.exit_code == 0 and "train 8, val 0, test 8 rows in 4 shards" in done.stdout
