@@ -20,6 +20,12 @@ References (``reference``), accurate to 1e-10 in q and p:
   a step that crosses the kink is redone as two: the crossing time is the root of
   q(tau) - 0.5 (safeguarded Newton on the step map), so no step straddles it.
 
+Limits. A crossing located from a position is timed to ~ulp(q) / |p|, so the numeric
+kernel loses accuracy on orbits that cross a kink very slowly and very often; it raises
+NHError when crossings outrun it (~1000 per step). Only unbounded uses it with a kink,
+where that needs E within ~1e-10 of V(0.5). The exact kernel has no such limit: about a
+V-minimum kink it skips whole periods, so even E0 - V(kink) = 1e-300 costs nothing.
+
 Comparisons (``compare``) run rk4, leapfrog, yoshida4 and yoshida8 through
 `nh_data.integrators.integrate` on the analytic dV, output on the same times.
 ``build_physics`` writes ``NAME.parquet`` / ``NAME.json`` (and ``NAME.png``).
@@ -290,7 +296,9 @@ def _dV_branch_by_id(pid, q, params, piece):
         return _unbounded_dVb(q, params, piece)
     if pid == 6:
         return _pendulum_dVb(q, params, piece)
-    return _atw_dVb(q, params, piece)
+    if pid == 7:
+        return _atw_dVb(q, params, piece)
+    return np.nan  # not a registered potential
 
 
 @njit(**JIT)
@@ -309,7 +317,9 @@ def _V_by_id(pid, q, params):
         return _unbounded_V(q, params)
     if pid == 6:
         return _pendulum_V(q, params)
-    return _atw_V(q, params)
+    if pid == 7:
+        return _atw_V(q, params)
+    return np.nan  # not a registered potential
 
 
 @njit(**JIT)
