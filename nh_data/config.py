@@ -11,3 +11,10 @@ from __future__ import annotations
 
 JIT = dict(cache=True, fastmath=False, nogil=True)
 PARALLEL_JIT = dict(cache=True, fastmath=False, nogil=True, parallel=True)
+
+# Kernels that take a jitted function (the force dV) as an argument must not be
+# cached: Numba keys their cache entries on the function object's identity, so
+# a new process never finds its entry and the on-disk index grows with every
+# process until saving it fails. They compile once per process per force.
+JIT_FN = dict(JIT, cache=False)
+PARALLEL_JIT_FN = dict(PARALLEL_JIT, cache=False)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit, prange
 
-from .config import JIT, PARALLEL_JIT
+from .config import JIT_FN, PARALLEL_JIT_FN
 from .errors import NHError
 
 _COMPOSITION = 0
@@ -178,7 +178,7 @@ def _method_arrays(m: Composition | ExplicitRK):
 # ---------------------------------------------------------------- kernels
 
 
-@njit(**JIT)
+@njit(**JIT_FN)
 def _step_composition(dV, params, q, p, h, w):
     """One step of the composed leapfrog (kick-drift-kick, kicks merged)."""
     s = w.shape[0]
@@ -193,7 +193,7 @@ def _step_composition(dV, params, q, p, h, w):
     return q, p
 
 
-@njit(**JIT)
+@njit(**JIT_FN)
 def _step_rk(dV, params, q, p, h, a, b):
     """One explicit Runge-Kutta step of dq/dt = p, dp/dt = -dV(q)."""
     s = b.shape[0]
@@ -213,14 +213,14 @@ def _step_rk(dV, params, q, p, h, a, b):
     return q, p
 
 
-@njit(**JIT)
+@njit(**JIT_FN)
 def _step(dV, params, q, p, h, kind, w, a, b):
     if kind == _COMPOSITION:
         return _step_composition(dV, params, q, p, h, w)
     return _step_rk(dV, params, q, p, h, a, b)
 
 
-@njit(**JIT)
+@njit(**JIT_FN)
 def _integrate_one(dV, params, q0, p0, t_out, dt, kind, w, a, b, q_out, p_out):
     """Integrate from t_out[0] through every t_out[i] (sorted), writing rows."""
     q = q0
@@ -238,7 +238,7 @@ def _integrate_one(dV, params, q0, p0, t_out, dt, kind, w, a, b, q_out, p_out):
         p_out[i] = p
 
 
-@njit(**PARALLEL_JIT)
+@njit(**PARALLEL_JIT_FN)
 def _integrate_batch(dV, params, q0, p0, t_out, dt, kind, w, a, b, q_out, p_out):
     for i in prange(q0.shape[0]):
         _integrate_one(dV, params[i], q0[i], p0[i], t_out[i], dt, kind, w, a, b, q_out[i], p_out[i])
