@@ -2,22 +2,20 @@
 
 Parquet is never zero-copy (its pages are decoded), so on first use every shard
 `DIR/<split>-NNNNN.parquet` is converted once into an uncompressed Arrow IPC file
-`<cache>/<sha256 of the shard>.arrow` (default cache: `DIR/.nh_cache/`). The name is
+`<cache>/<sha256 of the shard>.<f32|f64>.v1.arrow` (default cache: `DIR/.nh_cache/`). The name is
 the shard's checksum, so a changed shard gets a new cache file and is never served
 stale. A small `<shard>.stat.json` beside it remembers the shard's (size, mtime, ctime,
 inode) fingerprint so that a warm open does not rehash the Parquet file; any write
 to the shard changes its ctime and forces a rehash. The checksum is checked against
 `manifest.json` when the manifest lists it.
 
-In the cache, the per-orbit vectors and the initial condition are packed into one
-float64 row per orbit,
-
-    x = [V (100) | t (W) | q (W) | p (W) | q0 | p0]          (N, 100 + 3 W + 2)
-
-so that a batch is one row gather from the mapping followed by one cast per field.
-All other columns (E0, u, pid, knots, ...) are kept as they are. Opened with
-`pa.memory_map`, the arrays point into the page cache: private memory does not
-grow with the dataset size, and DataLoader workers and DDP ranks share the pages.
+The cache holds the batch fields in the batch dtype (one file per shard and dtype):
+V (100), t, q, p (W each) and ic = (q0, p0), each a fixed_size_list<float32 or
+float64> column of one record batch, so a field of a batch is one row gather
+(`np.take`) from one contiguous mapped array, with no cast. All other columns
+(E0, u, pid, knots, ...) are kept as in the shard, float64. Opened with
+`pa.memory_map`, the arrays point into the page cache: private memory does not grow
+with the dataset size, and DataLoader workers and DDP ranks share the pages.
 
     ds = ShardDataset("data/normal", "train")                 # float32 batches
     sampler = EpochBatchSampler(len(ds), 100, seed=89)         # one rank, shuffled
@@ -31,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +46,8 @@ CACHE_DIRNAME = ".nh_cache"
 CACHE_FORMAT = 1  # bump when the cache layout changes: old cache files are then ignored
 N_SENSORS = 100
 VECTOR_COLUMNS = ("V", "t", "q", "p")
-PACKED = "x"  # name of the packed column in the cache
 BATCH_KEYS = ("V", "t", "q", "p", "ic")
-SUB_BLOCK = 1024  # rows gathered at once from a single shard (a float64 temporary of ~3 MB)
+CACHE_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 # ----------------------------------------------------------------- shards and checksums
@@ -156,7 +152,8 @@ def shard_checksum(shard: str | os.PathLike, cache_dir: str | os.PathLike) -> st
         _write_json_atomic(stat_path, {"fingerprint": fp, "sha256": sha})
     old = known.get("sha256")
     if isinstance(old, str) and old != sha:  # the shard changed: drop its stale cache file
-        (cache_dir / f"{old}.v{CACHE_FORMAT}.arrow").unlink(missing_ok=True)
+        for tag in ("f32", "f64"):
+            (cache_dir / f"{old}.{tag}.v{CACHE_FORMAT}.arrow").unlink(missing_ok=True)
     return sha
 
 
@@ -177,7 +174,7 @@ def _fixed_list_numpy(col: pa.ChunkedArray, name: str, src: Path) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _packed_width(schema: pa.Schema, src: Path) -> int:
+def _time_points(schema: pa.Schema, src: Path) -> int:
     """Number of time points W, after checking the columns the loader needs."""
     missing = [c for c in (*VECTOR_COLUMNS, "q0", "p0") if c not in schema.names]
     if missing:
@@ -195,11 +192,17 @@ def _packed_width(schema: pa.Schema, src: Path) -> int:
     return W
 
 
-def convert_shard(src: str | os.PathLike, dst: str | os.PathLike) -> int:
-    """Convert a Parquet shard into the packed, uncompressed Arrow IPC cache file `dst` (atomic).
+def _tag(dtype: np.dtype | type) -> str:
+    return {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}[np.dtype(dtype)]
 
-    Streams row group by row group into a temporary memory-mapped array, so private
-    memory stays at about one row group. Returns the number of rows.
+
+def convert_shard(src: str | os.PathLike, dst: str | os.PathLike, dtype: type = np.float64) -> int:
+    """Convert a Parquet shard into the uncompressed Arrow IPC cache file `dst` (atomically).
+
+    V, t, q, p and ic = (q0, p0) become fixed_size_list<`dtype`> columns; the other
+    columns are copied as they are. Streams row group by row group into temporary
+    memory-mapped arrays, so private memory stays at about one row group, and writes a
+    single record batch (one contiguous array per column). Returns the number of rows.
     """
     src, dst = Path(src), Path(dst)
     try:
@@ -207,54 +210,59 @@ def convert_shard(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     except (OSError, pa.ArrowException) as exc:
         raise NHError(f"shard {str(src)!r} is not a readable Parquet file: {exc}") from None
     schema = pf.schema_arrow
-    W = _packed_width(schema, src)
-    width = N_SENSORS + 3 * W + 2
+    W = _time_points(schema, src)
+    widths = {"V": N_SENSORS, "t": W, "q": W, "p": W, "ic": 2}
     n = pf.metadata.num_rows
     suffix = f"{os.getpid()}-{os.urandom(4).hex()}"
-    raw = dst.with_name(f".{dst.name}.raw-{suffix}")
+    raws = {k: dst.with_name(f".{dst.name}.{k}.raw-{suffix}") for k in BATCH_KEYS}
     tmp = dst.with_name(f".{dst.name}.tmp-{suffix}")
     try:
-        packed = np.memmap(raw, dtype=np.float64, mode="w+", shape=(max(n, 1), width))[:n]
+        mm = {
+            k: np.memmap(raws[k], dtype=dtype, mode="w+", shape=(max(n, 1), w))[:n] for k, w in widths.items()
+        }
         rest: list[pa.Table] = []
         row = 0
         for rg in range(pf.num_row_groups):
             tab = pf.read_row_group(rg)
             m = tab.num_rows
-            lo = 0
             for name in VECTOR_COLUMNS:
-                size = tab.schema.field(name).type.list_size
-                packed[row : row + m, lo : lo + size] = _fixed_list_numpy(tab.column(name), name, src)
-                lo += size
-            for name in ("q0", "p0"):
-                packed[row : row + m, lo] = tab.column(name).to_numpy()
-                lo += 1
+                mm[name][row : row + m] = _fixed_list_numpy(tab.column(name), name, src)  # cast to dtype
+            mm["ic"][row : row + m, 0] = tab.column("q0").to_numpy()
+            mm["ic"][row : row + m, 1] = tab.column("p0").to_numpy()
             rest.append(tab.drop_columns(list(VECTOR_COLUMNS)))
             row += m
         if row != n:
             raise NHError(f"shard {str(src)!r}: row groups hold {row} rows, footer says {n}")
-        others = (
+        table = (
             pa.concat_tables(rest).combine_chunks()
             if rest
             else schema.empty_table().drop_columns(list(VECTOR_COLUMNS))
         )
-        flat = pa.array(np.asarray(packed).reshape(-1))  # zero-copy over the memmap
-        x = pa.FixedSizeListArray.from_arrays(flat, width)
-        table = others.append_column(pa.field(PACKED, x.type), pa.chunked_array([x], type=x.type))
-        meta = {b"nh_cache_format": str(CACHE_FORMAT).encode(), b"nh_W": str(W).encode()}
+        for k, w in widths.items():
+            flat = pa.array(np.asarray(mm[k]).reshape(-1))  # zero-copy over the memmap
+            col = pa.FixedSizeListArray.from_arrays(flat, w)
+            table = table.append_column(pa.field(k, col.type), pa.chunked_array([col], type=col.type))
+        meta = {b"nh_cache_format": str(CACHE_FORMAT).encode(), b"nh_source": src.name.encode()}
         table = table.replace_schema_metadata(meta)
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             for batch in table.to_batches(max_chunksize=None):
                 writer.write_batch(batch)
-        del packed, flat, x, table
+        del mm, flat, col, table
         os.replace(tmp, dst)
     finally:
-        raw.unlink(missing_ok=True)
+        for raw in raws.values():
+            raw.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     return n
 
 
-def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike) -> Path:
-    """Path of the shard's Arrow IPC cache file, converting the shard first if needed."""
+def cache_path(cache_dir: str | os.PathLike, sha: str, dtype: type) -> Path:
+    """`<cache_dir>/<sha256>.<f32|f64>.v<CACHE_FORMAT>.arrow`."""
+    return Path(cache_dir) / f"{sha}.{_tag(dtype)}.v{CACHE_FORMAT}.arrow"
+
+
+def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike, dtype: type = np.float64) -> Path:
+    """Path of the shard's Arrow IPC cache file for `dtype`, converting the shard first if needed."""
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -266,9 +274,9 @@ def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike) -> Path:
             f"shard {str(shard.path)!r} does not match the sha256 in manifest.json "
             f"(file {sha[:12]}..., manifest {shard.sha256[:12]}...): it changed after the dataset was built"
         )
-    dst = cache_dir / f"{sha}.v{CACHE_FORMAT}.arrow"
+    dst = cache_path(cache_dir, sha, dtype)
     if not dst.exists():
-        convert_shard(shard.path, dst)
+        convert_shard(shard.path, dst, dtype)
     return dst
 
 
@@ -284,23 +292,18 @@ def _open_ipc(path: Path) -> pa.RecordBatch:
     return reader.get_batch(0)
 
 
-def _readonly_tensor(a: np.ndarray) -> torch.Tensor:
-    """torch view of a read-only NumPy array (never written to; batches are fresh copies)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
-        return torch.from_numpy(a)
-
-
 class ShardDataset:
     """One split of a shard directory, memory-mapped; batches are float tensors.
 
     data_dir: the folder of `nh data build` (shards + manifest.json). split: "train",
-    "val" or "test". dtype: dtype of the returned batches (the data is float64 on disk).
+    "val" or "test". dtype: torch.float32 or torch.float64, the dtype of the batches
+    and of the cache (the shards hold float64: float32 batches equal the float32
+    rounding of the stored values, float64 batches the stored values).
     cache_dir: where the Arrow IPC cache lives (default `data_dir/.nh_cache`).
 
     `get_batch(idx)` gathers rows `idx` (in that order) and returns
-    dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)), contiguous tensors of
-    `dtype`. `ds[idx]` is the same, so the dataset plugs into a DataLoader with
+    dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)), fresh contiguous tensors.
+    `ds[idx]` is the same, so the dataset plugs into a DataLoader with
     `batch_size=None` and an index-array sampler. Pickling (DataLoader workers with
     the spawn method) drops the mappings; they reopen lazily in the child.
     """
@@ -312,16 +315,17 @@ class ShardDataset:
         dtype: torch.dtype = torch.float32,
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
-        if dtype not in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-            raise NHError(f"ShardDataset dtype must be a floating dtype, got {dtype}")
+        if dtype not in CACHE_DTYPES:
+            raise NHError(f"ShardDataset dtype must be torch.float32 or torch.float64, got {dtype}")
         self.data_dir = Path(data_dir)
         self.split = split
         self.dtype = dtype
+        self.np_dtype = CACHE_DTYPES[dtype]
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / CACHE_DIRNAME
         self.shards = list_shards(self.data_dir, split)
-        self.files = [cached_arrow(s, self.cache_dir) for s in self.shards]
+        self.files = [cached_arrow(s, self.cache_dir, self.np_dtype) for s in self.shards]
         self._open()
-        rows = [len(x) for x in self._x]
+        rows = [len(a) for a in self._cols["V"]]
         for shard, n in zip(self.shards, rows, strict=True):
             if shard.rows is not None and shard.rows != n:
                 raise NHError(f"shard {str(shard.path)!r} has {n} rows, manifest.json says {shard.rows}")
@@ -329,41 +333,30 @@ class ShardDataset:
         self._n = int(self._starts[-1])
         if self._n == 0:
             raise NHError(f"the {split!r} split of {str(self.data_dir)!r} has no rows")
+        self.W = self._cols["t"][0].shape[1]
 
     # mapping management -------------------------------------------------------
 
     def _open(self) -> None:
         self._batches = [_open_ipc(f) for f in self.files]
-        widths = set()
-        self._x_np: list[np.ndarray] = []
+        self._cols: dict[str, list[np.ndarray]] = {k: [] for k in BATCH_KEYS}
         for f, rb in zip(self.files, self._batches, strict=True):
-            if PACKED not in rb.schema.names:
-                raise NHError(f"cache file {str(f)!r} lacks the packed column; delete the cache folder")
-            col = rb.column(PACKED)
-            width = col.type.list_size
-            widths.add(width)
-            self._x_np.append(col.values.to_numpy(zero_copy_only=True).reshape(-1, width))  # (N_k, width)
-        if len(widths) != 1:
+            for k in BATCH_KEYS:
+                if k not in rb.schema.names:
+                    raise NHError(f"cache file {str(f)!r} lacks column {k!r}; delete the cache folder")
+                col = rb.column(k)
+                values = col.values.to_numpy(zero_copy_only=True)  # read-only view into the mapping
+                self._cols[k].append(values.reshape(-1, col.type.list_size))  # (N_k, size)
+        if len({a.shape[1] for a in self._cols["t"]}) != 1:
             raise NHError(f"shards of {self.split!r} have different numbers of time points")
-        self.width = widths.pop()
-        self.W = (self.width - N_SENSORS - 2) // 3
-        self._x = [_readonly_tensor(a) for a in self._x_np]  # (N_k, width) float64 views
-        W = self.W
-        self._slices = {
-            "V": slice(0, N_SENSORS),
-            "t": slice(N_SENSORS, N_SENSORS + W),
-            "q": slice(N_SENSORS + W, N_SENSORS + 2 * W),
-            "p": slice(N_SENSORS + 2 * W, N_SENSORS + 3 * W),
-            "ic": slice(N_SENSORS + 3 * W, N_SENSORS + 3 * W + 2),
-        }
 
     def _ensure_open(self) -> None:
-        if self._x is None:
+        if self._cols is None:
             self._open()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_batches=None, _x_np=None, _x=None)
+        state.update(_batches=None, _cols=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -377,68 +370,62 @@ class ShardDataset:
     def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx` (in that order).
 
-        Fresh contiguous tensors of `self.dtype`. One shard: rows are gathered from the
-        mapping in sub-blocks of SUB_BLOCK rows, each cast and split into the outputs
-        while it is still in cache. Several shards: rows are grouped by shard (one gather
-        per shard present) into a buffer sorted by shard, then put back in order.
+        One shard: one `np.take` per field from the mapping. Several: each field is
+        gathered shard by shard into a buffer ordered by shard, then put back in order.
         """
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             raise IndexError(f"index out of range for a split of {self._n} rows")
         self._ensure_open()
-        B = idx.size
-        out = {k: torch.empty((B, s.stop - s.start), dtype=self.dtype) for k, s in self._slices.items()}
-        if len(self._x) == 1:
-            idx_t = torch.from_numpy(idx)
-            for a in range(0, B, SUB_BLOCK):
-                rows = torch.index_select(self._x[0], 0, idx_t[a : a + SUB_BLOCK])  # (b, width) float64
-                for k, s in self._slices.items():
-                    out[k][a : a + SUB_BLOCK].copy_(rows[:, s])  # cast + split in one pass
-            return out
+        if len(self.files) == 1:
+            return {k: torch.from_numpy(np.take(cols[0], idx, axis=0)) for k, cols in self._cols.items()}
         cid = np.searchsorted(self._starts, idx, side="right") - 1  # shard of each row
         order = np.argsort(cid, kind="stable")
         sorted_cid = cid[order]
-        bounds = np.searchsorted(sorted_cid, np.arange(len(self._x) + 1))
-        local = torch.from_numpy(idx[order] - self._starts[sorted_cid])
-        rows = torch.empty((B, self.width), dtype=self.dtype)  # sorted by shard
-        for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
-            a, b = int(bounds[c]), int(bounds[c + 1])
-            rows[a:b].copy_(torch.index_select(self._x[c], 0, local[a:b]))
-        inverse = torch.empty(B, dtype=torch.int64)
-        inverse[torch.from_numpy(order)] = torch.arange(B)  # where each requested row sits in `rows`
-        for k, s in self._slices.items():
-            torch.index_select(rows[:, s], 0, inverse, out=out[k])
+        bounds = np.searchsorted(sorted_cid, np.arange(len(self.files) + 1))
+        local = idx[order] - self._starts[sorted_cid]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(idx.size)  # where each requested row sits in the shard-ordered buffer
+        present = [(int(bounds[c]), int(bounds[c + 1]), c) for c in np.flatnonzero(bounds[1:] > bounds[:-1])]
+        out = {}
+        for k, cols in self._cols.items():
+            buf = np.empty((idx.size, cols[0].shape[1]), dtype=self.np_dtype)
+            for a, b, c in present:
+                np.take(cols[c], local[a:b], axis=0, out=buf[a:b])
+            out[k] = torch.from_numpy(np.take(buf, inverse, axis=0))
         return out
+
+    __getitem__ = get_batch
+
+    def column(self, name: str) -> np.ndarray:
+        """Column `name` as NumPy: a read-only view into the mapping for one shard, a
+        concatenated copy for several.
+
+        V, t, q, p come in the dataset's dtype, (N, size); the other columns as stored
+        (E0, u, ...: float64; pid, b: int64; knots, coeffs: an object array of arrays).
+        """
+        self._ensure_open()
+        if name in VECTOR_COLUMNS:
+            parts = self._cols[name]
+        else:
+            names = [n for n in self._batches[0].schema.names if n not in BATCH_KEYS]
+            if name not in names:
+                raise NHError(
+                    f"unknown column {name!r}; valid columns: {', '.join([*VECTOR_COLUMNS, *names])}"
+                )
+            parts = [rb.column(name).to_numpy(zero_copy_only=False) for rb in self._batches]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def numpy(self, name: str) -> np.ndarray:
+        """A vector column V, t, q or p as an (N, size) array (a view into the mapping for one shard)."""
+        if name not in VECTOR_COLUMNS:
+            raise NHError(f"numpy() takes a vector column ({', '.join(VECTOR_COLUMNS)}), got {name!r}")
+        return self.column(name)
 
     def block_rows(self, batch_size: int) -> int:
         """Rows to gather at once in `iterate_batches`: enough that every shard present
         contributes a dozen rows, so per-shard overhead stays small; at most 65,536."""
         return int(min(max(8192, 16 * len(self.files), batch_size), max(65536, batch_size)))
-
-    __getitem__ = get_batch
-
-    def column(self, name: str) -> np.ndarray:
-        """Column `name` as NumPy (read-only view for one shard, a concatenated copy for several).
-
-        Vector columns (V, t, q, p) are (N, size); list columns (knots, coeffs) come
-        back as an object array of arrays.
-        """
-        self._ensure_open()
-        if name in self._slices and name != "ic":
-            parts = [a[:, self._slices[name]] for a in self._x_np]
-        else:
-            names = self._batches[0].schema.names
-            if name not in names or name == PACKED:
-                valid = [*VECTOR_COLUMNS, *[n for n in names if n != PACKED]]
-                raise NHError(f"unknown column {name!r}; valid columns: {', '.join(valid)}")
-            parts = [rb.column(name).to_numpy(zero_copy_only=False) for rb in self._batches]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def numpy(self, name: str) -> np.ndarray:
-        """A vector column V, t, q or p as an (N, size) float64 array (views into the mapping)."""
-        if name not in VECTOR_COLUMNS:
-            raise NHError(f"numpy() takes a vector column ({', '.join(VECTOR_COLUMNS)}), got {name!r}")
-        return self.column(name)
 
 
 # ----------------------------------------------------------------- sampling

@@ -131,7 +131,8 @@ def write_synthetic_dataset(
     """Write harmonic-orbit shards `<split>-NNNNN.parquet` and `manifest.json` into `out_dir`.
 
     n_train, n_val, n_test: rows (orbits, one per potential); a split with 0 rows is left out.
-    rows_per_shard: rows per Parquet file (None: one file per split).
+    rows_per_shard: rows per Parquet file (None: one file per split); shards are drawn one
+    after the other from the split's stream, so the contents depend on it.
     Same arguments -> same bytes. Returns the manifest (also written to out_dir/manifest.json).
     """
     counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
@@ -152,17 +153,16 @@ def write_synthetic_dataset(
     for (split, n), ss in zip(counts.items(), split_seeds, strict=True):
         if n == 0:
             continue
-        cols = harmonic_orbits(np.random.default_rng(ss), n, pid0)
-        pid0 += n
-        table = _table(cols)
+        rng = np.random.default_rng(ss)
         step = rows_per_shard or n
-        for k, start in enumerate(range(0, n, step)):
+        for k, start in enumerate(range(0, n, step)):  # one shard in memory at a time
             name = f"{split}-{k:05d}.parquet"
-            part = table.slice(start, min(step, n - start))
+            part = _table(harmonic_orbits(rng, min(step, n - start), pid0 + start))
             _write_parquet(part, out / name, row_group_size)
             shards.append(
                 {"file": name, "split": split, "rows": part.num_rows, "sha256": sha256_file(out / name)}
             )
+        pid0 += n
     config = {
         "generator": "nh_models.synthetic",
         "potential": "harmonic",

@@ -78,16 +78,18 @@ def test_batches_equal_shard_contents_exactly(fixture, request):
 
 def test_columns_are_read_only_views(single, multi):
     ref = _shard_rows(single, "train")
-    ds = ShardDataset(single, "train")
+    ds = ShardDataset(single, "train", dtype=torch.float64)
     V = ds.numpy("V")
     assert V.shape == (64, 100) and not V.flags.writeable
     assert np.shares_memory(V, ds.numpy("V"))  # a view of the mapping, not a copy
     assert np.array_equal(V, ref["V"])
+    V32 = ShardDataset(single, "train").numpy("V")
+    assert V32.dtype == np.float32 and np.array_equal(V32, ref["V"].astype(np.float32))
     for k in ("E0", "u", "pid"):
         assert np.array_equal(ds.column(k), ref[k])
     assert not ds.column("u").flags.writeable
     ref_m = _shard_rows(multi, "train")  # several shards: concatenated
-    assert np.array_equal(ShardDataset(multi, "train").numpy("q"), ref_m["q"])
+    assert np.array_equal(ShardDataset(multi, "train", dtype=torch.float64).numpy("q"), ref_m["q"])
     with pytest.raises(NHError, match="unknown column 'nope'; valid columns: V, t, q, p"):
         ds.column("nope")
     with pytest.raises(NHError, match="vector column"):
@@ -118,11 +120,19 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
     shard = d / "train-00000.parquet"
     ds = ShardDataset(d, "train", dtype=torch.float64)
     sha1 = file_sha256(shard)
-    assert ds.files[0] == d / ".nh_cache" / f"{sha1}.v{D.CACHE_FORMAT}.arrow"
+    assert ds.files[0] == d / ".nh_cache" / f"{sha1}.f64.v{D.CACHE_FORMAT}.arrow"
     assert json.loads((d / "manifest.json").read_text())["shards"][0]["sha256"] == sha1
-    # the IPC file is uncompressed Arrow with the packed column in one record batch
+    # an Arrow IPC file with one record batch; the batch fields in the dataset's dtype
     reader = pa.ipc.open_file(pa.memory_map(str(ds.files[0])))
-    assert reader.num_record_batches == 1 and D.PACKED in reader.schema.names
+    assert reader.num_record_batches == 1
+    assert reader.schema.field("q").type == pa.list_(pa.float64(), 100)
+    assert reader.schema.field("ic").type == pa.list_(pa.float64(), 2)
+    assert reader.schema.field("E0").type == pa.float64()
+    ds32 = ShardDataset(d, "train")  # float32: its own cache file beside the float64 one
+    assert ds32.files[0] == d / ".nh_cache" / f"{sha1}.f32.v{D.CACHE_FORMAT}.arrow"
+    assert pa.ipc.open_file(pa.memory_map(str(ds32.files[0]))).schema.field("V").type == pa.list_(
+        pa.float32(), 100
+    )
 
     # a warm open neither converts nor rehashes
     def refuse(*args, **kwargs):
@@ -140,7 +150,7 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
     assert sha2 != sha1
     ds2 = ShardDataset(d, "train", dtype=torch.float64)
     assert ds2.files[0].name.startswith(sha2)
-    assert not ds.files[0].exists()  # the stale cache file was removed
+    assert not ds.files[0].exists() and not ds32.files[0].exists()  # the stale cache files were removed
     assert np.array_equal(ds2.get_batch(np.arange(40))["q"].numpy(), _shard_rows(d, "train")["q"])
 
 
@@ -296,6 +306,7 @@ def test_pickled_dataset_reopens_its_mappings(multi):
 _MEMORY_PROBE = """
 import sys
 from pathlib import Path
+import torch
 from nh_models.data import EpochBatchSampler, ShardDataset, iterate_batches
 
 def anonymous_kib():
@@ -305,7 +316,7 @@ def anonymous_kib():
 
 out = []
 for data_dir in sys.argv[1:]:
-    ds = ShardDataset(data_dir, "train")
+    ds = ShardDataset(data_dir, "train", dtype=torch.float64)
     sampler = EpochBatchSampler(len(ds), 500, seed=0)
     total = 0.0
     for epoch in range(2):
@@ -327,7 +338,7 @@ def test_private_memory_does_not_grow_with_the_data(tmp_path):
     for n in (3_000, 36_000):
         dirs.append(tmp_path / f"n{n}")
         write_synthetic_dataset(dirs[-1], n_train=n, n_val=10, n_test=0, seed=0)
-        ShardDataset(dirs[-1], "train")  # build the cache outside the probe
+        ShardDataset(dirs[-1], "train", dtype=torch.float64)  # build the cache outside the probe
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE, *map(str, dirs)],
