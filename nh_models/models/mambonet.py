@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from nh_data.errors import NHError
 
-from .base import OperatorModel, check_divisible, check_inputs, check_nonnegative_floats, check_positive_ints
+from .base import OperatorModel, check_divisible, check_nonnegative_floats, check_positive_ints
 from .layers import QueryDecoder
 from .scan import selective_scan
 
@@ -99,8 +99,7 @@ class MambONet(OperatorModel):
         self.norm = nn.LayerNorm(c.d_model)
         self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)
 
-    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        check_inputs(V, t, ic)
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         x = self.embed(V.unsqueeze(-1))  # (B, 100, d_model)
         memory = self.norm(mamba_forward(self.mamba, x, self.config.scan))  # (B, 100, d_model)
         return self.decoder(t, ic, memory)  # (B, W), (B, W)

@@ -17,7 +17,6 @@ from .base import (
     N_SENSORS,
     OperatorModel,
     check_divisible,
-    check_inputs,
     check_nonnegative_floats,
     check_positive_ints,
     sinusoidal_table,
@@ -56,8 +55,7 @@ class TraONet(OperatorModel):
         self.decoder = QueryDecoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
         self.scale = math.sqrt(c.d_model)
 
-    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        check_inputs(V, t, ic)
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         x = self.embed(V.unsqueeze(-1)) * self.scale + self.pos  # (B, 100, d_model)
         memory = self.encoder(x)  # (B, 100, d_model)
         return self.decoder(t, ic, memory)  # (B, W), (B, W)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import ICEmbedding, OperatorModel, check_inputs, check_nonnegative_floats, check_positive_ints
+from .base import ICEmbedding, OperatorModel, check_nonnegative_floats, check_positive_ints
 
 
 @dataclass
@@ -63,6 +63,7 @@ class _Decoder(nn.Module):
 
 class VaRONet(OperatorModel):
     name = "varonet"
+    infer_tokens = None  # the LSTMs' per-step matmuls prefer the whole batch
 
     def __init__(self, config: VaRONetConfig) -> None:
         super().__init__(config)
@@ -78,8 +79,7 @@ class VaRONet(OperatorModel):
         self.decoder_p = _Decoder(c.hidden_size, c.num_layers, drop)
         self._kl: Tensor | None = None
 
-    def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        check_inputs(V, t, ic)
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         _, (h, c) = self.encoder(V.unsqueeze(-1))  # (2 layers, B, H) each
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)  # (2 layers, B, Z) each
         z = reparameterize(mu, logvar, sample=self.training)  # (2 layers, B, Z)
