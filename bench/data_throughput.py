@@ -283,7 +283,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
         tmp = Path(tmp)
-        n_scale, k = (1000, "50") if quick else (4000, "200")
+        # large enough that the fixed start-up (imports, Numba cache, ~1 s) does not dominate
+        n_scale, k = (2000, "100") if quick else (20000, "500")
         w1 = timed_build(n_scale, 1, tmp / "w1", ["--shard-size", k])
         w2 = timed_build(n_scale, 2, tmp / "w2", ["--shard-size", k])
         same = sorted((tmp / "w1").glob("*.parquet")) and all(

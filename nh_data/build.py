@@ -515,18 +515,25 @@ def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progr
     )
     try:
         _warm_up(config)
-        if workers == 1 or len(todo) == 1:
-            for spec in todo:
-                write_shard(out_dir, config, spec, progress=bar.update)
-        else:
-            # fork: workers inherit the compiled kernels and never re-import the caller's
-            # __main__ (scripts and notebooks need no `if __name__ == "__main__"` guard);
-            # the kernels use no threads, and the bar's monitor thread is off.
-            ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-                futs = {pool.submit(_worker, str(out_dir), config, s): s for s in todo}
-                for fut in as_completed(futs):
-                    fut.result()
-                    bar.update(futs[fut].count)
+        _run_shards(out_dir, config, todo, workers, bar)
+    except OSError as exc:  # disk full, permissions discovered late...: one line, exit 2
+        raise NHError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     finally:
         bar.close()
+
+
+def _run_shards(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, bar) -> None:
+    """Build the shards `todo`: in this process, or spread over `workers` processes."""
+    if workers == 1 or len(todo) == 1:
+        for spec in todo:
+            write_shard(out_dir, config, spec, progress=bar.update)
+        return
+    # fork: workers inherit the compiled kernels and never re-import the caller's
+    # __main__ (scripts and notebooks need no `if __name__ == "__main__"` guard);
+    # the kernels use no threads, and the bar's monitor thread is off.
+    ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+        futs = {pool.submit(_worker, str(out_dir), config, s): s for s in todo}
+        for fut in as_completed(futs):
+            fut.result()
+            bar.update(futs[fut].count)

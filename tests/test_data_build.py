@@ -252,3 +252,16 @@ def test_cli_partial_shards_then_complete(tmp_path):
     )
     done = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--out", str(out), "--quiet"])
     assert done.exit_code == 0 and "train 8, val 0, test 8 rows in 4 shards" in done.stdout
+
+
+def test_write_failure_becomes_one_line_error(tmp_path, monkeypatch):
+    import errno
+
+    import nh_data.build as nb
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nb, "write_shard", full)
+    with pytest.raises(NHError, match=r"^cannot write to .*: No space left on device$"):
+        build_dataset(tmp_path / "d", 2, progress=False)
