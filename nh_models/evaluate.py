@@ -67,7 +67,7 @@ class EvalSettings:
     dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
     methods: tuple[str, ...] = BASELINES
     physics_dt: float = 0.02  # step of the baselines on the physics potentials
-    eps: float | None = None  # central-difference step (None: 1e-5 in float64, 1e-3 in float32)
+    eps: float = 1e-6  # finite-difference step for det J (fourth-order stencils, float64 evaluation)
     window: float = 2.0  # length of a chained window
     t_long: float = 20.0  # chain windows up to this time
     batch_size: int = 2048
@@ -230,12 +230,14 @@ def integrator_work_precision(
             seconds = _best_time(run, repeats)
             q_hat, p_hat = result["qp"]
             err = orbit_errors(q_hat, p_hat, q, p)
+            bad = ~np.isfinite(err["loss"])  # orbits that blew up (left the box at too large a step)
             rows.append({
                 "dt": float(dt),
                 "steps": int(len(native_grid(float(t.max()), dt)) - 1),
                 "time_per_traj_s": seconds / B,
-                "loss": float(np.mean(err["loss"])),
-                "rel_l2": float(np.nanmean(err["rel_l2"])),
+                "loss": float(np.mean(err["loss"])) if not bad.any() else math.inf,
+                "rel_l2": float(np.mean(err["rel_l2"])) if not bad.any() else math.inf,
+                "n_diverged": int(bad.sum()),
             })
         out[method] = rows
     bar.close()
@@ -284,7 +286,8 @@ def equal_cost(rk4_rows: list[dict[str, float]], model_time: float) -> dict[str,
     rows = sorted(rk4_rows, key=lambda r: r["dt"])  # small dt (expensive) first
     log_dt = np.log([r["dt"] for r in rows])
     log_time = np.log([r["time_per_traj_s"] for r in rows])
-    log_loss = np.log([max(r["loss"], 1e-300) for r in rows])
+    # a diverged point (loss inf, or None once through JSON) makes every value interpolated from it inf
+    log_loss = np.log([max(r["loss"], 1e-300) if r["loss"] is not None else math.inf for r in rows])
     lt = math.log(model_time)
     order = np.argsort(log_time)
     extrapolated = not (log_time.min() <= lt <= log_time.max())
@@ -305,7 +308,8 @@ def equal_cost(rk4_rows: list[dict[str, float]], model_time: float) -> dict[str,
         if ldt < log_dt.min():
             slope = 0.0  # below the smallest dt the error is at its floor: do not extrapolate downwards
         lloss = float(log_loss[k] + slope * (ldt - log_dt[k]))
-    return {"dt": math.exp(ldt), "loss": math.exp(lloss), "extrapolated": bool(extrapolated)}
+    loss = math.exp(lloss) if math.isfinite(lloss) else math.inf
+    return {"dt": math.exp(ldt), "loss": loss, "extrapolated": bool(extrapolated)}
 
 
 def fit_order(dts: np.ndarray, errors: np.ndarray) -> float:
@@ -323,43 +327,43 @@ def energy_error(V: np.ndarray, q: np.ndarray, p: np.ndarray, ic: np.ndarray) ->
     return np.abs(H - H0)
 
 
-def jacobian_det(predict: Predictor, V: np.ndarray, t: np.ndarray, ic: np.ndarray, eps: float) -> np.ndarray:
-    """det J(t), J = d(q, p)(t) / d(q0, p0), by second-order finite differences; (B, W).
+_OFFSETS = np.arange(-4, 5)  # stencil offsets in units of eps
+_CENTRAL4 = np.array([0, 0, 1, -8, 0, 8, -1, 0, 0]) / 12.0  # f' = (f(-2) - 8 f(-1) + 8 f(1) - f(2)) / 12
+_FORWARD4 = np.array([0, 0, 0, 0, -25, 48, -36, 16, -3]) / 12.0  # one-sided, offsets 0..4
+_BACKWARD4 = -_FORWARD4[::-1]  # offsets -4..0
 
-    Central differences, except where q0 -+ eps leaves [0, 1]: there the
-    one-sided three-point stencil (same order) looks inwards.
+
+def jacobian_det(predict: Predictor, V: np.ndarray, t: np.ndarray, ic: np.ndarray, eps: float) -> np.ndarray:
+    """det J(t), J = d(q, p)(t) / d(q0, p0), by fourth-order finite differences; (B, W).
+
+    Central five-point stencils, except where q0 -+ 2 eps would leave [0, 1]
+    (wall starts): there the one-sided five-point stencil of the same order
+    looks inwards. Fourth order matters: near a separatrix the flow map bends
+    sharply and a second-order estimate needs eps too small for float32.
     """
     B = V.shape[0]
     q0 = ic[:, 0]
-    # stencil offsets in units of eps per orbit for the q0 direction: central (-1, +1) or one-sided (0, 1, 2)
-    fwd = q0 - eps < 0.0
-    bwd = q0 + eps > 1.0
-    shifts = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    coef = np.tile(_CENTRAL4, (B, 1))  # (B, 9) weights of the q0 direction
+    coef[q0 - 2 * eps < 0.0] = _FORWARD4
+    coef[q0 + 2 * eps > 1.0] = _BACKWARD4
 
-    def run(dq0: np.ndarray, dp0: np.ndarray):
-        ic_s = np.stack([q0 + dq0, ic[:, 1] + dp0], axis=1)
-        return predict(V, t, ic_s)
+    def run(dq0: float, dp0: float):
+        return predict(V, t, np.stack([q0 + dq0 * eps, ic[:, 1] + dp0 * eps], axis=1))
 
-    z = np.zeros(B)
-    # d/dp0: always central
-    qa, pa = run(z, z + eps)
-    qb, pb = run(z, z - eps)
-    dq_dp0, dp_dp0 = (qa - qb) / (2 * eps), (pa - pb) / (2 * eps)
-    # d/dq0: weights c_k at offsets k * eps
-    vals = {s: run(z + s * eps, z) for s in (-1.0, 1.0)}
-    if fwd.any() or bwd.any():
-        for s in (-2.0, 0.0, 2.0):
-            vals[s] = run(z + s * eps, z)
-    coef = np.zeros((B, len(shifts)))
-    coef[:, 1], coef[:, 3] = -0.5, 0.5
-    coef[fwd] = [0.0, 0.0, -1.5, 2.0, -0.5]
-    coef[bwd] = [0.5, -2.0, 1.5, 0.0, 0.0]
-    dq_dq0 = np.zeros_like(dq_dp0)
-    dp_dq0 = np.zeros_like(dp_dp0)
-    for k, s in enumerate(shifts):
-        if s in vals:
-            dq_dq0 += coef[:, k : k + 1] * vals[s][0] / eps
-            dp_dq0 += coef[:, k : k + 1] * vals[s][1] / eps
+    def derivative(weights: np.ndarray, direction: str):
+        dq = np.zeros(t.shape)
+        dp = np.zeros(t.shape)
+        for k, off in enumerate(_OFFSETS):
+            w = weights[:, k : k + 1]  # (B, 1)
+            if not np.any(w):
+                continue
+            q, p = run(float(off), 0.0) if direction == "q0" else run(0.0, float(off))
+            dq += w * q
+            dp += w * p
+        return dq / eps, dp / eps
+
+    dq_dq0, dp_dq0 = derivative(coef, "q0")
+    dq_dp0, dp_dp0 = derivative(np.tile(_CENTRAL4, (B, 1)), "p0")
     return dq_dq0 * dp_dp0 - dq_dp0 * dp_dq0
 
 
@@ -494,12 +498,13 @@ class Candidate:
         return cls(label, model_predictor(model, device, batch_size), model, **kw)
 
 
-def _eps_for(candidate: Candidate, settings: EvalSettings) -> float:
-    if settings.eps is not None:
-        return settings.eps
-    if candidate.model is not None and model_dtype(candidate.model) == torch.float64:
-        return 1e-5
-    return 1e-3
+def float64_predictor(candidate: Candidate, device, batch_size: int) -> Predictor:
+    """The candidate evaluated in float64 (a float64 copy of a network's weights) for derivatives."""
+    if candidate.model is None or model_dtype(candidate.model) == torch.float64:
+        return candidate.predict
+    import copy
+
+    return model_predictor(copy.deepcopy(candidate.model).double(), device, batch_size)
 
 
 def _energy_summary(dH: np.ndarray) -> dict[str, float]:
@@ -512,8 +517,12 @@ def _energy_summary(dH: np.ndarray) -> dict[str, float]:
 
 
 def _detj_summary(det: np.ndarray) -> dict[str, float]:
-    dev = np.abs(det - 1.0)
-    return {"mean_abs_detJ_minus_1": float(np.nanmean(dev)), "max_abs_detJ_minus_1": float(np.nanmax(dev))}
+    dev = np.abs(det - 1.0)  # (B, W)
+    return {
+        "mean_abs_detJ_minus_1": float(np.nanmean(dev)),
+        "median_abs_detJ_minus_1": float(np.nanmedian(dev)),
+        "max_abs_detJ_minus_1": float(np.nanmax(dev)),
+    }
 
 
 def _long_time(predict: Predictor, case: PhysicsCase, settings: EvalSettings, ref) -> dict[str, Any]:
@@ -564,7 +573,7 @@ def evaluate_candidates(
             dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
             curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
             det = jacobian_det(integrator_predictor(m, settings.physics_dt, native=False),
-                               detj_sub.V, detj_sub.t, detj_sub.ic, 1e-5)
+                               detj_sub.V, detj_sub.t, detj_sub.ic, settings.eps)
             metrics["integrators"]["test"][m] = {
                 "dt": settings.physics_dt,
                 **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
@@ -623,8 +632,11 @@ def evaluate_candidates(
             dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
             curves["energy"][cand.label] = dH
             run_metrics["energy"] = _energy_summary(dH)
-            det = jacobian_det(cand.predict, detj_sub.V, detj_sub.t, detj_sub.ic, _eps_for(cand, settings))
-            run_metrics["detJ"] = _detj_summary(det) | {"eps": _eps_for(cand, settings)}
+            # the learned map is the function the weights define: evaluate it in float64, so that
+            # finite differences resolve det J far below float32's round-off
+            det = jacobian_det(float64_predictor(cand, device, settings.batch_size), detj_sub.V, detj_sub.t,
+                               detj_sub.ic, settings.eps)
+            run_metrics["detJ"] = _detj_summary(det) | {"eps": settings.eps}
             if cand.model is not None:
                 timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size,
                                     settings.repeats)

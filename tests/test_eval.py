@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.interpolate import CubicSpline
@@ -27,6 +28,7 @@ from nh_models.evaluate import (
     equal_cost,
     evaluate_candidates,
     fit_order,
+    float64_predictor,
     integrator_predictor,
     integrator_work_precision,
     jacobian_det,
@@ -251,3 +253,31 @@ def test_det_j_is_one_for_oracle_and_yoshida_not_for_rk4_or_a_damped_map(sho_cas
 
     det_damped = jacobian_det(damped, V, t, ic, eps=1e-5)
     np.testing.assert_allclose(det_damped, np.exp(-t), atol=1e-7)
+
+
+class _RotationNet(torch.nn.Module):
+    """A float32 'network' whose flow is an exact rotation about (0.5, 0): det J = 1 exactly."""
+
+    name = "rotation"
+
+    def __init__(self):
+        super().__init__()
+        self.omega = torch.nn.Parameter(torch.tensor(3.0))  # float32
+
+    def forward(self, V, t, ic):
+        x0, p0 = ic[:, :1] - 0.5, ic[:, 1:]  # (B, 1)
+        c, s = torch.cos(self.omega * t), torch.sin(self.omega * t)  # (B, W)
+        return 0.5 + x0 * c + p0 / self.omega * s, -x0 * self.omega * s + p0 * c
+
+
+def test_det_j_of_a_float32_network_is_resolved_in_float64():
+    net = _RotationNet()
+    cand = Candidate.from_model("rotation", net)
+    V = np.zeros((5, 100))
+    t = np.repeat(np.linspace(0, 2, 20)[None], 5, 0)
+    ic = np.stack([np.linspace(0.1, 0.9, 5), np.linspace(-1, 1, 5)], axis=1)
+    det32 = jacobian_det(cand.predict, V, t, ic, eps=1e-6)
+    assert np.abs(det32 - 1).max() > 1e-3  # float32 round-off swamps a 1e-6 step
+    det64 = jacobian_det(float64_predictor(cand, "cpu", 64), V, t, ic, eps=1e-6)
+    assert np.abs(det64 - 1).max() < 1e-8
+    assert net.omega.dtype == torch.float32  # the evaluated network itself is untouched
