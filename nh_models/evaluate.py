@@ -141,12 +141,13 @@ def orbit_errors(q_hat: np.ndarray, p_hat: np.ndarray, q: np.ndarray, p: np.ndar
     mse_q, mse_p: mean over the window; loss = 0.5 (mse_q + mse_p) (the
     training loss); rel_l2 = ||(q_hat - q, p_hat - p)|| / ||(q, p)||.
     """
-    dq2 = (q_hat - q) ** 2
-    dp2 = (p_hat - p) ** 2
-    mse_q = dq2.mean(axis=1)
-    mse_p = dp2.mean(axis=1)
-    norm = np.sqrt((q**2 + p**2).sum(axis=1))
-    rel = np.sqrt((dq2 + dp2).sum(axis=1)) / np.where(norm > 0, norm, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged orbit scores inf, silently
+        dq2 = (q_hat - q) ** 2
+        dp2 = (p_hat - p) ** 2
+        mse_q = dq2.mean(axis=1)
+        mse_p = dp2.mean(axis=1)
+        norm = np.sqrt((q**2 + p**2).sum(axis=1))
+        rel = np.sqrt((dq2 + dp2).sum(axis=1)) / np.where(norm > 0, norm, np.nan)
     return {"mse_q": mse_q, "mse_p": mse_p, "loss": 0.5 * (mse_q + mse_p), "rel_l2": rel}
 
 
@@ -525,13 +526,123 @@ def _detj_summary(det: np.ndarray) -> dict[str, float]:
     }
 
 
-def _long_time(predict: Predictor, case: PhysicsCase, settings: EvalSettings, ref) -> dict[str, Any]:
+def _long_time_grid(settings: EvalSettings, W: int = 100) -> np.ndarray:
+    """The times of `chain`: n windows of W uniform times each, shared ends counted once."""
     n_windows = int(round(settings.t_long / settings.window))
-    ic = np.array([[case.q_ref[0], case.p_ref[0]]])
-    t, q, p = chain(predict, case.V[None, :], ic, n_windows, settings.window)
-    q_ref, p_ref = ref
-    err = np.sqrt((q[0] - q_ref) ** 2 + (p[0] - p_ref) ** 2)  # (T,)
-    return {"t": t, "q": q[0], "p": p[0], "err": err}
+    t_loc = np.linspace(0.0, settings.window, W)
+    return np.concatenate([[0.0], *(k * settings.window + t_loc[1:] for k in range(n_windows))])
+
+
+def _physics_entry(case: PhysicsCase, q_hat: np.ndarray, p_hat: np.ndarray) -> dict[str, float]:
+    """Errors of one predicted orbit (W,) on a physics case, energy with the analytic V."""
+    err = orbit_errors(q_hat[None], p_hat[None], case.q_ref[None], case.p_ref[None])
+    dH = physics_energy(case.name, q_hat, p_hat, case.q_ref[0], case.p_ref[0])
+    return {k: float(v[0]) for k, v in err.items()} | {
+        "max_abs_q": float(np.max(np.abs(q_hat - case.q_ref))),
+        "max_abs_p": float(np.max(np.abs(p_hat - case.p_ref))),
+        "max_abs_dH": float(dH.max()),
+    }
+
+
+def _baselines_test(sub: TestData, detj_sub: TestData, settings: EvalSettings, curves: dict,
+                    progress: bool) -> dict[str, Any]:
+    """Work-precision curves, and accuracy / energy / det J at physics_dt, of each baseline integrator."""
+    _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
+    out: dict[str, Any] = {
+        "work_precision": integrator_work_precision(sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods,
+                                                    settings.dts, settings.repeats, progress),
+        "test": {},
+    }
+    curves["energy"]["t"] = sub.t
+    for m in settings.methods:
+        q_hat, p_hat = integrator_native(sub.V, sub.t, sub.ic, m, settings.physics_dt)
+        dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+        curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
+        det = jacobian_det(integrator_predictor(m, settings.physics_dt, native=False),
+                           detj_sub.V, detj_sub.t, detj_sub.ic, settings.eps)
+        out["test"][m] = {
+            "dt": settings.physics_dt,
+            **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
+            "energy": _energy_summary(dH),
+            "detJ": _detj_summary(det),
+        }
+    return out
+
+
+def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves: dict) -> dict[str, Any]:
+    """Each baseline integrator on each physics case: the window, and straight through to t_long."""
+    from nh_data.physics import reference
+
+    t_long = _long_time_grid(settings)
+    out: dict[str, Any] = {}
+    for case in cases:
+        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+        q_ref, p_ref = reference(case.name, t_long, float(ic[0, 0]), float(ic[0, 1]))
+        curves["physics"][case.name] = {"case": case, "pred": {}}
+        curves["long_time"][case.name] = {"t": t_long, "ref": (q_ref, p_ref), "err": {}}
+        out[case.name] = {}
+        for m in settings.methods:
+            q_hat, p_hat = integrator_native(case.V[None], case.t[None], ic, m, settings.physics_dt)
+            curves["physics"][case.name]["pred"][m] = (q_hat[0], p_hat[0])
+            ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
+            lt_err = np.sqrt((ql[0] - q_ref) ** 2 + (pl[0] - p_ref) ** 2)  # (T,)
+            curves["long_time"][case.name]["err"][m] = lt_err
+            out[case.name][m] = _physics_entry(case, q_hat[0], p_hat[0]) | {"long_time_err_end": float(lt_err[-1])}
+    return out
+
+
+def _evaluate_candidate(cand: Candidate, test: TestData | None, sub: TestData | None, detj_sub: TestData | None,
+                        cases: list[PhysicsCase], settings: EvalSettings, rk4_rows, curves: dict, device: str,
+                        progress: bool) -> dict[str, Any]:
+    """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, Any] = {"run": cand.run, **cand.info}
+    if test is not None:
+        errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
+        bs = settings.batch_size
+        for s in tqdm(range(0, len(test.u), bs), desc=f"{cand.label}: test set", unit="batch",
+                      disable=not progress, file=sys.stderr, leave=False):
+            q_hat, p_hat = cand.predict(test.V[s : s + bs], test.t[s : s + bs], test.ic[s : s + bs])
+            for k, v in orbit_errors(q_hat, p_hat, test.q[s : s + bs], test.p[s : s + bs]).items():
+                errs[k].append(v)
+        out["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
+
+        q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
+        dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+        curves["energy"][cand.label] = dH
+        out["energy"] = _energy_summary(dH)
+        # the learned map is the function the weights define: evaluate it in float64, so that
+        # finite differences resolve det J far below float32's round-off
+        det = jacobian_det(float64_predictor(cand, device, settings.batch_size), detj_sub.V, detj_sub.t,
+                           detj_sub.ic, settings.eps)
+        out["detJ"] = _detj_summary(det) | {"eps": settings.eps}
+        if cand.model is not None:
+            timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats)
+        else:
+            seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
+            timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
+        out["work_precision"] = timing | {"loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))}
+        curves["work_precision"][cand.label] = out["work_precision"]
+        if rk4_rows:
+            out["rk4_equal_cost"] = equal_cost(rk4_rows, timing["time_per_traj_s"])
+    out["physics"] = {}
+    for case in cases:
+        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+        q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
+        curves["physics"][case.name]["pred"][cand.label] = (q_hat[0], p_hat[0])
+        lt = curves["long_time"][case.name]
+        _, ql, pl = chain(cand.predict, case.V[None], ic, int(round(settings.t_long / settings.window)),
+                          settings.window)
+        lt_err = np.sqrt((ql[0] - lt["ref"][0]) ** 2 + (pl[0] - lt["ref"][1]) ** 2)  # (T,)
+        lt["err"][cand.label] = lt_err
+        out["physics"][case.name] = _physics_entry(case, q_hat[0], p_hat[0]) | {
+            "long_time_err_end": float(lt_err[-1]),
+            "long_time_err_max": float(lt_err.max()),
+        }
+    if cases:
+        out["physics_mean_loss"] = float(np.mean([v["loss"] for v in out["physics"].values()]))
+    return out
 
 
 def evaluate_candidates(
@@ -542,19 +653,14 @@ def evaluate_candidates(
     device: str = "cpu",
     progress: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Evaluate every candidate and the baseline integrators.
+    """Evaluate the baseline integrators, then every candidate, on the same orbits.
 
     Returns (metrics, curves): metrics is JSON-ready; curves holds the arrays
     the plots need. `test` may be None (physics only) and `cases` empty.
     """
-    from tqdm.auto import tqdm
-
     settings = settings or EvalSettings()
     metrics: dict[str, Any] = {"settings": asdict(settings), "integrators": {}, "runs": {}}
     curves: dict[str, Any] = {"physics": {}, "long_time": {}, "energy": {}, "work_precision": {}}
-    n_windows = int(round(settings.t_long / settings.window))
-
-    # --- baselines on the test subset
     sub = detj_sub = None
     if test is not None:
         n = len(test.u)
@@ -562,111 +668,13 @@ def evaluate_candidates(
         sub = test.take(np.sort(rng.choice(n, size=min(settings.n_sub, n), replace=False)))
         detj_sub = sub.take(np.arange(min(settings.n_detj, len(sub.u))))
         metrics["data"] = {"dir": test.source, "n_test": int(n), "n_sub": len(sub.u), "n_detj": len(detj_sub.u)}
-        _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
-        wp = integrator_work_precision(sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods, settings.dts,
-                                       settings.repeats, progress)
-        metrics["integrators"]["work_precision"] = wp
-        metrics["integrators"]["test"] = {}
-        curves["energy"]["t"] = sub.t
-        for m in settings.methods:
-            q_hat, p_hat = integrator_native(sub.V, sub.t, sub.ic, m, settings.physics_dt)
-            dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
-            curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
-            det = jacobian_det(integrator_predictor(m, settings.physics_dt, native=False),
-                               detj_sub.V, detj_sub.t, detj_sub.ic, settings.eps)
-            metrics["integrators"]["test"][m] = {
-                "dt": settings.physics_dt,
-                **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
-                "energy": _energy_summary(dH),
-                "detJ": _detj_summary(det),
-            }
-
-    # --- baselines on the physics potentials
-    if cases:
-        from nh_data.physics import reference
-
-    metrics["integrators"]["physics"] = {}
-    t_long = None
-    refs_long = {}
-    for case in cases:
-        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
-        t_long = np.concatenate([[0.0], *(k * settings.window + np.linspace(0, settings.window, 100)[1:]
-                                          for k in range(n_windows))])
-        refs_long[case.name] = reference(case.name, t_long, float(ic[0, 0]), float(ic[0, 1]))
-        entry: dict[str, Any] = {}
-        curves["physics"][case.name] = {"case": case, "pred": {}}
-        curves["long_time"][case.name] = {"t": t_long, "ref": refs_long[case.name], "err": {}}
-        for m in settings.methods:
-            q_hat, p_hat = integrator_native(case.V[None], case.t[None], ic, m, settings.physics_dt)
-            err = orbit_errors(q_hat, p_hat, case.q_ref[None], case.p_ref[None])
-            dH = physics_energy(case.name, q_hat[0], p_hat[0], ic[0, 0], ic[0, 1])
-            entry[m] = {k: float(v[0]) for k, v in err.items()} | {
-                "max_abs_q": float(np.max(np.abs(q_hat[0] - case.q_ref))),
-                "max_abs_p": float(np.max(np.abs(p_hat[0] - case.p_ref))),
-                "max_abs_dH": float(dH.max()),
-            }
-            curves["physics"][case.name]["pred"][m] = (q_hat[0], p_hat[0])
-            ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
-            lt_err = np.sqrt((ql[0] - refs_long[case.name][0]) ** 2 + (pl[0] - refs_long[case.name][1]) ** 2)
-            curves["long_time"][case.name]["err"][m] = lt_err
-            entry[m]["long_time_err_end"] = float(lt_err[-1])
-        metrics["integrators"]["physics"][case.name] = entry
-
-    # --- the candidates
+        metrics["integrators"].update(_baselines_test(sub, detj_sub, settings, curves, progress))
+    metrics["integrators"]["physics"] = _baselines_physics(cases, settings, curves)
+    rk4_rows = metrics["integrators"].get("work_precision", {}).get("rk4")
     for cand in candidates:
         _log(f"evaluating {cand.label}", progress)
-        run_metrics: dict[str, Any] = {"run": cand.run, **cand.info}
-        if test is not None:
-            errs = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
-            bs = settings.batch_size
-            for s in tqdm(range(0, len(test.u), bs), desc=f"{cand.label}: test set", unit="batch",
-                          disable=not progress, file=sys.stderr):
-                sl = slice(s, s + bs)
-                q_hat, p_hat = cand.predict(test.V[sl], test.t[sl], test.ic[sl])
-                for k, v in orbit_errors(q_hat, p_hat, test.q[sl], test.p[sl]).items():
-                    errs[k].append(v)
-            run_metrics["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
-
-            q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
-            sub_loss = float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
-            dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
-            curves["energy"][cand.label] = dH
-            run_metrics["energy"] = _energy_summary(dH)
-            # the learned map is the function the weights define: evaluate it in float64, so that
-            # finite differences resolve det J far below float32's round-off
-            det = jacobian_det(float64_predictor(cand, device, settings.batch_size), detj_sub.V, detj_sub.t,
-                               detj_sub.ic, settings.eps)
-            run_metrics["detJ"] = _detj_summary(det) | {"eps": settings.eps}
-            if cand.model is not None:
-                timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size,
-                                    settings.repeats)
-            else:
-                seconds = _best_time(lambda c=cand: c.predict(sub.V, sub.t, sub.ic), settings.repeats)
-                timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
-            run_metrics["work_precision"] = timing | {"loss": sub_loss}
-            curves["work_precision"][cand.label] = run_metrics["work_precision"]
-            if "rk4" in metrics["integrators"].get("work_precision", {}):
-                run_metrics["rk4_equal_cost"] = equal_cost(metrics["integrators"]["work_precision"]["rk4"],
-                                                           timing["time_per_traj_s"])
-        run_metrics["physics"] = {}
-        for case in cases:
-            ic = np.array([[case.q_ref[0], case.p_ref[0]]])
-            q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
-            err = orbit_errors(q_hat, p_hat, case.q_ref[None], case.p_ref[None])
-            dH = physics_energy(case.name, q_hat[0], p_hat[0], ic[0, 0], ic[0, 1])
-            lt = _long_time(cand.predict, case, settings, refs_long[case.name])
-            curves["physics"][case.name]["pred"][cand.label] = (q_hat[0], p_hat[0])
-            curves["long_time"][case.name]["err"][cand.label] = lt["err"]
-            run_metrics["physics"][case.name] = {k: float(v[0]) for k, v in err.items()} | {
-                "max_abs_q": float(np.max(np.abs(q_hat[0] - case.q_ref))),
-                "max_abs_p": float(np.max(np.abs(p_hat[0] - case.p_ref))),
-                "max_abs_dH": float(dH.max()),
-                "long_time_err_end": float(lt["err"][-1]),
-                "long_time_err_max": float(lt["err"].max()),
-            }
-        if cases:
-            run_metrics["physics_mean_loss"] = float(np.mean([v["loss"] for v in run_metrics["physics"].values()]))
-        metrics["runs"][cand.label] = run_metrics
+        metrics["runs"][cand.label] = _evaluate_candidate(cand, test, sub, detj_sub, cases, settings, rk4_rows,
+                                                          curves, device, progress)
     return _json_safe(metrics), curves
 
 
