@@ -338,6 +338,7 @@ class ShardDataset:
     # mapping management -------------------------------------------------------
 
     def _open(self) -> None:
+        self._scratch: dict[str, np.ndarray] = {}
         self._batches = [_open_ipc(f) for f in self.files]
         self._cols: dict[str, list[np.ndarray]] = {k: [] for k in BATCH_KEYS}
         for f, rb in zip(self.files, self._batches, strict=True):
@@ -356,7 +357,7 @@ class ShardDataset:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_batches=None, _cols=None)
+        state.update(_batches=None, _cols=None, _scratch={})
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -367,33 +368,58 @@ class ShardDataset:
     def __len__(self) -> int:
         return self._n
 
-    def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx` (in that order).
-
-        One shard: one `np.take` per field from the mapping. Several: each field is
-        gathered shard by shard into a buffer ordered by shard, then put back in order.
-        """
+    def _check(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             raise IndexError(f"index out of range for a split of {self._n} rows")
         self._ensure_open()
-        if len(self.files) == 1:
-            return {k: torch.from_numpy(np.take(cols[0], idx, axis=0)) for k, cols in self._cols.items()}
+        return idx
+
+    def _fill(self, idx: np.ndarray) -> np.ndarray:
+        """Gather rows `idx` of several shards into the scratch buffers, ordered by shard
+        (one `np.take` per shard present and field); returns `inverse`, the position of
+        each requested row in the buffers. The buffers are reused: no fresh pages per call."""
         cid = np.searchsorted(self._starts, idx, side="right") - 1  # shard of each row
         order = np.argsort(cid, kind="stable")
         sorted_cid = cid[order]
         bounds = np.searchsorted(sorted_cid, np.arange(len(self.files) + 1))
         local = idx[order] - self._starts[sorted_cid]
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(idx.size)  # where each requested row sits in the shard-ordered buffer
         present = [(int(bounds[c]), int(bounds[c + 1]), c) for c in np.flatnonzero(bounds[1:] > bounds[:-1])]
-        out = {}
         for k, cols in self._cols.items():
-            buf = np.empty((idx.size, cols[0].shape[1]), dtype=self.np_dtype)
+            buf = self._scratch.get(k)
+            if buf is None or len(buf) < idx.size:
+                buf = self._scratch[k] = np.empty((max(idx.size, 1024), cols[0].shape[1]), self.np_dtype)
             for a, b, c in present:
                 np.take(cols[c], local[a:b], axis=0, out=buf[a:b])
-            out[k] = torch.from_numpy(np.take(buf, inverse, axis=0))
-        return out
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(idx.size)
+        return inverse
+
+    def get_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """dict(V=(B, 100), t=(B, W), q=(B, W), p=(B, W), ic=(B, 2)) for rows `idx` (in that order).
+
+        Fresh contiguous tensors: one `np.take` per field from the mapping (one shard),
+        or from the shard-ordered scratch buffers (several shards).
+        """
+        idx = self._check(idx)
+        if len(self.files) == 1:
+            return {k: torch.from_numpy(np.take(cols[0], idx, axis=0)) for k, cols in self._cols.items()}
+        inverse = self._fill(idx)
+        return {k: torch.from_numpy(np.take(self._scratch[k], inverse, axis=0)) for k in self._cols}
+
+    def get_batches(self, idx: np.ndarray, sizes: list[int]) -> list[dict[str, torch.Tensor]]:
+        """The batches of consecutive lengths `sizes` of rows `idx`: `get_batch` of each slice,
+        but with several shards the block is gathered once (the per-shard overhead is paid
+        once per block)."""
+        idx = self._check(idx)
+        bounds = np.cumsum([0, *sizes])
+        if len(self.files) == 1:
+            return [self.get_batch(idx[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        inverse = self._fill(idx)
+        return [
+            {k: torch.from_numpy(np.take(self._scratch[k], inverse[a:b], axis=0)) for k in self._cols}
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
 
     __getitem__ = get_batch
 
@@ -507,14 +533,20 @@ def eval_batches(n: int, batch_size: int, rank: int = 0, world_size: int = 1) ->
 
 
 def _blocks(batches: Any, block_rows: int) -> Iterator[tuple[np.ndarray, list[int]]]:
-    """Consecutive index batches joined into blocks of about `block_rows`: (indices, batch sizes)."""
+    """Consecutive index batches joined into blocks: (indices, batch sizes).
+
+    The first block is the first batch alone (a quick first batch); each next block is
+    up to 4 times larger, up to about `block_rows` rows.
+    """
     idx: list[np.ndarray] = []
     sizes: list[int] = []
+    limit = 1
     for batch in batches:
         idx.append(np.asarray(batch, dtype=np.int64))
         sizes.append(len(batch))
-        if sum(sizes) >= block_rows:
+        if sum(sizes) >= limit:
             yield np.concatenate(idx), sizes
+            limit = min(4 * max(limit, sum(sizes)), block_rows)
             idx, sizes = [], []
     if idx:
         yield np.concatenate(idx), sizes
@@ -531,21 +563,14 @@ class _BlockSampler:
 
 
 class _BlockDataset:
-    """Map-style view of a ShardDataset whose items are whole blocks (for DataLoader workers)."""
+    """Map-style view of a ShardDataset whose items are blocks of batches (for DataLoader workers)."""
 
     def __init__(self, ds: ShardDataset) -> None:
         self.ds = ds
 
-    def __getitem__(self, item: tuple[np.ndarray, list[int]]) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def __getitem__(self, item: tuple[np.ndarray, list[int]]) -> list[dict[str, torch.Tensor]]:
         idx, sizes = item
-        return self.ds.get_batch(idx), sizes
-
-
-def _split(block: dict[str, torch.Tensor], sizes: list[int]) -> Iterator[dict[str, torch.Tensor]]:
-    start = 0
-    for n in sizes:
-        yield {k: v[start : start + n] for k, v in block.items()}  # row slices: contiguous views
-        start += n
+        return self.ds.get_batches(idx, sizes)
 
 
 def iterate_batches(
@@ -558,20 +583,17 @@ def iterate_batches(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Batches of `ds` for the index arrays of `batches` (a sampler or a list), in order.
 
-    Consecutive batches are gathered together in blocks of about `block_rows` rows
-    (default `ds.block_rows(first batch size)`) and handed out as row slices: the same
-    values as `ds.get_batch` per batch, with the per-call overhead paid once per block.
-    num_workers = 0 gathers in this process; otherwise DataLoader workers gather the
-    blocks (batch_size=None; same batches, same order).
+    Consecutive batches are gathered together in blocks of up to `block_rows` rows
+    (default `ds.block_rows(batch size)`; see `ShardDataset.get_batches`): the same values
+    as `ds.get_batch` per batch. num_workers = 0 gathers in this process; otherwise
+    DataLoader workers gather the blocks (batch_size=None; same batches, same order).
     """
     if block_rows is None:
         block_rows = ds.block_rows(getattr(batches, "batch_size", 1))
     if num_workers == 0:
         for idx, sizes in _blocks(batches, block_rows):
-            block = ds.get_batch(idx)
-            if pin_memory:
-                block = {k: v.pin_memory() for k, v in block.items()}
-            yield from _split(block, sizes)
+            for batch in ds.get_batches(idx, sizes):
+                yield {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
         return
     loader = torch.utils.data.DataLoader(
         _BlockDataset(ds),  # type: ignore[arg-type]
@@ -580,5 +602,5 @@ def iterate_batches(
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
-    for block, sizes in loader:
-        yield from _split(block, sizes)
+    for block in loader:
+        yield from block

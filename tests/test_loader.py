@@ -279,16 +279,23 @@ def test_eval_batches_cover_every_sample_once(n, world):
 # ----------------------------------------------------------------- workers and pickling
 
 
-def test_dataloader_workers_give_the_same_batches(multi):
+def test_blocks_and_dataloader_workers_give_the_same_batches(multi):
     ds = ShardDataset(multi, "train")
     sampler = EpochBatchSampler(len(ds), 32, seed=3)
     sampler.set_epoch(2)
-    plain = list(iterate_batches(ds, sampler))
-    workers = list(iterate_batches(ds, sampler, num_workers=2))
-    assert len(plain) == len(workers) == len(sampler)
-    for a, b in zip(plain, workers, strict=True):
-        for k in D.BATCH_KEYS:
-            assert torch.equal(a[k], b[k])
+    direct = [ds.get_batch(idx) for idx in sampler]
+    for kwargs in (
+        {},
+        {"block_rows": 50},
+        {"block_rows": 1},
+        {"num_workers": 2},
+        {"num_workers": 2, "block_rows": 64},
+    ):
+        batches = list(iterate_batches(ds, sampler, **kwargs))
+        assert len(batches) == len(direct) == len(sampler)
+        for a, b in zip(direct, batches, strict=True):
+            for k in D.BATCH_KEYS:
+                assert torch.equal(a[k], b[k]) and b[k].is_contiguous()
 
 
 def test_pickled_dataset_reopens_its_mappings(multi):
