@@ -193,6 +193,32 @@ def breakdown(quick: bool) -> None:
         print(f"  {k:<46s} {v:6.3f} s  {100 * v / total:5.1f} %")
 
 
+# ---------------------------------------------------------------- what the machine itself offers
+
+
+def _burn(n: int) -> float:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return float(s)
+
+
+def machine_scaling(n: int = 10_000_000) -> float:
+    """Throughput ratio of 2 processes vs 1 on a pure-Python CPU burn: the control for worker scaling."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    t0 = time.perf_counter()
+    _burn(n)
+    one = time.perf_counter() - t0
+    with ProcessPoolExecutor(2, mp_context=get_context("fork")) as pool:
+        list(pool.map(_burn, [1000, 1000]))  # start the workers first
+        t0 = time.perf_counter()
+        list(pool.map(_burn, [n, n]))
+        two = time.perf_counter() - t0
+    return 2 * one / two
+
+
 # ---------------------------------------------------------------- builds in subprocesses
 
 
@@ -285,14 +311,19 @@ def main() -> None:
         tmp = Path(tmp)
         # large enough that the fixed start-up (imports, Numba cache, ~1 s) does not dominate
         n_scale, k = (2000, "100") if quick else (20000, "500")
+        control_before = machine_scaling()
         w1 = timed_build(n_scale, 1, tmp / "w1", ["--shard-size", k])
         w2 = timed_build(n_scale, 2, tmp / "w2", ["--shard-size", k])
+        control = 0.5 * (control_before + machine_scaling())
         same = sorted((tmp / "w1").glob("*.parquet")) and all(
             (tmp / "w1" / f.name).read_bytes() == (tmp / "w2" / f.name).read_bytes()
             for f in (tmp / "w1").glob("*.parquet")
         )
         print(f"build n={n_scale} ({4 * n_scale} orbits, shards of {k} potentials): 1 worker {w1['wall']:.2f} s, 2 workers {w2['wall']:.2f} s "
               f"-> scaling {w1['wall'] / w2['wall']:.2f}x; identical bytes: {bool(same)}")  # fmt: skip
+        print(
+            f"  control: a pure CPU burn scales {control:.2f}x from 1 to 2 processes on this machine right now"
+        )
         print(f"  CPU time: 1 worker {w1['cpu']:.2f} s, 2 workers {w2['cpu']:.2f} s; end-to-end "
               f"{4 * n_scale / w1['cpu']:,.0f} orbits per CPU-second (integration alone: {rate_eng:,.0f})")  # fmt: skip
         if not quick:
