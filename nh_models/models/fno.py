@@ -74,8 +74,13 @@ def dft_matrices(n: int, modes: int, dtype: torch.dtype = torch.float32) -> tupl
 
 
 def spectral_conv(v: Tensor, forward: Tensor, inverse: Tensor, w_re: Tensor, w_im: Tensor) -> Tensor:
-    """K v for v (B, n, d_in): forward (2M, n), inverse (n, 2M), w_re / w_im (M, d_in, d_out) -> (B, n, d_out)."""
+    """K v for v (B, n, d_in): forward (2M, n), inverse (n, 2M), w_re (M, d_in, d_out) -> (B, n, d_out).
+
+    w_im (M - 1, d_in, d_out) holds Im R_k for k >= 1: Im R_0 would multiply Im v^_0 = 0 and
+    feed Im Y_0, which the inverse ignores, so it is not a parameter (it would get no gradient).
+    """
     M = w_re.shape[0]
+    w_im = torch.cat([w_im.new_zeros(1, *w_im.shape[1:]), w_im])  # (M, d_in, d_out)
     X = torch.matmul(forward, v)  # (B, 2M, d_in): [Re; Im] of the kept modes
     X = torch.cat([X[:, :M], X[:, M:]], dim=-1).transpose(0, 1)  # (M, B, 2 d_in): [Re | Im] per mode
     # complex product per mode as one real matmul: [Re | Im] @ [[W_re, W_im], [-W_im, W_re]]
@@ -93,7 +98,7 @@ class SpectralConv1d(nn.Module):
         super().__init__()
         scale = 1.0 / math.sqrt(d_in * modes)
         self.w_re = nn.Parameter(scale * torch.randn(modes, d_in, d_out))
-        self.w_im = nn.Parameter(scale * torch.randn(modes, d_in, d_out))
+        self.w_im = nn.Parameter(scale * torch.randn(modes - 1, d_in, d_out))
         forward, inverse = dft_matrices(n, modes)
         self.register_buffer("forward_dft", forward, persistent=False)  # (2M, n)
         self.register_buffer("inverse_dft", inverse, persistent=False)  # (n, 2M)
