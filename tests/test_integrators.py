@@ -187,3 +187,19 @@ def test_energy_conserved_property(seed, q0, u, sign):
     q, p = integrate(dV_pp, params[0], q0, p0, t[0], 1e-3, "yoshida8")
     H8 = 0.5 * p**2 + V_rows(q, np.repeat(params, 100, axis=0))
     assert np.abs(H8 - E0).max() < 1e-4 * (V0 - pots.V.min())
+
+
+def test_paper_way_is_stored_as_is_and_certified_honestly():
+    """yoshida8 at dt = 1e-3: the stored orbit is exactly that integration; err_est bounds its true error."""
+    pots, orb, t = _spline_batch(21, 5)
+    escale = V0 - pots.V.min(axis=1)
+    out = certified_orbits(pots.params, orb.pot, orb.q0, orb.p0, t, orb.E0, escale, "yoshida8", 1e-3)
+    assert set(out["code"].tolist()) <= {0, 5} and (out["code"] == 0).any() and (out["code"] == 5).any()
+    for r in range(orb.q0.shape[0]):
+        params = pots.params[orb.pot[r]]
+        q8, p8 = integrate(dV_pp, params, orb.q0[r], orb.p0[r], t[r], 1e-3, "yoshida8")
+        assert np.array_equal(out["q"][r], q8) and np.array_equal(out["p"][r], p8)
+        ref_q, ref_p = integrate(dV_pp, params, orb.q0[r], orb.p0[r], t[r], 2e-5, "kahanli8")
+        true = max(np.abs(q8 - ref_q).max(), np.abs(p8 - ref_p).max())
+        assert true <= out["err_est"][r] + 1e-11
+        assert (out["code"][r] == 0) == (out["err_est"][r] <= CERT_TOL)
