@@ -30,7 +30,7 @@ class DemoSize:
     """How big the demo is: dataset, training length, evaluation sizes."""
 
     n_potentials: int  # potentials in all (half train + val, half test; 4 orbits each)
-    epochs: int | None  # None: the epochs of configs/<model>_small.yaml
+    epochs: dict[str, int]  # per model; a model not named trains for its configs/<model>_small.yaml epochs
     physics: str = "all"
     n_sub: int = 1000
     n_detj: int = 100
@@ -40,10 +40,12 @@ class DemoSize:
 
 
 SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(n_potentials=600, epochs=None),
+    # TraONet costs ~6x DeepONet per sample on a CPU: 10 epochs keep the demo near 5 minutes on 2 cores
+    "small": DemoSize(n_potentials=600, epochs={"traonet": 10}),
     # for tests: seconds, not minutes (the shape of every output, not its quality)
     "tiny": DemoSize(
-        n_potentials=16, epochs=1, physics="sho,mff", n_sub=16, n_detj=4, repeats=1, dts=(0.1, 0.05, 0.02),
+        n_potentials=16, epochs={"deeponet": 1, "traonet": 1}, physics="sho,mff", n_sub=16, n_detj=4, repeats=1,
+        dts=(0.1, 0.05, 0.02),
         model_overrides={"deeponet": {"nodes": 16, "layers": 2, "branches": 4},
                          "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32}},
     ),
@@ -103,8 +105,8 @@ def run_demo(
     configs = {}
     for name in DEMO_MODELS:  # check everything before writing anything
         overrides: dict[str, Any] = {"model": spec.model_overrides.get(name, {}), "train": {}}
-        if spec.epochs is not None:
-            overrides["train"]["epochs"] = spec.epochs
+        if name in spec.epochs:
+            overrides["train"]["epochs"] = spec.epochs[name]
         configs[name] = load_config(name, CONFIG_DIR / f"{name}_small.yaml", overrides)
         run = runs_dir / name
         if run.exists() and not _is_demo_run(run):
