@@ -379,9 +379,8 @@ class ShardDataset:
         """Gather rows `idx` of several shards into the scratch buffers, ordered by shard
         (one `np.take` per shard present and field); returns `inverse`, the position of
         each requested row in the buffers. The buffers are reused: no fresh pages per call."""
-        cid = np.searchsorted(self._starts, idx, side="right") - 1  # shard of each row
-        order = np.argsort(cid, kind="stable")
-        sorted_cid = cid[order]
+        order = np.argsort(idx, kind="stable")  # by shard, and by row inside a shard (memory order)
+        sorted_cid = np.searchsorted(self._starts, idx[order], side="right") - 1  # shard of each row
         bounds = np.searchsorted(sorted_cid, np.arange(len(self.files) + 1))
         local = idx[order] - self._starts[sorted_cid]
         present = [(int(bounds[c]), int(bounds[c + 1]), c) for c in np.flatnonzero(bounds[1:] > bounds[:-1])]

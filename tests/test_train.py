@@ -387,3 +387,14 @@ def test_small_configs_are_complete_and_valid(path):
     name = path.stem.removesuffix("_small")
     cfg = load_config(name, path)
     assert cfg["model"] == {**cfg["model"], **data["model"]}
+
+
+def test_same_seed_same_weights_with_or_without_loader_workers(tiny, tmp_path):
+    runs = {}
+    for workers in (0, 2):
+        cfg = _cfg(TINY_DEEPONET, epochs=1, num_workers=workers)
+        train("deeponet", cfg, tiny, tmp_path / f"w{workers}", progress=False)
+        runs[workers] = load_checkpoint(tmp_path / f"w{workers}" / "checkpoint_last.pt")
+    for k, v in runs[0]["model"].items():
+        assert torch.equal(v, runs[2]["model"][k]), k
+    assert [r["val_loss"] for r in runs[0]["history"]] == [r["val_loss"] for r in runs[2]["history"]]
