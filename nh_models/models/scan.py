@@ -45,8 +45,9 @@ def _scan_chunk_states(x: Tensor, delta: Tensor, A: Tensor, B: Tensor) -> tuple[
     """
     dA = torch.exp(delta.unsqueeze(-1) * A)  # (L, b, E, N)
     H = (delta * x).unsqueeze(-1) * B.unsqueeze(2)  # (L, b, E, N): delta_t x_t B_t, overwritten by h_t
-    for t in range(1, H.shape[0]):
-        H[t].addcmul_(dA[t], H[t - 1])  # h_t = dA_t * h_{t-1} + delta_t x_t B_t
+    h, a = H.unbind(0), dA.unbind(0)  # views per time step, made once (cheaper than indexing in the loop)
+    for t in range(1, len(h)):
+        h[t].addcmul_(a[t], h[t - 1])  # h_t = dA_t * h_{t-1} + delta_t x_t B_t
     return H, dA
 
 
@@ -64,8 +65,9 @@ def _scan_chunk_backward(
     N = A.shape[1]
     H, dA = _scan_chunk_states(x, delta, A, B)  # (L, b, E, N) each
     G = dy.unsqueeze(-1) * C.unsqueeze(2)  # (L, b, E, N): C_t dy_t, becomes g_t
+    g, a = G.unbind(0), dA.unbind(0)
     for t in range(L - 2, -1, -1):
-        G[t].addcmul_(dA[t + 1], G[t + 1])  # g_t = C_t dy_t + dA_{t+1} * g_{t+1}
+        g[t].addcmul_(a[t + 1], g[t + 1])  # g_t = C_t dy_t + dA_{t+1} * g_{t+1}
     dC = torch.bmm(dy.reshape(L * b, 1, E), H.view(L * b, E, N)).view(L, b, N)  # sum_e dy h
     d_dx = torch.bmm(G.view(L * b, E, N), B.reshape(L * b, N, 1)).view(L, b, E)  # d/d(delta x): sum_n g B
     dB = torch.bmm((delta * x).reshape(L * b, 1, E), G.view(L * b, E, N)).view(L, b, N)  # sum_e g delta x
@@ -83,11 +85,15 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
         ctx.save_for_backward(x, delta, A, B, C)
-        return _forward(x, delta, A, B, C)
+        with torch.autocast(x.device.type, enabled=False):  # the scan runs in the inputs' precision
+            return _forward(x, delta, A, B, C)
 
     @staticmethod
+    @torch.autocast("cuda", enabled=False)
+    @torch.autocast("cpu", enabled=False)
     def backward(ctx, dy: Tensor):
         x, delta, A, B, C = ctx.saved_tensors
+        dy = dy.to(x.dtype)
         Bt, L, E = x.shape
         N = A.shape[1]
         dx, ddelta = torch.empty_like(x), torch.empty_like(delta)
