@@ -26,7 +26,10 @@ from .integrators import _RK, ExplicitRK, _integrate_one
 
 OK, TOO_MANY_STEPS, NON_FINITE = 0, 1, 2
 #: kinks closer than this to a step's start or end are treated as already reached
-KINK_EPS = 1e-6
+KINK_EPS = 1e-9
+#: a step forced to end on a kink is refined (Newton on its length) until it lands this close
+KINK_LAND = 1e-12
+MAX_NEWTON = 4
 
 
 @dataclass(frozen=True)
@@ -272,10 +275,15 @@ def _hermite(q, dq, qn, dqn, x):
 def first_kink_crossing(q, p, qn, pn, hh, kinks, eps):
     """Earliest s in (0, 1) at which the step's cubic Hermite path q(t + s hh) crosses a kink.
 
-    Kinks within `eps` of either end point are ignored (the orbit is already
-    on them). Returns 2.0 when no kink is crossed.
+    The path is sampled at s = j / 8 and a sign change of q(s) - x is refined
+    by bisection. A kink within `eps` of the step's start (the orbit is on it)
+    only counts if the path comes back across it after the first sample (an
+    orbit that turns just beyond a knot crosses it twice); likewise a kink
+    within `eps` of the end only counts before the last sample. Returns 2.0
+    when no kink is crossed. Returns (s, kink position).
     """
     best = 2.0
+    x_best = 0.0
     dq = hh * p
     dqn = hh * pn
     n_sub = 8
@@ -285,10 +293,12 @@ def first_kink_crossing(q, p, qn, pn, hh, kinks, eps):
     q_hi = max(q, qn) + margin
     for k in range(kinks.shape[0]):
         x = kinks[k]
-        if x < q_lo or x > q_hi or abs(x - q) <= eps or abs(x - qn) <= eps:
+        if x < q_lo or x > q_hi:
             continue
-        g0 = q - x
-        for j in range(1, n_sub + 1):
+        j_first = 1 if abs(x - q) <= eps else 0  # first sample interval to inspect
+        j_last = n_sub - 1 if abs(x - qn) <= eps else n_sub
+        g0 = _hermite(q, dq, qn, dqn, j_first / n_sub) - x
+        for j in range(j_first + 1, j_last + 1):
             sj = j / n_sub
             if sj - 1.0 / n_sub >= best:
                 break
@@ -305,10 +315,12 @@ def first_kink_crossing(q, p, qn, pn, hh, kinks, eps):
                         glo = gm
                     else:
                         hi = mid
-                best = min(best, 0.5 * (lo + hi))
+                if 0.5 * (lo + hi) < best:
+                    best = 0.5 * (lo + hi)
+                    x_best = x
                 break
             g0 = g1
-    return best
+    return best, x_best
 
 
 def make_adaptive_orbit(dV):
@@ -396,6 +408,9 @@ def make_adaptive_orbit(dV):
             return OK, nfev
         h0, q1, p1 = _initial_h0(q, p, fq, fp, rtol, atol, span)
         h = _initial_h1(q, p, fq, fp, p1, -dV(q1, params), h0, rtol, atol, span, err_order)
+        # the Hairer-Norsett-Wanner guess collapses for a start at rest next to q = 0
+        # (d0 ~ |q| / atol tiny, d1 large); the controller grows or shrinks h from here
+        h = max(h, 1e-10 * span)
         nfev += 1
         steps = 0
         i = 1
@@ -408,6 +423,8 @@ def make_adaptive_orbit(dV):
                 continue
             rejected = False
             forced = -1.0
+            x_kink = 0.0
+            n_newton = 0
             while True:
                 steps += 1
                 if steps > max_steps or h < 1e-14:
@@ -440,10 +457,22 @@ def make_adaptive_orbit(dV):
                 kp[s] = -dV(qn, params)
                 nfev += s
                 if kinks.shape[0] > 0 and forced < 0.0:
-                    sx = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+                    sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
                     if sx < 1.0:
                         forced = sx * hh
                         continue
+                elif forced > 0.0 and n_newton < MAX_NEWTON:
+                    # land on the kink: Newton on the step length, d qn / d hh = pn. A miss of
+                    # delta leaves a sliver tau = delta / |p| of the step beyond the kink, which
+                    # costs ~ h tau^2 jump(d3V/dq3) p^2 in q: the Hermite estimate alone (miss up
+                    # to ~1e-5 on long steps) is not enough.
+                    miss = qn - x_kink
+                    if abs(miss) > KINK_LAND and abs(pn) > 1e-12:
+                        new = hh - miss / pn
+                        if 0.0 < new < t_target - t:
+                            forced = new
+                            n_newton += 1
+                            continue
                 sq = atol + rtol * max(abs(q), abs(qn))
                 sp = atol + rtol * max(abs(p), abs(pn))
                 e5q = 0.0
@@ -482,6 +511,7 @@ def make_adaptive_orbit(dV):
                 h = hh * max(0.2, 0.9 * err**expo)
                 rejected = True
                 forced = -1.0
+                n_newton = 0
             if dense:
                 if i < W - 1 and t_out[i] < t:
                     nfev += _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp)
