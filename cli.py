@@ -254,7 +254,8 @@ def demo(out_dir, size, device, quiet) -> None:
     from nh_models.demo import run_demo
 
     result = run_demo(out_dir, size=size, device=device, progress=not quiet)
-    click.echo(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")
+    click.echo(f"demo finished in {result['seconds']:.0f} s ({result['cpu_seconds']:.0f} CPU-s); "
+               f"report: {result['report']}")
 
 
 # ============================================================ entry point

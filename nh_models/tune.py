@@ -271,8 +271,7 @@ def tune(
         if not progress:
             return
         value = "" if trial.value is None else f" val {trial.value:.4e}"
-        err = trial.user_attrs.get("error") or (trial.system_attrs.get("fail_reason", "") if trial.state.name ==
-                                                "FAIL" else "")
+        err = trial.user_attrs.get("error", "")
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         tqdm.write(f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
                    file=sys.stderr)
