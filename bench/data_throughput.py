@@ -160,22 +160,14 @@ def breakdown(quick: bool) -> None:
     cfg = nb.resolve_config(10_000, seed=1)
     spec = nb.ShardSpec("train", 0, 0, 250 if quick else 1000, 0)
     nb.compute_shard(cfg, nb.ShardSpec("train", 1, 0, 2, 0))  # warm
-    rng = nb.shard_rng(cfg, spec)
-    ph = {}
-    t0 = time.perf_counter()
-    pots = sample_potentials(rng, spec.count)
-    ph["potentials: GRF + B-spline set-up + sensors"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    orb = sample_initial(rng, pots.params, "strata")
-    t = sample_times(rng, orb.q0.shape[0], "random")
-    ph["initial conditions + times"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    certified_orbits(pots.params, orb.pot, orb.q0, orb.p0, t, orb.E0, V0 - pots.V.min(axis=1))
-    ph["integration + certificate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    table, _ = nb.compute_shard(cfg, spec)
-    full = time.perf_counter() - t0
-    ph["Arrow table assembly (rest of compute_shard)"] = max(full - sum(ph.values()), 0.0)
+    table, info = nb.compute_shard(cfg, spec)
+    s = info["seconds"]
+    ph = {
+        "potentials: GRF + B-spline set-up + sensors": s["potentials"],
+        "initial conditions + times": s["initial"],
+        "integration + certificate": s["integration"],
+        "Arrow table assembly": s["table"],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "x.parquet"
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import metadata
@@ -199,12 +200,22 @@ def _ragged(rows: list[np.ndarray]) -> pa.ListArray:
 
 
 def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Table, dict]:
-    """The rows of one shard (a pyarrow Table in SCHEMA) and its rejection counts. Pure: no I/O."""
+    """The rows of one shard (a pyarrow Table in SCHEMA), its rejection counts and phase timings.
+
+    Pure: no I/O. info = {"rejections", "nfev", "seconds": {phase: wall seconds}}.
+    """
+    clock = time.perf_counter
+    sec = {}
+    t0 = clock()
     rng = shard_rng(config, spec)
     pots = sample_potentials(rng, spec.count, config["V0"])
     pcode = potential_rejections(pots)
+    sec["potentials"] = clock() - t0
+    t0 = clock()
     orb = sample_initial(rng, pots.params, config["ic"], config["V0"])
     t_all = sample_times(rng, orb.q0.shape[0], config["times"])  # (R, W)
+    sec["initial"] = clock() - t0
+    sec["integration"] = 0.0
     rej = dict.fromkeys(ALL_REASONS, 0)
     rej["potential_non_finite"] = int((pcode == 1).sum())
     rej["potential_abs_V_gt_10"] = int((pcode == 2).sum())
@@ -216,6 +227,7 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
     for c0 in range(0, spec.count, CHUNK):
         sel = np.flatnonzero(keep_orbit[c0 * k : (c0 + CHUNK) * k]) + c0 * k
         if sel.size:
+            t0 = clock()
             out = gt.certified_orbits(
                 pots.params,
                 orb.pot[sel],
@@ -227,6 +239,7 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
                 config["integrator"],
                 config["dt"],
             )
+            sec["integration"] += clock() - t0
             nfev += int(out["nfev"].sum())
             for j, reason in enumerate(gt.REASONS[1:], start=1):
                 rej[reason] += int((out["code"] == j).sum())
@@ -234,6 +247,7 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
             parts.append((sel[ok], out["q"][ok], out["p"][ok], out["err_est"][ok]))
         if progress is not None:
             progress(min(CHUNK, spec.count - c0))
+    t0 = clock()
     rows = np.concatenate([s for s, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
     q = np.concatenate([x for _, x, _, _ in parts]) if parts else np.zeros((0, 100))
     p = np.concatenate([x for _, _, x, _ in parts]) if parts else np.zeros((0, 100))
@@ -259,7 +273,8 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
         ],
         schema=SCHEMA,
     )
-    return table, {"rejections": rej, "nfev": nfev}
+    sec["table"] = clock() - t0
+    return table, {"rejections": rej, "nfev": nfev, "seconds": sec}
 
 
 def _tmp_name(path: Path) -> Path:
