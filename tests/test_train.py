@@ -249,6 +249,7 @@ def test_tampered_weights_are_caught_by_the_digest(good_ckpt, tmp_path):
         load_checkpoint(flipped)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_code_in_a_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "evil.pt"
     torch.save({"format": "nh-checkpoint", "payload": _Evil()}, bad)
