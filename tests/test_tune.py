@@ -168,3 +168,15 @@ def test_shipped_search_spaces_name_real_keys(model):
               for k, e in space["model"].items()}
     for combo in itertools.product(*values.values()):
         model_config(model, dict(zip(values, combo, strict=True)))
+
+
+def test_bad_storage_is_one_line_exit_2(setup, tmp_path):
+    for storage, message in [
+        ("runs/tune.db", "Error: storage must be a database URL such as sqlite:///runs/tune.db, got 'runs/tune.db'"),
+        (f"sqlite:///{tmp_path}", f"Error: storage 'sqlite:///{tmp_path}' is a directory, not a database file"),
+    ]:
+        args = _tune_args(setup, 1)
+        args[args.index("--storage") + 1] = storage
+        result = CliRunner().invoke(nh, args)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == message
