@@ -275,8 +275,13 @@ def cached_arrow(shard: ShardInfo, cache_dir: str | os.PathLike, dtype: type = n
             f"(file {sha[:12]}..., manifest {shard.sha256[:12]}...): it changed after the dataset was built"
         )
     dst = cache_path(cache_dir, sha, dtype)
-    if not dst.exists():
-        convert_shard(shard.path, dst, dtype)
+    if dst.exists():
+        try:
+            _open_ipc(dst)
+            return dst
+        except (OSError, pa.ArrowException, NHError):  # a damaged cache file: rebuild it
+            dst.unlink(missing_ok=True)
+    convert_shard(shard.path, dst, dtype)
     return dst
 
 

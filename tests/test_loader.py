@@ -154,6 +154,17 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
     assert np.array_equal(ds2.get_batch(np.arange(40))["q"].numpy(), _shard_rows(d, "train")["q"])
 
 
+def test_damaged_cache_file_is_rebuilt(tmp_path):
+    d = tmp_path / "data"
+    write_synthetic_dataset(d, n_train=30, n_val=6, n_test=0, seed=3)
+    path = ShardDataset(d, "train").files[0]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    ds = ShardDataset(d, "train", dtype=torch.float32)
+    assert ds.files[0] == path and path.stat().st_size > 0
+    ref = _shard_rows(d, "train")
+    assert torch.equal(ds.get_batch(np.arange(30))["t"], torch.from_numpy(ref["t"]).float())
+
+
 def test_in_place_edit_with_restored_mtime_is_detected(tmp_path):
     """Same size, same mtime: the ctime in the fingerprint still forces a rehash."""
     d = tmp_path / "data"
