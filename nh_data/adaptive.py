@@ -7,9 +7,17 @@ Norsett & Wanner, "Solving Ordinary Differential Equations I", section II.10
 0.9, factors in [0.2, 10], exponent -1/8, mixed 5/3 error norm,
 scale = atol + rtol max(|y|, |y_new|)).
 
-Output times: steps are clipped so that every output time is landed on
-exactly (no interpolation); after a clipped step the controller resumes with
-the step it had proposed before clipping.
+Knots: a cubic-spline force is only C1, and a step that straddles a knot
+loses the method's order without its error estimate noticing. Given the
+knots (`kinks`), a step whose path crosses one is shortened to end on it:
+crossing time from the step's cubic Hermite path, then Newton on the step
+length until the step lands within 1e-12 of the knot.
+
+Output times, two modes: ``dense=False`` ends a step on every output time
+(exact landing; after such a step the controller resumes with the step it had
+proposed); ``dense=True`` steps freely to the end of the window and takes the
+outputs inside a step from DOP853's 7th-order dense output (3 extra force
+evaluations per step that holds outputs; the default of `ground_truth`).
 
 Force interface as in `integrators`: ``dV(q: float, params: float64[:]) -> float``.
 """
