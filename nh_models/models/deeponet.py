@@ -61,6 +61,8 @@ class DeepONet(OperatorModel):
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         branch = self.branch(V)  # (B, 2K)
-        h = self.trunk_in(t.unsqueeze(-1)) + self.ic_embed(ic).unsqueeze(1)  # (B, W, h1)
+        shift = (self.trunk_in.bias + self.ic_embed(ic)).unsqueeze(1)  # (B, 1, h1)
+        # first trunk layer, input width 1: w t + b + E(ic) as one fused multiply-add, not a K = 1 matmul
+        h = torch.addcmul(shift, t.unsqueeze(-1), self.trunk_in.weight.view(1, 1, -1))  # (B, W, h1)
         trunk = self.trunk_rest(F.gelu(h)) if self.trunk_rest is not None else h  # (B, W, 2K)
         return inner_product(branch, trunk, self.bias)
