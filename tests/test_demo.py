@@ -14,7 +14,12 @@ from nh_models.demo import SIZES, run_demo
 
 def test_tiny_demo_writes_the_report_of_both_models(tmp_path):
     out = tmp_path / "demo"
+    earlier = out / "runs" / "deeponet"  # a run of an earlier demo is replaced, not mixed in
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("# nh train deeponet\nmodel: {}\n")
+    (earlier / "stale.txt").write_text("from the earlier demo")
     result = run_demo(out, size="tiny", progress=False)
+    assert not (earlier / "stale.txt").exists()
     assert result["report"] == str(out / "report.md")
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["runs"]) == ["deeponet", "traonet"]
