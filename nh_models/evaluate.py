@@ -392,9 +392,14 @@ def chain(
 # ---------------------------------------------------------------- data access
 
 
+_VECTORS = ("V", "t", "ic", "q", "p")
+
+
 @dataclass
 class TestData:
-    """A test split in memory (float64): inputs, truth, energy stratum."""
+    """Test orbits in memory (float64): inputs, truth, energy stratum."""
+
+    __test__ = False  # not a pytest class
 
     V: np.ndarray  # (N, 100)
     t: np.ndarray  # (N, W)
@@ -407,26 +412,52 @@ class TestData:
     def take(self, idx: np.ndarray) -> TestData:
         return TestData(self.V[idx], self.t[idx], self.ic[idx], self.q[idx], self.p[idx], self.u[idx], self.source)
 
+    def batches(self, batch_size: int):
+        """Yield TestData slices of at most `batch_size` orbits, in order."""
+        for s in range(0, len(self.u), batch_size):
+            yield self.take(slice(s, s + batch_size))
+
+
+class TestSplit:
+    """A dataset's test split read batch by batch from the memory-mapped shards (any size).
+
+    Same interface as TestData for the evaluation: `u`, `source`,
+    `batches(batch_size)` and `take(idx)` (which loads those orbits into memory).
+    """
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0):
+        from .data import ShardDataset
+
+        self.ds = ShardDataset(data_dir, "test", dtype=torch.float64)
+        n = len(self.ds)
+        if n == 0:
+            raise NHError(f"test split of {data_dir} is empty")
+        if max_orbits is not None and max_orbits < n:  # a seeded random subset, in shard order
+            self.idx = np.sort(np.random.default_rng(seed).choice(n, size=max_orbits, replace=False))
+        else:
+            self.idx = np.arange(n)
+        self.u = np.asarray(self.ds.column("u"), dtype=np.float64)[self.idx]
+        self.source = str(data_dir)
+
+    def _load(self, rows: np.ndarray) -> TestData:
+        batch = self.ds.get_batch(rows)
+        arrays = {k: batch[k].double().numpy() for k in _VECTORS}
+        return TestData(**arrays, u=np.asarray(self.ds.column("u"), dtype=np.float64)[rows], source=self.source)
+
+    def take(self, idx: np.ndarray) -> TestData:
+        return self._load(self.idx[idx])
+
+    def batches(self, batch_size: int):
+        for s in range(0, len(self.idx), batch_size):
+            yield self._load(self.idx[s : s + batch_size])
+
 
 def load_test(data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0) -> TestData:
-    """Read the test split (or a seeded random subset of `max_orbits`) into float64 arrays."""
-    from .data import ShardDataset
-
-    ds = ShardDataset(data_dir, "test", dtype=torch.float64)
-    n = len(ds)
-    if n == 0:
-        raise NHError(f"test split of {data_dir} is empty")
-    if max_orbits is not None and max_orbits < n:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_orbits, replace=False))
-    else:
-        idx = np.arange(n)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("V", "t", "ic", "q", "p")}
-    for s in range(0, len(idx), 8192):
-        batch = ds.get_batch(idx[s : s + 8192])
-        for k in parts:
-            parts[k].append(batch[k].double().numpy())
-    u = np.asarray(ds.column("u"), dtype=np.float64)[idx]
-    return TestData(*(np.concatenate(parts[k]) for k in ("V", "t", "ic", "q", "p")), u=u, source=str(data_dir))
+    """Read the test split (or a seeded random subset of `max_orbits`) into float64 arrays in memory."""
+    split = TestSplit(data_dir, max_orbits, seed)
+    return split.take(np.arange(len(split.u)))
 
 
 @dataclass
@@ -591,9 +622,9 @@ def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves:
     return out
 
 
-def _evaluate_candidate(cand: Candidate, test: TestData | None, sub: TestData | None, detj_sub: TestData | None,
-                        cases: list[PhysicsCase], settings: EvalSettings, rk4_rows, curves: dict, device: str,
-                        progress: bool) -> dict[str, Any]:
+def _evaluate_candidate(cand: Candidate, test: TestData | TestSplit | None, sub: TestData | None,
+                        detj_sub: TestData | None, cases: list[PhysicsCase], settings: EvalSettings, rk4_rows,
+                        curves: dict, device: str, progress: bool) -> dict[str, Any]:
     """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
     from tqdm.auto import tqdm
 
@@ -601,10 +632,10 @@ def _evaluate_candidate(cand: Candidate, test: TestData | None, sub: TestData | 
     if test is not None:
         errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
         bs = settings.batch_size
-        for s in tqdm(range(0, len(test.u), bs), desc=f"{cand.label}: test set", unit="batch",
-                      disable=not progress, file=sys.stderr, leave=False):
-            q_hat, p_hat = cand.predict(test.V[s : s + bs], test.t[s : s + bs], test.ic[s : s + bs])
-            for k, v in orbit_errors(q_hat, p_hat, test.q[s : s + bs], test.p[s : s + bs]).items():
+        for b in tqdm(test.batches(bs), total=-(-len(test.u) // bs), desc=f"{cand.label}: test set",
+                      unit="batch", disable=not progress, file=sys.stderr, leave=False):
+            q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
+            for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
                 errs[k].append(v)
         out["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
 
@@ -647,7 +678,7 @@ def _evaluate_candidate(cand: Candidate, test: TestData | None, sub: TestData | 
 
 def evaluate_candidates(
     candidates: list[Candidate],
-    test: TestData | None,
+    test: TestData | TestSplit | None,
     cases: list[PhysicsCase],
     settings: EvalSettings | None = None,
     device: str = "cpu",
@@ -783,7 +814,7 @@ def evaluate_runs(
                                                info={"model": model.name, "n_params": int(n_params)}))
     if data_dir is None:
         _log("no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress)
-    test = load_test(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
+    test = TestSplit(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
     cases = load_physics_cases(physics_dir, names, progress)
     metrics, curves = evaluate_candidates(candidates, test, cases, settings, device, progress)
     metrics["device"] = device

@@ -23,6 +23,7 @@ from nh_models.evaluate import (
     WALL,
     Candidate,
     EvalSettings,
+    TestSplit,
     chain,
     energy_error,
     equal_cost,
@@ -281,3 +282,15 @@ def test_det_j_of_a_float32_network_is_resolved_in_float64():
     det64 = jacobian_det(float64_predictor(cand, "cpu", 64), V, t, ic, eps=1e-6)
     assert np.abs(det64 - 1).max() < 1e-8
     assert net.omega.dtype == torch.float32  # the evaluated network itself is untouched
+
+
+def test_streamed_test_split_equals_the_loaded_one(harmonic):
+    split = TestSplit(harmonic, max_orbits=50, seed=1)
+    full = load_test(harmonic, max_orbits=50, seed=1)
+    parts = list(split.batches(16))
+    assert [len(b.u) for b in parts] == [16, 16, 16, 2]
+    for name in ("V", "t", "ic", "q", "p", "u"):
+        np.testing.assert_array_equal(np.concatenate([getattr(b, name) for b in parts]), getattr(full, name))
+    assert not np.array_equal(load_test(harmonic, max_orbits=50, seed=2).u, full.u)
+    everything = load_test(harmonic)
+    assert len(everything.u) == 160 and set(np.round(full.u, 15)) <= set(np.round(everything.u, 15))
