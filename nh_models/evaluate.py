@@ -813,6 +813,8 @@ def evaluate_runs(
         candidates.append(Candidate.from_model(label, model, device, settings.batch_size, run=str(r),
                                                info={"model": model.name, "n_params": int(n_params)}))
     if data_dir is None:
+        if not names:
+            raise NHError("nothing to evaluate: no test data (give --data) and --physics none")
         _log("no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress)
     test = TestSplit(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
     cases = load_physics_cases(physics_dir, names, progress)

@@ -93,3 +93,23 @@ def test_eval_tampered_checkpoint_is_one_line_exit_2(tiny_run, tmp_path):
     result = _run(["eval", str(run), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: checkpoint ") and result.stderr.count("\n") == 1
+
+
+def test_run_whose_data_is_gone_evaluates_physics_only(tiny_run, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "data", data)
+    config = load_config("deeponet", None, {"model": {"nodes": 4, "layers": 1, "branches": 2},
+                                            "train": {"epochs": 1, "batch_size": 32}})
+    train("deeponet", config, data, tmp_path / "run", progress=False)
+    shutil.rmtree(data)
+    nothing = _run(["eval", str(tmp_path / "run"), "--physics", "none", "--out", str(tmp_path / "o1")])
+    assert nothing.exit_code == 2
+    assert nothing.stderr.strip() == "Error: nothing to evaluate: no test data (give --data) and --physics none"
+    result = _run(["eval", str(tmp_path / "run"), "--physics", "sho", "--physics-dir", str(tiny_run / "physics"),
+                   "--out", str(tmp_path / "o2"), "-q"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o2" / "metrics.json").read_text())
+    assert "test" not in metrics["runs"]["run"] and set(metrics["runs"]["run"]["physics"]) == {"sho"}
+    assert "work_precision" not in metrics["integrators"]
