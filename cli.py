@@ -197,13 +197,16 @@ def train_(model, config_file, data_dir, epochs, batch_size, lr, seed, device, o
 
 @nh.command("eval")
 @click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
-@click.option("--data", "data_dir", default=None, help="Dataset folder with a test split [default: the first run's].")
-@click.option("--physics", default="all", show_default=True, help="Physics potentials: all, none or NAME,NAME,...")
+@click.option("--data", "data_dir", default=None,
+              help="Dataset folder with a test split [default: the first run's].")
+@click.option("--physics", default="all", show_default=True,
+              help="Physics potentials: all, none or NAME,NAME,...")
 @click.option("--physics-dir", default="parquet_data/physics", show_default=True,
               help="Where the physics potentials are (built there when missing).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", "out_dir", default="runs/eval", show_default=True, help="Output folder.")
-@click.option("--max-test", type=click.IntRange(min=1), default=None, help="Evaluate at most this many test orbits.")
+@click.option("--max-test", type=click.IntRange(min=1), default=None,
+              help="Evaluate at most this many test orbits.")
 @click.option("--n-sub", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Test orbits for work-precision and energy.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
@@ -212,18 +215,21 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
     from nh_models.evaluate import EvalSettings, evaluate_runs
 
     settings = EvalSettings(max_test=max_test, n_sub=n_sub)
-    _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings, not quiet)
+    _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings,
+                              progress=not quiet)
     click.echo(f"report: {report}")
 
 
 @nh.command()
 @click.argument("model", metavar="MODEL")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials to add to the study.")
-@click.option("--data", "data_dir", default="parquet_data/normal", show_default=True, help="Dataset folder.")
+@click.option("--data", "data_dir", default="parquet_data/normal", show_default=True,
+              help="Dataset folder.")
 @click.option("--storage", default="sqlite:///runs/tune.db", show_default=True, help="Optuna storage URL.")
 @click.option("--study", "study_name", default=None, help="Study name [default: MODEL].")
 @click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per trial [default: config's].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs per trial [default: config's].")
 @click.option("--config", "base_config", default=None, help="Base config the samples override "
               "[default: configs/MODEL.yaml].")
 @click.option("--space", "space_path", default=None, help="Search space [default: configs/MODEL_tune.yaml].")
@@ -236,8 +242,8 @@ def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, base_con
     from nh_models.tune import tune as run_tune
 
     summary = run_tune(model, trials, data_dir, storage=storage, study_name=study_name, out_dir=out_dir,
-                       epochs=epochs, base_config=base_config, space_path=space_path, device=device, seed=seed,
-                       progress=not quiet)
+                       epochs=epochs, base_config=base_config, space_path=space_path, device=device,
+                       seed=seed, progress=not quiet)
     click.echo(f"study {summary['study']}: {summary['n_trials']} trials {summary['states']}; "
                f"best val loss {summary['best_value']:.4e} (trial {summary['best_trial']}); "
                f"config: {summary['best_yaml']}")

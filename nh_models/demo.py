@@ -46,10 +46,17 @@ SIZES: dict[str, DemoSize] = {
     "small": DemoSize(n_potentials=600, epochs={"traonet": 8}),
     # for tests: seconds, not minutes (the shape of every output, not its quality)
     "tiny": DemoSize(
-        n_potentials=16, epochs={"deeponet": 1, "traonet": 1}, physics="sho,mff", n_sub=16, n_detj=4, repeats=1,
+        n_potentials=16,
+        epochs={"deeponet": 1, "traonet": 1},
+        physics="sho,mff",
+        n_sub=16,
+        n_detj=4,
+        repeats=1,
         dts=(0.1, 0.05, 0.02),
-        model_overrides={"deeponet": {"nodes": 16, "layers": 2, "branches": 4},
-                         "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32}},
+        model_overrides={
+            "deeponet": {"nodes": 16, "layers": 2, "branches": 4},
+            "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32},
+        },
     ),
 }
 
@@ -63,8 +70,11 @@ class _Stages:
     def __call__(self, msg: str) -> None:
         self.k += 1
         if self.progress:
-            print(f"[{self.k}/{self.total}] {msg}  (t = {time.perf_counter() - self.t0:.0f} s)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[{self.k}/{self.total}] {msg}  (t = {time.perf_counter() - self.t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     @property
     def elapsed(self) -> float:
@@ -98,12 +108,13 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .config import CONFIG_DIR, load_config
-    from .evaluate import EvalSettings, atomic_write_text, evaluate_runs
+    from .evaluate import EvalSettings, atomic_write_text, evaluate_runs, resolve_device
     from .train import train
 
     if size not in SIZES:
         raise NHError(f"unknown demo size {size!r}; valid: {', '.join(SIZES)}")
     spec = SIZES[size]
+    device = resolve_device(device)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NHError(f"{str(out)!r} exists and is not a folder")
@@ -119,7 +130,9 @@ def run_demo(
         configs[name] = load_config(name, CONFIG_DIR / f"{name}_small.yaml", overrides)
         run = runs_dir / name
         if run.exists() and not _is_demo_run(run):
-            raise NHError(f"{run} exists and is not a run of an earlier demo; remove it or choose another --out")
+            raise NHError(
+                f"{run} exists and is not a run of an earlier demo; remove it or choose another --out"
+            )
 
     stage(f"dataset: {spec.n_potentials} potentials (half of them test) -> {data_dir}")
     _build_data(data_dir, spec, seed, progress)
@@ -134,11 +147,19 @@ def run_demo(
         run_dirs.append(run)
 
     stage(f"evaluating {', '.join(DEMO_MODELS)} (test set, physics potentials, work-precision) -> {out}")
-    settings = EvalSettings(n_sub=spec.n_sub, n_detj=spec.n_detj, repeats=spec.repeats, dts=spec.dts, seed=seed)
-    metrics, report = evaluate_runs([str(r) for r in run_dirs], data_dir, spec.physics, physics_dir, device, out,
-                                    settings, progress)
+    settings = EvalSettings(
+        n_sub=spec.n_sub, n_detj=spec.n_detj, repeats=spec.repeats, dts=spec.dts, seed=seed
+    )
+    metrics, report = evaluate_runs(
+        [str(r) for r in run_dirs], data_dir, spec.physics, physics_dir, device, out, settings, progress
+    )
     seconds = stage.elapsed
-    summary = {"report": str(report), "seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu0, "size": size,
-               "runs": [str(r) for r in run_dirs]}
+    summary = {
+        "report": str(report),
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu0,
+        "size": size,
+        "runs": [str(r) for r in run_dirs],
+    }
     atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "metrics": metrics}

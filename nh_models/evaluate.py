@@ -99,7 +99,9 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 2048) -> Predictor:
+def model_predictor(
+    model: torch.nn.Module, device: str | torch.device = "cpu", batch_size: int = 2048
+) -> Predictor:
     """Wrap an OperatorModel as a float64 numpy predictor (eval mode, no grad, batched)."""
     model.eval()
     dtype = model_dtype(model)
@@ -112,7 +114,9 @@ def model_predictor(model: torch.nn.Module, device: str | torch.device = "cpu", 
         with torch.inference_mode():
             for s in range(0, V.shape[0], batch_size):
                 sl = slice(s, s + batch_size)
-                Vb, tb, icb = (torch.as_tensor(np.array(a[sl]), dtype=dtype, device=device) for a in (V, t, ic))
+                Vb, tb, icb = (
+                    torch.as_tensor(np.array(a[sl]), dtype=dtype, device=device) for a in (V, t, ic)
+                )
                 q, p = model(Vb, tb, icb)  # (b, W) each
                 qs.append(q.double().cpu().numpy())
                 ps.append(p.double().cpu().numpy())
@@ -201,8 +205,15 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def integrator_work_precision(
-    V: np.ndarray, t: np.ndarray, ic: np.ndarray, q: np.ndarray, p: np.ndarray,
-    methods=BASELINES, dts=EvalSettings.dts, repeats: int = 3, progress: bool = False,
+    V: np.ndarray,
+    t: np.ndarray,
+    ic: np.ndarray,
+    q: np.ndarray,
+    p: np.ndarray,
+    methods=BASELINES,
+    dts=EvalSettings.dts,
+    repeats: int = 3,
+    progress: bool = False,
 ) -> dict[str, list[dict[str, float]]]:
     """Error (mean loss over the orbits) and wall time per trajectory of each integrator at each dt.
 
@@ -215,8 +226,14 @@ def integrator_work_precision(
 
     B = V.shape[0]
     out: dict[str, list[dict[str, float]]] = {}
-    bar = tqdm(total=len(methods) * len(dts), desc="work-precision", unit="point", disable=not progress,
-               file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=len(methods) * len(dts),
+        desc="work-precision",
+        unit="point",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
     for method in methods:
         integrator_native(V[:2], t[:2], ic[:2], method, max(dts))  # warm-up (compile)
         rows = []
@@ -232,22 +249,29 @@ def integrator_work_precision(
             q_hat, p_hat = result["qp"]
             err = orbit_errors(q_hat, p_hat, q, p)
             bad = ~np.isfinite(err["loss"])  # orbits that blew up (left the box at too large a step)
-            rows.append({
-                "dt": float(dt),
-                "steps": int(len(native_grid(float(t.max()), dt)) - 1),
-                "time_per_traj_s": seconds / B,
-                "loss": float(np.mean(err["loss"])) if not bad.any() else math.inf,
-                "rel_l2": float(np.mean(err["rel_l2"])) if not bad.any() else math.inf,
-                "n_diverged": int(bad.sum()),
-            })
+            rows.append(
+                {
+                    "dt": float(dt),
+                    "steps": int(len(native_grid(float(t.max()), dt)) - 1),
+                    "time_per_traj_s": seconds / B,
+                    "loss": float(np.mean(err["loss"])) if not bad.any() else math.inf,
+                    "rel_l2": float(np.mean(err["rel_l2"])) if not bad.any() else math.inf,
+                    "n_diverged": int(bad.sum()),
+                }
+            )
         out[method] = rows
     bar.close()
     return out
 
 
 def time_model(
-    model: torch.nn.Module, V: np.ndarray, t: np.ndarray, ic: np.ndarray,
-    device: str | torch.device = "cpu", batch_size: int = 2048, repeats: int = 3,
+    model: torch.nn.Module,
+    V: np.ndarray,
+    t: np.ndarray,
+    ic: np.ndarray,
+    device: str | torch.device = "cpu",
+    batch_size: int = 2048,
+    repeats: int = 3,
 ) -> dict[str, float]:
     """Inference wall time per trajectory on `device` with large batches.
 
@@ -410,7 +434,9 @@ class TestData:
     source: str = ""
 
     def take(self, idx: np.ndarray) -> TestData:
-        return TestData(self.V[idx], self.t[idx], self.ic[idx], self.q[idx], self.p[idx], self.u[idx], self.source)
+        return TestData(
+            self.V[idx], self.t[idx], self.ic[idx], self.q[idx], self.p[idx], self.u[idx], self.source
+        )
 
     def batches(self, batch_size: int):
         """Yield TestData slices of at most `batch_size` orbits, in order."""
@@ -444,7 +470,9 @@ class TestSplit:
     def _load(self, rows: np.ndarray) -> TestData:
         batch = self.ds.get_batch(rows)
         arrays = {k: batch[k].double().numpy() for k in _VECTORS}
-        return TestData(**arrays, u=np.asarray(self.ds.column("u"), dtype=np.float64)[rows], source=self.source)
+        return TestData(
+            **arrays, u=np.asarray(self.ds.column("u"), dtype=np.float64)[rows], source=self.source
+        )
 
     def take(self, idx: np.ndarray) -> TestData:
         return self._load(self.idx[idx])
@@ -487,7 +515,9 @@ def physics_names(spec: str) -> list[str]:
     return names
 
 
-def load_physics_cases(physics_dir: str | os.PathLike, names: list[str], progress: bool = True) -> list[PhysicsCase]:
+def load_physics_cases(
+    physics_dir: str | os.PathLike, names: list[str], progress: bool = True
+) -> list[PhysicsCase]:
     """Load each potential's parquet with `nh_data.physics.load_physics` (built first when missing)."""
     from nh_data.physics import load_physics
 
@@ -498,9 +528,16 @@ def load_physics_cases(physics_dir: str | os.PathLike, names: list[str], progres
         data = load_physics(physics_dir, name)
         if len(data.V) != len(SENSORS):
             raise NHError(f"physics case {name}: expected {len(SENSORS)} sensor values, got {len(data.V)}")
-        cases.append(PhysicsCase(name, np.asarray(data.V, dtype=np.float64), np.asarray(data.t, dtype=np.float64),
-                                 np.asarray(data.q_ref, dtype=np.float64), np.asarray(data.p_ref, dtype=np.float64),
-                                 str(data.meta.get("formula", ""))))
+        cases.append(
+            PhysicsCase(
+                name,
+                np.asarray(data.V, dtype=np.float64),
+                np.asarray(data.t, dtype=np.float64),
+                np.asarray(data.q_ref, dtype=np.float64),
+                np.asarray(data.p_ref, dtype=np.float64),
+                str(data.meta.get("formula", "")),
+            )
+        )
     return cases
 
 
@@ -575,13 +612,15 @@ def _physics_entry(case: PhysicsCase, q_hat: np.ndarray, p_hat: np.ndarray) -> d
     }
 
 
-def _baselines_test(sub: TestData, detj_sub: TestData, settings: EvalSettings, curves: dict,
-                    progress: bool) -> dict[str, Any]:
+def _baselines_test(
+    sub: TestData, detj_sub: TestData, settings: EvalSettings, curves: dict, progress: bool
+) -> dict[str, Any]:
     """Work-precision curves, and accuracy / energy / det J at physics_dt, of each baseline integrator."""
     _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
     out: dict[str, Any] = {
-        "work_precision": integrator_work_precision(sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods,
-                                                    settings.dts, settings.repeats, progress),
+        "work_precision": integrator_work_precision(
+            sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods, settings.dts, settings.repeats, progress
+        ),
         "test": {},
     }
     curves["energy"]["t"] = sub.t
@@ -589,8 +628,13 @@ def _baselines_test(sub: TestData, detj_sub: TestData, settings: EvalSettings, c
         q_hat, p_hat = integrator_native(sub.V, sub.t, sub.ic, m, settings.physics_dt)
         dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
         curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
-        det = jacobian_det(integrator_predictor(m, settings.physics_dt, native=False),
-                           detj_sub.V, detj_sub.t, detj_sub.ic, settings.eps)
+        det = jacobian_det(
+            integrator_predictor(m, settings.physics_dt, native=False),
+            detj_sub.V,
+            detj_sub.t,
+            detj_sub.ic,
+            settings.eps,
+        )
         out["test"][m] = {
             "dt": settings.physics_dt,
             **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
@@ -618,13 +662,24 @@ def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves:
             ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
             lt_err = np.sqrt((ql[0] - q_ref) ** 2 + (pl[0] - p_ref) ** 2)  # (T,)
             curves["long_time"][case.name]["err"][m] = lt_err
-            out[case.name][m] = _physics_entry(case, q_hat[0], p_hat[0]) | {"long_time_err_end": float(lt_err[-1])}
+            out[case.name][m] = _physics_entry(case, q_hat[0], p_hat[0]) | {
+                "long_time_err_end": float(lt_err[-1])
+            }
     return out
 
 
-def _evaluate_candidate(cand: Candidate, test: TestData | TestSplit | None, sub: TestData | None,
-                        detj_sub: TestData | None, cases: list[PhysicsCase], settings: EvalSettings, rk4_rows,
-                        curves: dict, device: str, progress: bool) -> dict[str, Any]:
+def _evaluate_candidate(
+    cand: Candidate,
+    test: TestData | TestSplit | None,
+    sub: TestData | None,
+    detj_sub: TestData | None,
+    cases: list[PhysicsCase],
+    settings: EvalSettings,
+    rk4_rows,
+    curves: dict,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
     """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
     from tqdm.auto import tqdm
 
@@ -632,8 +687,15 @@ def _evaluate_candidate(cand: Candidate, test: TestData | TestSplit | None, sub:
     if test is not None:
         errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
         bs = settings.batch_size
-        for b in tqdm(test.batches(bs), total=-(-len(test.u) // bs), desc=f"{cand.label}: test set",
-                      unit="batch", disable=not progress, file=sys.stderr, leave=False):
+        for b in tqdm(
+            test.batches(bs),
+            total=-(-len(test.u) // bs),
+            desc=f"{cand.label}: test set",
+            unit="batch",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        ):
             q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
             for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
                 errs[k].append(v)
@@ -645,15 +707,24 @@ def _evaluate_candidate(cand: Candidate, test: TestData | TestSplit | None, sub:
         out["energy"] = _energy_summary(dH)
         # the learned map is the function the weights define: evaluate it in float64, so that
         # finite differences resolve det J far below float32's round-off
-        det = jacobian_det(float64_predictor(cand, device, settings.batch_size), detj_sub.V, detj_sub.t,
-                           detj_sub.ic, settings.eps)
+        det = jacobian_det(
+            float64_predictor(cand, device, settings.batch_size),
+            detj_sub.V,
+            detj_sub.t,
+            detj_sub.ic,
+            settings.eps,
+        )
         out["detJ"] = _detj_summary(det) | {"eps": settings.eps}
         if cand.model is not None:
-            timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats)
+            timing = time_model(
+                cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats
+            )
         else:
             seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
             timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
-        out["work_precision"] = timing | {"loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))}
+        out["work_precision"] = timing | {
+            "loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
+        }
         curves["work_precision"][cand.label] = out["work_precision"]
         if rk4_rows:
             out["rk4_equal_cost"] = equal_cost(rk4_rows, timing["time_per_traj_s"])
@@ -663,8 +734,9 @@ def _evaluate_candidate(cand: Candidate, test: TestData | TestSplit | None, sub:
         q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
         curves["physics"][case.name]["pred"][cand.label] = (q_hat[0], p_hat[0])
         lt = curves["long_time"][case.name]
-        _, ql, pl = chain(cand.predict, case.V[None], ic, int(round(settings.t_long / settings.window)),
-                          settings.window)
+        _, ql, pl = chain(
+            cand.predict, case.V[None], ic, int(round(settings.t_long / settings.window)), settings.window
+        )
         lt_err = np.sqrt((ql[0] - lt["ref"][0]) ** 2 + (pl[0] - lt["ref"][1]) ** 2)  # (T,)
         lt["err"][cand.label] = lt_err
         out["physics"][case.name] = _physics_entry(case, q_hat[0], p_hat[0]) | {
@@ -698,14 +770,20 @@ def evaluate_candidates(
         rng = np.random.default_rng(settings.seed)
         sub = test.take(np.sort(rng.choice(n, size=min(settings.n_sub, n), replace=False)))
         detj_sub = sub.take(np.arange(min(settings.n_detj, len(sub.u))))
-        metrics["data"] = {"dir": test.source, "n_test": int(n), "n_sub": len(sub.u), "n_detj": len(detj_sub.u)}
+        metrics["data"] = {
+            "dir": test.source,
+            "n_test": int(n),
+            "n_sub": len(sub.u),
+            "n_detj": len(detj_sub.u),
+        }
         metrics["integrators"].update(_baselines_test(sub, detj_sub, settings, curves, progress))
     metrics["integrators"]["physics"] = _baselines_physics(cases, settings, curves)
     rk4_rows = metrics["integrators"].get("work_precision", {}).get("rk4")
     for cand in candidates:
         _log(f"evaluating {cand.label}", progress)
-        metrics["runs"][cand.label] = _evaluate_candidate(cand, test, sub, detj_sub, cases, settings, rk4_rows,
-                                                          curves, device, progress)
+        metrics["runs"][cand.label] = _evaluate_candidate(
+            cand, test, sub, detj_sub, cases, settings, rk4_rows, curves, device, progress
+        )
     return _json_safe(metrics), curves
 
 
@@ -810,12 +888,22 @@ def evaluate_runs(
             data_dir = ckpt["data_dir"]
             _log(f"test data: {data_dir} (where {label} was trained)", progress)
         n_params = sum(p.numel() for p in model.parameters())
-        candidates.append(Candidate.from_model(label, model, device, settings.batch_size, run=str(r),
-                                               info={"model": model.name, "n_params": int(n_params)}))
+        candidates.append(
+            Candidate.from_model(
+                label,
+                model,
+                device,
+                settings.batch_size,
+                run=str(r),
+                info={"model": model.name, "n_params": int(n_params)},
+            )
+        )
     if data_dir is None:
         if not names:
             raise NHError("nothing to evaluate: no test data (give --data) and --physics none")
-        _log("no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress)
+        _log(
+            "no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress
+        )
     test = TestSplit(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
     cases = load_physics_cases(physics_dir, names, progress)
     metrics, curves = evaluate_candidates(candidates, test, cases, settings, device, progress)

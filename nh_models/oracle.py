@@ -266,8 +266,16 @@ def hermite(params: np.ndarray, tg: np.ndarray, q: np.ndarray, p: np.ndarray, t:
     t = np.ascontiguousarray(t, dtype=np.float64)
     q_out = np.empty(t.shape)
     p_out = np.empty(t.shape)
-    _hermite_rows(np.ascontiguousarray(params), float(tg[0]), float(tg[1] - tg[0]),
-                  np.ascontiguousarray(q), np.ascontiguousarray(p), t, q_out, p_out)
+    _hermite_rows(
+        np.ascontiguousarray(params),
+        float(tg[0]),
+        float(tg[1] - tg[0]),
+        np.ascontiguousarray(q),
+        np.ascontiguousarray(p),
+        t,
+        q_out,
+        p_out,
+    )
     return q_out, p_out
 
 
@@ -316,7 +324,9 @@ class OracleModel(torch.nn.Module):
         self.name = "oracle"
         self.register_buffer("_dtype_probe", torch.zeros((), dtype=torch.float64))
 
-    def forward(self, V: torch.Tensor, t: torch.Tensor, ic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, V: torch.Tensor, t: torch.Tensor, ic: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         q, p = integrator_predict(
             V.detach().cpu().double().numpy(),  # (B, 100)
             t.detach().cpu().double().numpy(),  # (B, W)

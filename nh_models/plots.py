@@ -123,18 +123,29 @@ def work_precision(metrics: dict[str, Any], models: list[str], out: Path) -> Pat
         ax.loglog(tt, ll, marker="o", ms=4, label=method, **_style(method, models))
         for r, x, y in zip(rows, tt, ll, strict=True):
             if method == "rk4":
-                ax.annotate(f"{r['dt']:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
-                            color="0.3")
+                ax.annotate(
+                    f"{r['dt']:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color="0.3"
+                )
     for label in models:
         run = metrics["runs"].get(label, {})
         point = run.get("work_precision")
         if not point or point.get("loss") is None:
             continue
         st = _style(label, models)
-        ax.loglog([point["time_per_traj_s"] * 1e6], [max(point["loss"], TINY_LOSS)], marker="*", ms=15, ls="none",
-                  color=st["color"], label=f"{label} ({point.get('device', 'cpu')})")
-    ax.set(xlabel="wall time per trajectory [us]", ylabel="mean loss 0.5 (MSE_q + MSE_p)",
-           title="Work-precision on the test subset (labels: RK4 dt; diverged dt left out)")
+        ax.loglog(
+            [point["time_per_traj_s"] * 1e6],
+            [max(point["loss"], TINY_LOSS)],
+            marker="*",
+            ms=15,
+            ls="none",
+            color=st["color"],
+            label=f"{label} ({point.get('device', 'cpu')})",
+        )
+    ax.set(
+        xlabel="wall time per trajectory [us]",
+        ylabel="mean loss 0.5 (MSE_q + MSE_p)",
+        title="Work-precision on the test subset (labels: RK4 dt; diverged dt left out)",
+    )
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -159,10 +170,18 @@ def energy_drift(curves: dict[str, Any], models: list[str], out: Path) -> Path:
         st = _style(label, models)
         ax.semilogy(ts, np.maximum(np.median(dHs, axis=0), TINY), label=f"{label} (median)", **st)
         if label in models:
-            ax.fill_between(ts, np.maximum(np.quantile(dHs, 0.1, axis=0), TINY),
-                            np.maximum(np.quantile(dHs, 0.9, axis=0), TINY), color=st["color"], alpha=0.15)
-    ax.set(xlabel="t (sorted query index, median time)", ylabel="|H(q, p) - H(q0, p0)|",
-           title="Energy error along predicted trajectories (band: 10-90 %)")
+            ax.fill_between(
+                ts,
+                np.maximum(np.quantile(dHs, 0.1, axis=0), TINY),
+                np.maximum(np.quantile(dHs, 0.9, axis=0), TINY),
+                color=st["color"],
+                alpha=0.15,
+            )
+    ax.set(
+        xlabel="t (sorted query index, median time)",
+        ylabel="|H(q, p) - H(q0, p0)|",
+        title="Energy error along predicted trajectories (band: 10-90 %)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -181,8 +200,9 @@ def long_time(curves: dict[str, Any], models: list[str], window: float, out: Pat
         ax.set(title=name, xlabel="t", ylabel="|error| in (q, p)")
         ax.grid(alpha=0.3, axis="y", which="both")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Long-time prediction: models chain {window:g}-s windows; integrators run straight through",
-                 y=1.0)
+    fig.suptitle(
+        f"Long-time prediction: models chain {window:g}-s windows; integrators run straight through", y=1.0
+    )
     fig.tight_layout()
     return _save(fig, out / "long_time.png")
 

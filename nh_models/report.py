@@ -47,22 +47,42 @@ def _get(d: dict[str, Any], *keys: str) -> Any:
 def comparison_table(metrics: dict[str, Any]) -> str:
     """One row per run: the headline numbers side by side."""
     runs = metrics["runs"]
-    header = ["run", "model", "params", "test loss", "rel L2", "physics loss", "us / traj",
-              "RK4 dt at equal cost", "RK4 loss there", "max abs(dH), mean", "median abs(det J - 1)",
-              "long-time err t_end (mean)"]
+    header = [
+        "run",
+        "model",
+        "params",
+        "test loss",
+        "rel L2",
+        "physics loss",
+        "us / traj",
+        "RK4 dt at equal cost",
+        "RK4 loss there",
+        "max abs(dH), mean",
+        "median abs(det J - 1)",
+        "long-time err t_end (mean)",
+    ]
     rows = []
     for label, r in runs.items():
         lt = [v.get("long_time_err_end") for v in (r.get("physics") or {}).values()]
         lt = [x for x in lt if x is not None]
         eq = r.get("rk4_equal_cost") or {}
         dt = _fmt(eq.get("dt")) + (" (extrap.)" if eq.get("extrapolated") else "") if eq else "n/a"
-        rows.append([
-            label, r.get("model", ""), r.get("n_params"), _get(r, "test", "overall", "loss"),
-            _get(r, "test", "overall", "rel_l2"), r.get("physics_mean_loss"),
-            _us(_get(r, "work_precision", "time_per_traj_s")), dt, eq.get("loss"),
-            _get(r, "energy", "mean_max_abs_dH"), _get(r, "detJ", "median_abs_detJ_minus_1"),
-            sum(lt) / len(lt) if lt else None,
-        ])
+        rows.append(
+            [
+                label,
+                r.get("model", ""),
+                r.get("n_params"),
+                _get(r, "test", "overall", "loss"),
+                _get(r, "test", "overall", "rel_l2"),
+                r.get("physics_mean_loss"),
+                _us(_get(r, "work_precision", "time_per_traj_s")),
+                dt,
+                eq.get("loss"),
+                _get(r, "energy", "mean_max_abs_dH"),
+                _get(r, "detJ", "median_abs_detJ_minus_1"),
+                sum(lt) / len(lt) if lt else None,
+            ]
+        )
     return _table(header, rows)
 
 
@@ -77,8 +97,10 @@ def strata_table(metrics: dict[str, Any]) -> str:
                 names.append(s)
             counts[s] = v["n"]
     header = ["run", "overall"] + [f"u {s} (n={counts[s]:,})" for s in names]
-    rows = [[label, r["test"]["overall"]["loss"]] + [_get(r, "test", "strata", s, "loss") for s in names]
-            for label, r in runs.items()]
+    rows = [
+        [label, r["test"]["overall"]["loss"]] + [_get(r, "test", "strata", s, "loss") for s in names]
+        for label, r in runs.items()
+    ]
     detail = ["run", "stratum", "n", "MSE q", "MSE p", "loss", "median loss", "rel L2"]
     drows = []
     for label, r in runs.items():
@@ -98,16 +120,32 @@ def physics_table(metrics: dict[str, Any]) -> str:
     header = ["potential"] + list(runs) + [f"{m} (dt={dt:g})" for m in methods]
     rows = []
     for name in integ:
-        rows.append([name] + [_get(r, "physics", name, "loss") for r in runs.values()]
-                    + [integ[name][m]["loss"] for m in methods])
-    header2 = ["potential"] + [f"{label}: max abs dH" for label in runs] + [f"{m}: max abs dH" for m in methods]
-    rows2 = [[name] + [_get(r, "physics", name, "max_abs_dH") for r in runs.values()]
-             + [integ[name][m]["max_abs_dH"] for m in methods] for name in integ]
+        rows.append(
+            [name]
+            + [_get(r, "physics", name, "loss") for r in runs.values()]
+            + [integ[name][m]["loss"] for m in methods]
+        )
+    header2 = (
+        ["potential"] + [f"{label}: max abs dH" for label in runs] + [f"{m}: max abs dH" for m in methods]
+    )
+    rows2 = [
+        [name]
+        + [_get(r, "physics", name, "max_abs_dH") for r in runs.values()]
+        + [integ[name][m]["max_abs_dH"] for m in methods]
+        for name in integ
+    ]
     t_long = metrics["settings"]["t_long"]
-    header3 = ["potential"] + [f"{label}: err t={t_long:g}" for label in runs] + [
-        f"{m}: err t={t_long:g}" for m in methods]
-    rows3 = [[name] + [_get(r, "physics", name, "long_time_err_end") for r in runs.values()]
-             + [integ[name][m]["long_time_err_end"] for m in methods] for name in integ]
+    header3 = (
+        ["potential"]
+        + [f"{label}: err t={t_long:g}" for label in runs]
+        + [f"{m}: err t={t_long:g}" for m in methods]
+    )
+    rows3 = [
+        [name]
+        + [_get(r, "physics", name, "long_time_err_end") for r in runs.values()]
+        + [integ[name][m]["long_time_err_end"] for m in methods]
+        for name in integ
+    ]
     return "\n\n".join([_table(header, rows), _table(header2, rows2), _table(header3, rows3)])
 
 
@@ -126,18 +164,41 @@ def work_precision_table(metrics: dict[str, Any]) -> str:
     header = ["dt", "steps"] + [f"{m}: us / traj" for m in methods] + [f"{m}: loss" for m in methods]
     rows = []
     for i, r0 in enumerate(wp[methods[0]]):
-        rows.append([r0["dt"], r0["steps"]] + [_us(wp[m][i]["time_per_traj_s"]) for m in methods]
-                    + [_loss_cell(wp[m][i]) for m in methods])
+        rows.append(
+            [r0["dt"], r0["steps"]]
+            + [_us(wp[m][i]["time_per_traj_s"]) for m in methods]
+            + [_loss_cell(wp[m][i]) for m in methods]
+        )
     mrows = []
     for label, r in metrics["runs"].items():
         w = r.get("work_precision")
         if w:
             eq = r.get("rk4_equal_cost") or {}
-            mrows.append([label, w.get("device", ""), w.get("batch"), _us(w["time_per_traj_s"]), w.get("loss"),
-                          eq.get("dt"), eq.get("loss") if eq.get("loss") is not None else "inf (diverged)",
-                          eq.get("extrapolated")])
-    models = _table(["run", "device", "batch", "us / traj", "loss", "RK4 dt at equal cost", "RK4 loss there",
-                     "extrapolated"], mrows)
+            mrows.append(
+                [
+                    label,
+                    w.get("device", ""),
+                    w.get("batch"),
+                    _us(w["time_per_traj_s"]),
+                    w.get("loss"),
+                    eq.get("dt"),
+                    eq.get("loss") if eq.get("loss") is not None else "inf (diverged)",
+                    eq.get("extrapolated"),
+                ]
+            )
+    models = _table(
+        [
+            "run",
+            "device",
+            "batch",
+            "us / traj",
+            "loss",
+            "RK4 dt at equal cost",
+            "RK4 loss there",
+            "extrapolated",
+        ],
+        mrows,
+    )
     return _table(header, rows) + "\n\n" + models
 
 
@@ -146,22 +207,39 @@ def extras_table(metrics: dict[str, Any]) -> str:
     rows = []
     for label, r in metrics["runs"].items():
         if "energy" in r:
-            rows.append([label, r["energy"]["mean_max_abs_dH"], r["energy"]["median_max_abs_dH"],
-                         r["detJ"]["median_abs_detJ_minus_1"], r["detJ"]["mean_abs_detJ_minus_1"],
-                         r["detJ"]["max_abs_detJ_minus_1"]])
+            rows.append(
+                [
+                    label,
+                    r["energy"]["mean_max_abs_dH"],
+                    r["energy"]["median_max_abs_dH"],
+                    r["detJ"]["median_abs_detJ_minus_1"],
+                    r["detJ"]["mean_abs_detJ_minus_1"],
+                    r["detJ"]["max_abs_detJ_minus_1"],
+                ]
+            )
     for m, v in (metrics["integrators"].get("test") or {}).items():
-        rows.append([f"{m} (dt={v['dt']:g})", v["energy"]["mean_max_abs_dH"], v["energy"]["median_max_abs_dH"],
-                     v["detJ"]["median_abs_detJ_minus_1"], v["detJ"]["mean_abs_detJ_minus_1"],
-                     v["detJ"]["max_abs_detJ_minus_1"]])
+        rows.append(
+            [
+                f"{m} (dt={v['dt']:g})",
+                v["energy"]["mean_max_abs_dH"],
+                v["energy"]["median_max_abs_dH"],
+                v["detJ"]["median_abs_detJ_minus_1"],
+                v["detJ"]["mean_abs_detJ_minus_1"],
+                v["detJ"]["max_abs_detJ_minus_1"],
+            ]
+        )
     if not rows:
         return "_no test set: energy and area preservation not measured_"
-    table = _table(["predictor", "max_t abs(H - H0), mean", "median", "abs(det J - 1): median", "mean", "max"],
-                   rows)
+    table = _table(
+        ["predictor", "max_t abs(H - H0), mean", "median", "abs(det J - 1): median", "mean", "max"], rows
+    )
     eps = metrics["settings"].get("eps")
-    return table + (f"\n\ndet J by fourth-order finite differences on (q0, p0) with eps = {eps:g}, networks "
-                    "evaluated in float64. Orbits near a separatrix make any finite-difference estimate large "
-                    "(the flow map bends sharply there): the integrators' rows show that floor; the median is "
-                    "the robust figure.")
+    return table + (
+        f"\n\ndet J by fourth-order finite differences on (q0, p0) with eps = {eps:g}, networks "
+        "evaluated in float64. Orbits near a separatrix make any finite-difference estimate large "
+        "(the flow map bends sharply there): the integrators' rows show that floor; the median is "
+        "the robust figure."
+    )
 
 
 def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) -> str:

@@ -38,7 +38,7 @@ import yaml
 
 from nh_data.errors import NHError
 
-from .evaluate import atomic_write_text
+from .evaluate import atomic_write_text, resolve_device
 
 PARAM_TYPES = ("int", "float", "categorical")
 _ENTRY_KEYS = {
@@ -77,12 +77,16 @@ def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
     except FileNotFoundError:
         raise NHError(f"search space file {str(path)!r} does not exist") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise NHError(f"search space file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise NHError(
+            f"search space file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}"
+        ) from None
     if not isinstance(data, dict) or not data:
         raise NHError(f"search space file {str(path)!r} must map sections model/train to parameters")
     unknown = sorted(set(map(str, data)) - {"model", "train"})
     if unknown:
-        raise NHError(f"search space file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train")
+        raise NHError(
+            f"search space file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train"
+        )
     space: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "train": {}}
     for section, params in data.items():
         if params is None:
@@ -96,7 +100,9 @@ def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
             kind = entry["type"]
             extra = sorted(set(entry) - _ENTRY_KEYS[kind])
             if extra:
-                raise NHError(f"{where}: unknown field {extra[0]!r}; valid: {', '.join(sorted(_ENTRY_KEYS[kind]))}")
+                raise NHError(
+                    f"{where}: unknown field {extra[0]!r}; valid: {', '.join(sorted(_ENTRY_KEYS[kind]))}"
+                )
             entry = dict(entry)
             if kind == "categorical":
                 if not isinstance(entry.get("choices"), list) or not entry["choices"]:
@@ -127,11 +133,13 @@ def sample(trial, space: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict
             if e["type"] == "categorical":
                 out[section][key] = trial.suggest_categorical(name, e["choices"])
             elif e["type"] == "int":
-                out[section][key] = trial.suggest_int(name, e["low"], e["high"], step=e.get("step", 1),
-                                                      log=bool(e.get("log", False)))
+                out[section][key] = trial.suggest_int(
+                    name, e["low"], e["high"], step=e.get("step", 1), log=bool(e.get("log", False))
+                )
             else:
-                out[section][key] = trial.suggest_float(name, e["low"], e["high"], step=e.get("step"),
-                                                        log=bool(e.get("log", False)))
+                out[section][key] = trial.suggest_float(
+                    name, e["low"], e["high"], step=e.get("step"), log=bool(e.get("log", False))
+                )
     return out
 
 
@@ -158,8 +166,17 @@ def _trials_csv(study) -> str:
     for t in study.trials:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
         last = max(t.intermediate_values) if t.intermediate_values else ""
-        w.writerow([t.number, t.state.name, "" if t.value is None else repr(t.value), last, seconds,
-                    *[t.params.get(n, "") for n in names], t.user_attrs.get("error", "")])
+        w.writerow(
+            [
+                t.number,
+                t.state.name,
+                "" if t.value is None else repr(t.value),
+                last,
+                seconds,
+                *[t.params.get(n, "") for n in names],
+                t.user_attrs.get("error", ""),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -212,9 +229,12 @@ def tune(
     for section, valid in (("model", model_keys), ("train", set(TRAIN_KEYS))):
         bad = sorted(set(space[section]) - valid)
         if bad:
-            raise NHError(f"search space: unknown {section} key {bad[0]!r}; valid keys: {', '.join(sorted(valid))}")
+            raise NHError(
+                f"search space: unknown {section} key {bad[0]!r}; valid keys: {', '.join(sorted(valid))}"
+            )
     for split in ("train", "val"):
         ShardDataset(data_dir, split)
+    resolve_device(device)  # cuda without CUDA: one error now, not a failed study
     storage = _storage_url(storage)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -224,15 +244,18 @@ def tune(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
-        study = optuna.create_study(study_name=study_name, storage=rdb, direction="minimize",
-                                    load_if_exists=True, pruner=pruner)
+        study = optuna.create_study(
+            study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True, pruner=pruner
+        )
     except Exception as exc:  # bad URL, unreadable database, ...
         raise NHError(f"cannot open Optuna storage {storage!r}: {' '.join(str(exc).split())[:200]}") from None
     owner = study.user_attrs.get("model")
     if owner is None:
         study.set_user_attr("model", model_name)
     elif owner != model_name:
-        raise NHError(f"study {study_name!r} in {storage} tunes {owner!r}, not {model_name!r}; choose another --study")
+        raise NHError(
+            f"study {study_name!r} in {storage} tunes {owner!r}, not {model_name!r}; choose another --study"
+        )
     # a fresh sampler seed per call, so that a resumed study does not redraw its first trials
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=5)
     trials_dir = out / "trials"
@@ -254,8 +277,9 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.3e})")
 
-        metrics = train(model_name, config, data_dir, run_dir, device=device, epoch_callback=report,
-                        progress=False)
+        metrics = train(
+            model_name, config, data_dir, run_dir, device=device, epoch_callback=report, progress=False
+        )
         best = metrics.get("best_val_loss")
         if best is None or not math.isfinite(best):
             raise NonFiniteLoss(f"best validation loss is {best}")
@@ -263,8 +287,14 @@ def tune(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_trials, desc=f"tune {study_name}", unit="trial", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=n_trials,
+        desc=f"tune {study_name}",
+        unit="trial",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
     def log(study, trial) -> None:
         bar.update()
@@ -272,9 +302,13 @@ def tune(
             return
         value = "" if trial.value is None else f" val {trial.value:.4e}"
         err = trial.user_attrs.get("error", "")
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        tqdm.write(f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
-                   file=sys.stderr)
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+        )
+        tqdm.write(
+            f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
+            file=sys.stderr,
+        )
         done = [t.value for t in study.trials if t.state.name == "COMPLETE"]
         if done:
             bar.set_postfix(best=f"{min(done):.3e}")
@@ -289,8 +323,11 @@ def tune(
             raise
 
     if progress:
-        print(f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more",
-              file=sys.stderr, flush=True)
+        print(
+            f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more",
+            file=sys.stderr,
+            flush=True,
+        )
     with bar:
         study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
 
@@ -300,15 +337,28 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "trials.csv", _trials_csv(study))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    summary: dict[str, Any] = {"study": study_name, "storage": storage, "model": model_name,
-                               "n_trials": len(study.trials), "states": states, "best_yaml": None}
+    summary: dict[str, Any] = {
+        "study": study_name,
+        "storage": storage,
+        "model": model_name,
+        "n_trials": len(study.trials),
+        "states": states,
+        "best_yaml": None,
+    }
     if complete:
         best = study.best_trial
-        header = (f"# nh tune {model_name}: best of {len(study.trials)} trials in study {study_name!r} "
-                  f"(trial {best.number}, best val loss {best.value:.6e})\n")
+        header = (
+            f"# nh tune {model_name}: best of {len(study.trials)} trials in study {study_name!r} "
+            f"(trial {best.number}, best val loss {best.value:.6e})\n"
+        )
         atomic_write_text(out / "best.yaml", header + dump_config(best.user_attrs["config"]))
-        summary.update(best_value=best.value, best_trial=best.number, best_params=best.params,
-                       best_yaml=str(out / "best.yaml"), best_run=best.user_attrs.get("run_dir"))
+        summary.update(
+            best_value=best.value,
+            best_trial=best.number,
+            best_params=best.params,
+            best_yaml=str(out / "best.yaml"),
+            best_run=best.user_attrs.get("run_dir"),
+        )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     if not complete:
         raise NHError(f"no trial of study {study_name!r} completed ({states}); see {out / 'trials.csv'}")

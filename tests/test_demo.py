@@ -48,3 +48,7 @@ def test_demo_refuses_foreign_folders_before_writing(tmp_path):
     assert result.stderr.strip() == f"Error: '{tmp_path / 'file'}' exists and is not a folder"
     with pytest.raises(NHError, match="unknown demo size 'huge'; valid: small, tiny"):
         run_demo(out, size="huge")
+    result = CliRunner().invoke(nh, ["demo", "--out", str(tmp_path / "d2"), "--device", "tpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: unknown device 'tpu'; valid: cpu, cuda, cuda:N, auto"
+    assert not (tmp_path / "d2").exists()

@@ -109,12 +109,20 @@ def test_orbit_errors_and_strata():
     np.testing.assert_allclose(err["loss"], [0.025, 0.0])
     np.testing.assert_allclose(err["rel_l2"], [math.sqrt(0.1) / math.sqrt(2), 0.0])
     u = np.array([0.1, 0.5, 0.7, 0.97, 1.0, np.nan, 0.01])
-    assert list(stratum_labels(u)) == ["[0.05,0.35)", "[0.35,0.65)", "[0.65,0.95)", "[0.95,0.99)", WALL, WALL,
-                                       "other"]
+    assert list(stratum_labels(u)) == [
+        "[0.05,0.35)",
+        "[0.35,0.65)",
+        "[0.65,0.95)",
+        "[0.95,0.99)",
+        WALL,
+        WALL,
+        "other",
+    ]
     s = summarize({k: np.arange(7.0) for k in ("mse_q", "mse_p", "loss", "rel_l2")}, u)
     assert s["overall"]["n"] == 7 and s["overall"]["loss"] == 3.0
-    assert s["strata"][WALL] == pytest.approx({"n": 2, "mse_q": 4.5, "mse_p": 4.5, "loss": 4.5, "rel_l2": 4.5,
-                                               "loss_median": 4.5})
+    assert s["strata"][WALL] == pytest.approx(
+        {"n": 2, "mse_q": 4.5, "mse_p": 4.5, "loss": 4.5, "rel_l2": 4.5, "loss_median": 4.5}
+    )
 
 
 # ---------------------------------------------------------------- the oracle
@@ -150,8 +158,14 @@ def test_oracle_scores_near_zero_on_every_metric(harmonic, sho_case, tmp_path):
     tables = [[line for line in block.splitlines() if line.startswith("|")] for block in text.split("\n\n")]
     for rows in (t for t in tables if t):
         assert len({row.count("|") for row in rows}) == 1, rows[0]  # no cell text breaks a table
-    for name in ("physics_sho.png", "physics_error.png", "work_precision.png", "energy_drift.png",
-                 "long_time.png", "strata.png"):
+    for name in (
+        "physics_sho.png",
+        "physics_error.png",
+        "work_precision.png",
+        "energy_drift.png",
+        "long_time.png",
+        "strata.png",
+    ):
         assert (tmp_path / name).stat().st_size > 10_000, name
         assert f"({name})" in text
 
@@ -222,7 +236,9 @@ def test_equal_cost_on_an_ideal_rk4_curve():
     assert cheap["extrapolated"] and cheap["dt"] == pytest.approx(0.2, rel=1e-12)
     assert cheap["loss"] == pytest.approx(0.2**8, rel=1e-9)
     dear = equal_cost(rows, 1e-7 / 0.001)  # dearer than the smallest: error stays at its last value
-    assert dear["extrapolated"] and dear["dt"] == pytest.approx(0.001) and dear["loss"] == pytest.approx(0.01**8)
+    assert (
+        dear["extrapolated"] and dear["dt"] == pytest.approx(0.001) and dear["loss"] == pytest.approx(0.01**8)
+    )
 
 
 # ---------------------------------------------------------------- energy and area preservation

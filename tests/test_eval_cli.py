@@ -18,8 +18,11 @@ def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalcli")
     data = root / "data"
     write_synthetic_dataset(data, n_train=64, n_val=16, n_test=40, seed=1)
-    config = load_config("deeponet", None, {"model": {"nodes": 8, "layers": 1, "branches": 2},
-                                            "train": {"epochs": 1, "batch_size": 32}})
+    config = load_config(
+        "deeponet",
+        None,
+        {"model": {"nodes": 8, "layers": 1, "branches": 2}, "train": {"epochs": 1, "batch_size": 32}},
+    )
     train("deeponet", config, data, root / "run", progress=False)
     return root
 
@@ -32,8 +35,24 @@ def _run(args):
 def test_eval_two_runs_into_one_report(tiny_run, tmp_path):
     run = str(tiny_run / "run")
     out = tmp_path / "eval"
-    result = _run(["eval", run, run, "--data", str(tiny_run / "data"), "--physics", "sho", "--physics-dir",
-                   str(tiny_run / "physics"), "--n-sub", "16", "--out", str(out), "-q"])
+    result = _run(
+        [
+            "eval",
+            run,
+            run,
+            "--data",
+            str(tiny_run / "data"),
+            "--physics",
+            "sho",
+            "--physics-dir",
+            str(tiny_run / "physics"),
+            "--n-sub",
+            "16",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"report: {out / 'report.md'}"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -54,7 +73,9 @@ def test_eval_two_runs_into_one_report(tiny_run, tmp_path):
 
 
 def test_eval_uses_the_runs_data_folder_by_default(tiny_run, tmp_path):
-    result = _run(["eval", str(tiny_run / "run"), "--physics", "none", "--n-sub", "8", "--out", str(tmp_path)])
+    result = _run(
+        ["eval", str(tiny_run / "run"), "--physics", "none", "--n-sub", "8", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["data"]["n_test"] == 40
@@ -66,11 +87,19 @@ def test_eval_uses_the_runs_data_folder_by_default(tiny_run, tmp_path):
     [
         (["eval", "{root}/missing"], "Error: run folder '{root}/missing' does not exist"),
         (["eval", "{root}/data"], "Error: run folder '{root}/data' has no checkpoint_best.pt"),
-        (["eval", "{root}/run", "--data", "{root}/nodata"], "Error: data directory '{root}/nodata' does not exist"),
-        (["eval", "{root}/run", "--physics", "sho,nope"],
-         "Error: unknown physics potential 'nope'; valid: all, sho, quartic, morse, mff, smff, unbounded, "
-         "pendulum, atw"),
-        (["eval", "{root}/run", "--device", "tpu"], "Error: unknown device 'tpu'; valid: cpu, cuda, cuda:N, auto"),
+        (
+            ["eval", "{root}/run", "--data", "{root}/nodata"],
+            "Error: data directory '{root}/nodata' does not exist",
+        ),
+        (
+            ["eval", "{root}/run", "--physics", "sho,nope"],
+            "Error: unknown physics potential 'nope'; valid: all, sho, quartic, morse, mff, smff, unbounded, "
+            "pendulum, atw",
+        ),
+        (
+            ["eval", "{root}/run", "--device", "tpu"],
+            "Error: unknown device 'tpu'; valid: cpu, cuda, cuda:N, auto",
+        ),
     ],
 )
 def test_eval_bad_input_is_one_line_exit_2(tiny_run, tmp_path, args, message):
@@ -100,15 +129,31 @@ def test_run_whose_data_is_gone_evaluates_physics_only(tiny_run, tmp_path):
 
     data = tmp_path / "data"
     shutil.copytree(tiny_run / "data", data)
-    config = load_config("deeponet", None, {"model": {"nodes": 4, "layers": 1, "branches": 2},
-                                            "train": {"epochs": 1, "batch_size": 32}})
+    config = load_config(
+        "deeponet",
+        None,
+        {"model": {"nodes": 4, "layers": 1, "branches": 2}, "train": {"epochs": 1, "batch_size": 32}},
+    )
     train("deeponet", config, data, tmp_path / "run", progress=False)
     shutil.rmtree(data)
     nothing = _run(["eval", str(tmp_path / "run"), "--physics", "none", "--out", str(tmp_path / "o1")])
     assert nothing.exit_code == 2
-    assert nothing.stderr.strip() == "Error: nothing to evaluate: no test data (give --data) and --physics none"
-    result = _run(["eval", str(tmp_path / "run"), "--physics", "sho", "--physics-dir", str(tiny_run / "physics"),
-                   "--out", str(tmp_path / "o2"), "-q"])
+    assert (
+        nothing.stderr.strip() == "Error: nothing to evaluate: no test data (give --data) and --physics none"
+    )
+    result = _run(
+        [
+            "eval",
+            str(tmp_path / "run"),
+            "--physics",
+            "sho",
+            "--physics-dir",
+            str(tiny_run / "physics"),
+            "--out",
+            str(tmp_path / "o2"),
+            "-q",
+        ]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "o2" / "metrics.json").read_text())
     assert "test" not in metrics["runs"]["run"] and set(metrics["runs"]["run"]["physics"]) == {"sho"}

@@ -40,9 +40,27 @@ def setup(tmp_path_factory):
 
 
 def _tune_args(root, trials, out="out", db="tune.db"):
-    return ["tune", "deeponet", "--trials", str(trials), "--data", str(root / "data"), "--storage",
-            f"sqlite:///{root / db}", "--study", "tiny", "--out", str(root / out), "--epochs", "2",
-            "--config", str(root / "base.yaml"), "--space", str(root / "space.yaml"), "-q"]
+    return [
+        "tune",
+        "deeponet",
+        "--trials",
+        str(trials),
+        "--data",
+        str(root / "data"),
+        "--storage",
+        f"sqlite:///{root / db}",
+        "--study",
+        "tiny",
+        "--out",
+        str(root / out),
+        "--epochs",
+        "2",
+        "--config",
+        str(root / "base.yaml"),
+        "--space",
+        str(root / "space.yaml"),
+        "-q",
+    ]
 
 
 def test_tune_completes_resumes_and_best_yaml_trains(setup):
@@ -66,8 +84,22 @@ def test_tune_completes_resumes_and_best_yaml_trains(setup):
     header = (root / "out" / "best.yaml").read_text().splitlines()[0]
     assert math.isclose(float(header.rsplit(" ", 1)[1].rstrip(")")), best_value, rel_tol=1e-6)
     assert best["model"]["branches"] == 2  # from the base config, not searched
-    trained = CliRunner().invoke(nh, ["train", "deeponet", "--config", str(root / "out" / "best.yaml"), "--data",
-                                      str(root / "data"), "--out", str(root / "runs"), "--epochs", "1", "-q"])
+    trained = CliRunner().invoke(
+        nh,
+        [
+            "train",
+            "deeponet",
+            "--config",
+            str(root / "out" / "best.yaml"),
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(root / "runs"),
+            "--epochs",
+            "1",
+            "-q",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     assert load_config("deeponet", root / "out" / "best.yaml")["model"] == best["model"]
 
@@ -88,9 +120,18 @@ def test_failed_and_non_finite_trials_are_recorded_not_fatal(setup, monkeypatch)
         return real_train(model_name, config, data_dir, out_dir, epoch_callback=epoch_callback, **kw)
 
     monkeypatch.setattr(train_module, "train", flaky_train)
-    summary = tune("deeponet", 3, root / "data", storage=f"sqlite:///{root / 'flaky.db'}", study_name="flaky",
-                   out_dir=root / "flaky", epochs=1, base_config=root / "base.yaml", space_path=root / "space.yaml",
-                   progress=False)
+    summary = tune(
+        "deeponet",
+        3,
+        root / "data",
+        storage=f"sqlite:///{root / 'flaky.db'}",
+        study_name="flaky",
+        out_dir=root / "flaky",
+        epochs=1,
+        base_config=root / "base.yaml",
+        space_path=root / "space.yaml",
+        progress=False,
+    )
     assert summary["states"] == {"FAIL": 2, "COMPLETE": 1}
     rows = list(csv.DictReader((root / "flaky" / "trials.csv").open()))
     assert rows[0]["error"].startswith("NonFiniteLoss: validation loss nan")
@@ -106,23 +147,43 @@ def test_all_trials_failing_is_an_error_not_a_crash(setup, monkeypatch):
 
     monkeypatch.setattr(train_module, "train", broken)
     with pytest.raises(NHError, match=r"no trial of study 'broken' completed \(\{'FAIL': 2\}\)"):
-        tune("deeponet", 2, setup / "data", storage=f"sqlite:///{setup / 'broken.db'}", study_name="broken",
-             out_dir=setup / "broken", epochs=1, base_config=setup / "base.yaml", space_path=setup / "space.yaml",
-             progress=False)
+        tune(
+            "deeponet",
+            2,
+            setup / "data",
+            storage=f"sqlite:///{setup / 'broken.db'}",
+            study_name="broken",
+            out_dir=setup / "broken",
+            epochs=1,
+            base_config=setup / "base.yaml",
+            space_path=setup / "space.yaml",
+            progress=False,
+        )
     assert not (setup / "broken" / "best.yaml").exists()
 
 
 @pytest.mark.parametrize(
     ("space", "message"),
     [
-        ("model:\n  widht: {type: int, low: 1, high: 2}\n",
-         "Error: search space: unknown model key 'widht'; valid keys: branches, layers, nodes"),
-        ("train:\n  lr: {type: float, low: 1, high: 2, bogus: 3}\n",
-         "Error: search space space.yaml: train.lr: unknown field 'bogus'; valid: high, log, low, step, type"),
-        ("model:\n  nodes: {type: normal}\n",
-         "Error: search space space.yaml: model.nodes needs a mapping with type one of int, float, categorical"),
-        ("optim: {}\n", "Error: search space file '{root}/space.yaml': unknown section 'optim'; valid sections: "
-                        "model, train"),
+        (
+            "model:\n  widht: {type: int, low: 1, high: 2}\n",
+            "Error: search space: unknown model key 'widht'; valid keys: branches, layers, nodes",
+        ),
+        (
+            "train:\n  lr: {type: float, low: 1, high: 2, bogus: 3}\n",
+            "Error: search space space.yaml: train.lr: unknown field 'bogus'; "
+            "valid: high, log, low, step, type",
+        ),
+        (
+            "model:\n  nodes: {type: normal}\n",
+            "Error: search space space.yaml: model.nodes needs a mapping with type one of "
+            "int, float, categorical",
+        ),
+        (
+            "optim: {}\n",
+            "Error: search space file '{root}/space.yaml': unknown section 'optim'; valid sections: "
+            "model, train",
+        ),
     ],
 )
 def test_bad_space_is_one_line_exit_2(tmp_path, setup, space, message):
@@ -138,19 +199,37 @@ def test_bad_model_data_and_study_owner_exit_2(setup, tmp_path):
     args = _tune_args(setup, 1)
     bad = CliRunner().invoke(nh, ["tune", "nonet", "--trials", "1"])
     assert bad.exit_code == 2 and bad.stderr.strip() == (
-        "Error: unknown model 'nonet'; valid: deeponet, varonet, traonet, mambonet, fno")
+        "Error: unknown model 'nonet'; valid: deeponet, varonet, traonet, mambonet, fno"
+    )
     nodata = list(args)
     nodata[nodata.index("--data") + 1] = str(tmp_path / "none")
     result = CliRunner().invoke(nh, nodata)
     assert result.exit_code == 2 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    result = CliRunner().invoke(nh, [*args, "--device", "tpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: unknown device 'tpu'; valid: cpu, cuda, cuda:N, auto"
     # a study created for deeponet cannot be continued for traonet
     CliRunner().invoke(nh, _tune_args(setup, 1, out="own", db="own.db"))
-    other = ["tune", "traonet", "--trials", "1", "--data", str(setup / "data"), "--storage",
-             f"sqlite:///{setup / 'own.db'}", "--study", "tiny", "--space", str(CONFIG_DIR / "traonet_tune.yaml")]
+    other = [
+        "tune",
+        "traonet",
+        "--trials",
+        "1",
+        "--data",
+        str(setup / "data"),
+        "--storage",
+        f"sqlite:///{setup / 'own.db'}",
+        "--study",
+        "tiny",
+        "--space",
+        str(CONFIG_DIR / "traonet_tune.yaml"),
+    ]
     result = CliRunner().invoke(nh, other)
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"Error: study 'tiny' in sqlite:///{setup / 'own.db'} tunes 'deeponet', not "
-                                     "'traonet'; choose another --study")
+    assert result.stderr.strip() == (
+        f"Error: study 'tiny' in sqlite:///{setup / 'own.db'} tunes 'deeponet', not "
+        "'traonet'; choose another --study"
+    )
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
@@ -164,16 +243,24 @@ def test_shipped_search_spaces_name_real_keys(model):
     assert set(space["model"]) <= {f.name for f in fields(type(model_config(model, None)))}
     assert set(space["train"]) <= set(TRAIN_KEYS) and "lr" in space["train"]
     # every corner of the model space is a valid config (e.g. d_model divisible by every nhead)
-    values = {k: e["choices"] if e["type"] == "categorical" else [e["low"], e["high"]]
-              for k, e in space["model"].items()}
+    values = {
+        k: e["choices"] if e["type"] == "categorical" else [e["low"], e["high"]]
+        for k, e in space["model"].items()
+    }
     for combo in itertools.product(*values.values()):
         model_config(model, dict(zip(values, combo, strict=True)))
 
 
 def test_bad_storage_is_one_line_exit_2(setup, tmp_path):
     for storage, message in [
-        ("runs/tune.db", "Error: storage must be a database URL such as sqlite:///runs/tune.db, got 'runs/tune.db'"),
-        (f"sqlite:///{tmp_path}", f"Error: storage 'sqlite:///{tmp_path}' is a directory, not a database file"),
+        (
+            "runs/tune.db",
+            "Error: storage must be a database URL such as sqlite:///runs/tune.db, got 'runs/tune.db'",
+        ),
+        (
+            f"sqlite:///{tmp_path}",
+            f"Error: storage 'sqlite:///{tmp_path}' is a directory, not a database file",
+        ),
     ]:
         args = _tune_args(setup, 1)
         args[args.index("--storage") + 1] = storage
