@@ -6,8 +6,7 @@
 
 Per model: parameter count, training samples/s (batch 100, W = 100: forward, loss,
 backward, gradient clipping, AdamW step) and inference microseconds per trajectory
-(batch 1,000, W = 100, eval mode under torch.inference_mode), each the median of
-repeated timings after a warm-up. On CPU the figures are compared with the reference
+(batch 1,000, W = 100, eval mode under torch.inference_mode). On CPU the figures are compared with the reference
 implementation's, measured on this machine class (issue 4); `x` > 1 means faster.
 
 Reference figures are fixed numbers from another day; machines here are shared, so the
@@ -23,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -110,7 +108,10 @@ CLOCK: Callable[[], float] = time.perf_counter
 
 
 def timed(fn: Callable[[], None], device: torch.device, min_time: float, max_reps: int) -> float:
-    """Median seconds of fn() over repetitions lasting at least min_time (at least one run)."""
+    """Fastest run of fn() over repetitions lasting at least min_time (at least one run).
+
+    The minimum, not the median: on a shared machine other jobs only ever add time.
+    """
     times: list[float] = []
     start = time.perf_counter()
     while not times or (time.perf_counter() - start < min_time and len(times) < max_reps):
@@ -121,7 +122,7 @@ def timed(fn: Callable[[], None], device: torch.device, min_time: float, max_rep
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(CLOCK() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def train_samples_per_s(model: OperatorModel, device: torch.device, min_time: float) -> float:
