@@ -24,6 +24,11 @@ class _Group(click.Group):
         except NHError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            # an unwritable or vanished path met late: still one line, never a traceback
+            what = exc.strerror or str(exc)
+            click.echo(f"Error: cannot use {exc.filename}: {what}" if exc.filename else f"Error: {what}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
