@@ -142,10 +142,9 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
         summaries = {name: ph.build_physics(name, out_dir, dt=dt_f, t_max=t_max_f, ic=ic_qp, plot=plot)}
     click.echo(ph.format_table(summaries))
     s = next(iter(summaries.values()))
-    m = next(iter(s["methods"].values()))
     click.echo(
-        f"ic=({s['ic'][0]:g}, {s['ic'][1]:g})  t_max={s['t_max']:g}  dt={s['dt']:g} (step used {m['step']:.4g}: "
-        f"steps land on the {s['n_out']} output times)  written to {out_dir}"
+        f"ic=({s['ic'][0]:g}, {s['ic'][1]:g})  t_max={s['t_max']:g}  dt={s['dt']:g}  (errors on each method's "
+        f"native grid t = k dt)  written to {out_dir}"
     )
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from cli import nh
 from nh_data.errors import NHError
+from nh_data.integrators import integrate
 from nh_data.physics import (
     COMPARE_METHODS,
     POTENTIALS,
@@ -27,11 +28,10 @@ from nh_data.physics import (
 
 @pytest.mark.parametrize("method, order", [("rk4", 4), ("leapfrog", 2), ("yoshida4", 4)])
 def test_convergence_order_on_sho(method, order):
-    """Error at n = 1, 2, 4, 8 steps per output interval: fitted log-log slope ~ order."""
-    span = 2.0 / 99
+    """Error on the native grid at dt = 2/50, 2/100, 2/200, 2/400: fitted log-log slope ~ order."""
     hs, errs = [], []
-    for n in (1, 2, 4, 8):
-        dt = span / n
+    for n in (50, 100, 200, 400):
+        dt = 2.0 / n
         h, _ = effective_step(2.0, dt)
         assert h == pytest.approx(dt, rel=1e-12)
         r = compare("sho", 2.0, dt, methods=(method,), timing=False)["methods"][method]
@@ -45,11 +45,12 @@ def test_convergence_order_on_sho(method, order):
 def test_energy_bounded_for_symplectic_methods_and_growing_for_rk4(name):
     """t_max = 200: max |H - H0| over the last tenth vs the first tenth of the window."""
     pot = POTENTIALS[name]
-    res = compare(name, 200.0, 0.02, n_out=2001, timing=False)  # 10 steps of 0.01 between outputs
-    tenth = 200
+    res = compare(name, 200.0, 0.02, timing=False)  # 10,000 steps on the native grid
+    tenth = 1000
     ratio = {}
     for m, r in res["methods"].items():
-        dH = np.abs(pot.energy(r["q"], r["p"]) - res["E0"])  # (2001,)
+        dH = np.abs(pot.energy(r["q_grid"], r["p_grid"]) - res["E0"])  # (10001,)
+        assert r["energy_drift"] == dH.max()
         ratio[m] = dH[-tenth:].max() / dH[1 : tenth + 1].max()
     assert ratio["rk4"] > 5.0, ratio  # secular drift, about linear in t
     for m in ("leapfrog", "yoshida4", "yoshida8"):
@@ -82,11 +83,19 @@ def test_build_physics_writes_parquet_and_json(tmp_path):
     for m in COMPARE_METHODS:
         r = meta["methods"][m]
         q, p = cols[f"q_{m}"], cols[f"p_{m}"]
-        assert r["max_err_q"] == np.max(np.abs(q - cols["q_ref"]))
-        assert r["max_err_p"] == np.max(np.abs(p - cols["p_ref"]))
-        assert r["energy_drift"] == np.max(np.abs(pot.energy(q, p) - meta["E0"]))
+        assert r["max_err_q_out"] == np.max(np.abs(q - cols["q_ref"]))
+        assert r["max_err_p_out"] == np.max(np.abs(p - cols["p_ref"]))
+        # on the native grid t = k dt, recomputed independently
+        t_grid = np.arange(101) * 0.02
+        qg, pg = integrate(pot.dV, pot.params, 0.0, 0.0, t_grid, 0.02, m)
+        qr, pr = reference("smff", t_grid)
+        assert r["max_err_q"] == np.max(np.abs(qg - qr))
+        assert r["max_err_p"] == np.max(np.abs(pg - pr))
+        assert r["energy_drift"] == np.max(np.abs(pot.energy(qg, pg) - meta["E0"]))
+        # Hermite resampling adds at most a small interpolation error to the grid error
+        assert r["max_err_q_out"] < r["max_err_q"] + 1e-5
         assert 0 < r["time_per_trajectory_s"] < 1.0
-        assert r["n_steps"] == 198 and r["step"] == pytest.approx(2 / 198)
+        assert r["n_steps"] == 100 and r["step"] == 0.02
     assert sorted(os.listdir(tmp_path)) == ["smff.json", "smff.parquet"]  # no temporary files left
 
 
@@ -97,7 +106,7 @@ def test_load_physics_round_trip_and_missing(tmp_path):
     assert data.t.shape == data.V.shape == data.q_ref.shape == (100,)
     assert list(data.methods) == list(COMPARE_METHODS)
     q, p = data.methods["yoshida8"]
-    assert np.max(np.abs(q - data.q_ref)) == summary["methods"]["yoshida8"]["max_err_q"]
+    assert np.max(np.abs(q - data.q_ref)) == summary["methods"]["yoshida8"]["max_err_q_out"]
     with pytest.raises(NHError, match="no physics case 'morse'"):
         load_physics(tmp_path, "morse", build=False)
     built = load_physics(tmp_path, "morse")  # missing: built with the defaults
