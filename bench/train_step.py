@@ -6,8 +6,11 @@
 
 Per model: parameter count, training samples/s (batch 100, W = 100: forward, loss,
 backward, gradient clipping, AdamW step) and inference microseconds per trajectory
-(batch 1,000, W = 100, eval mode under torch.inference_mode). On CPU the figures are compared with the reference
-implementation's, measured on this machine class (issue 4); `x` > 1 means faster.
+(batch 1,000, W = 100, eval mode under torch.inference_mode), each the fastest of several
+runs after a warm-up (other jobs on a shared machine only ever add time). On CPU the
+figures are compared with the reference implementation's, measured on this machine class
+(issue 4); `x` > 1 means faster. `--threads 1 --clock cpu` times one thread's CPU time,
+which other jobs on the machine inflate far less than wall-clock time.
 
 Reference figures are fixed numbers from another day; machines here are shared, so the
 script also times, in the same run, baselines that reproduce the reference's hot spots
