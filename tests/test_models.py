@@ -228,6 +228,11 @@ def test_unknown_key_lists_valid_keys():
         get_model("deeponet", {"b": 1, "a": 2})
 
 
+def test_config_must_be_a_mapping():
+    with pytest.raises(NHError, match="the fno config must be a mapping of keys to values, got list"):
+        get_model("fno", [("d_model", 8)])
+
+
 @pytest.mark.parametrize(
     ("name", "config", "message"),
     [
@@ -284,6 +289,10 @@ def test_paper_config_files(name):
         "epochs": 250, "batch_size": 100, "lr": PAPER_LR[name], "infimum_lr": 1e-5, "weight_decay": 0.01,
         "grad_clip": 1.0, "seed": 89, "bf16": False, "compile": False, "num_workers": 0, "dtype": "float32",
     }  # fmt: skip
+    # the training side's resolver reads the same file to the same values
+    from nh_models.config import load_config
+
+    assert load_config(name) == data
     model = get_model(name, data["model"])
     n = model.num_parameters()
     expected, low, high = PARAMS[name]

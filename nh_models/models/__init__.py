@@ -50,6 +50,8 @@ def model_config(name: str, config: dict[str, Any] | None = None) -> Any:
     an invalid value.
     """
     config_cls, _ = model_classes(name)
+    if config is not None and not isinstance(config, dict):
+        raise NHError(f"the {name} config must be a mapping of keys to values, got {type(config).__name__}")
     config = dict(config or {})
     valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(set(config) - set(valid))
