@@ -194,11 +194,9 @@ def _step_composition(dV, params, q, p, h, w):
 
 
 @njit(**JIT_FN)
-def _step_rk(dV, params, q, p, h, a, b):
-    """One explicit Runge-Kutta step of dq/dt = p, dp/dt = -dV(q)."""
+def _step_rk(dV, params, q, p, h, a, b, kq, kp):
+    """One explicit Runge-Kutta step of dq/dt = p, dp/dt = -dV(q); kq, kp: stage scratch (s,)."""
     s = b.shape[0]
-    kq = np.empty(s)
-    kp = np.empty(s)
     for i in range(s):
         qi = q
         pi = p
@@ -214,10 +212,10 @@ def _step_rk(dV, params, q, p, h, a, b):
 
 
 @njit(**JIT_FN)
-def _step(dV, params, q, p, h, kind, w, a, b):
+def _step(dV, params, q, p, h, kind, w, a, b, kq, kp):
     if kind == _COMPOSITION:
         return _step_composition(dV, params, q, p, h, w)
-    return _step_rk(dV, params, q, p, h, a, b)
+    return _step_rk(dV, params, q, p, h, a, b, kq, kp)
 
 
 @njit(**JIT_FN)
@@ -225,6 +223,8 @@ def _integrate_one(dV, params, q0, p0, t_out, dt, kind, w, a, b, q_out, p_out):
     """Integrate from t_out[0] through every t_out[i] (sorted), writing rows."""
     q = q0
     p = p0
+    kq = np.empty(b.shape[0])  # Runge-Kutta stage scratch, allocated once per orbit
+    kp = np.empty(b.shape[0])
     q_out[0] = q
     p_out[0] = p
     for i in range(1, t_out.shape[0]):
@@ -233,7 +233,7 @@ def _integrate_one(dV, params, q0, p0, t_out, dt, kind, w, a, b, q_out, p_out):
         if n > 0:
             h = span / n
             for _ in range(n):
-                q, p = _step(dV, params, q, p, h, kind, w, a, b)
+                q, p = _step(dV, params, q, p, h, kind, w, a, b, kq, kp)
         q_out[i] = q
         p_out[i] = p
 
