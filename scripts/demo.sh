@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 OUT="${1:-runs/demo}"
 PYTHON="${PYTHON:-python3}"
 
-if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
-    echo "== installing torch 2.13.0 (CPU build)"
-    "$PYTHON" -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+# torch first, pinned: a bare `torch` requirement on a machine without it pulls a multi-GB
+# CUDA build. An installed torch (a CUDA build on a GPU machine, say) is kept as it is.
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "== installing torch 2.13.0"
+    "$PYTHON" -m pip install "torch==2.13.0"
 fi
 echo "== installing neural-hamilton (editable)"
 "$PYTHON" -m pip install -e .
