@@ -86,14 +86,20 @@ class RefTraONet(OperatorModel):
         self.register_buffer("pos", sinusoidal_table(100, c.d_model), persistent=False)
         enc = nn.TransformerEncoderLayer(c.d_model, c.nhead, c.dim_feedforward, c.dropout, batch_first=True)
         dec = nn.TransformerDecoderLayer(c.d_model, c.nhead, c.dim_feedforward, c.dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(enc, c.num_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            enc, c.num_layers, norm=nn.LayerNorm(c.d_model), enable_nested_tensor=False
+        )
         self.decoder = nn.TransformerDecoder(dec, c.num_layers, norm=nn.LayerNorm(c.d_model))
         self.head = nn.Linear(c.d_model, 2)
         self.scale = c.d_model**0.5
 
     def forward(self, V, t, ic):
         memory = self.encoder(self.embed_V(V.unsqueeze(-1)) * self.scale + self.pos)  # (B, 100, d)
-        x = self.embed_t(t.unsqueeze(-1)) * self.scale + self.pos[: t.shape[1]] + self.ic_embed(ic).unsqueeze(1)
+        x = (
+            self.embed_t(t.unsqueeze(-1)) * self.scale
+            + self.pos[: t.shape[1]]
+            + self.ic_embed(ic).unsqueeze(1)
+        )
         out = self.head(self.decoder(x, memory))  # (B, W, 2)
         return out[..., 0], out[..., 1]
 
@@ -239,7 +245,11 @@ def main(argv: list[str] | None = None) -> None:
             torch.manual_seed(0)
             report("mambonet[pscan]", get_model("mambonet", {"scan": "pscan"}), None)
     print(f"# load average {loadavg()} at end")
-    pairs = (("deeponet[ref-loop]", "deeponet"), ("traonet[nn.Transformer]", "traonet"), ("mambonet[pscan]", "mambonet"))
+    pairs = (
+        ("deeponet[ref-loop]", "deeponet"),
+        ("traonet[nn.Transformer]", "traonet"),
+        ("mambonet[pscan]", "mambonet"),
+    )
     for base, fast in pairs:
         if base in rows and fast in rows:
             (s0, u0), (s1, u1) = rows[base], rows[fast]

@@ -20,8 +20,22 @@ TINY = {
     "deeponet": {"nodes": 32, "layers": 3, "branches": 8},
     "varonet": {"hidden_size": 16, "num_layers": 1, "latent_size": 4, "kl_weight": 1e-3},
     "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32},
-    "mambonet": {"d_model": 16, "mamba_layers": 1, "d_state": 4, "nhead": 2, "decoder_layers": 1, "dim_feedforward": 32},
-    "fno": {"d_model": 16, "fourier_layers": 2, "modes": 4, "nhead": 2, "decoder_layers": 1, "dim_feedforward": 32},
+    "mambonet": {
+        "d_model": 16,
+        "mamba_layers": 1,
+        "d_state": 4,
+        "nhead": 2,
+        "decoder_layers": 1,
+        "dim_feedforward": 32,
+    },
+    "fno": {
+        "d_model": 16,
+        "fourier_layers": 2,
+        "modes": 4,
+        "nhead": 2,
+        "decoder_layers": 1,
+        "dim_feedforward": 32,
+    },
 }
 
 
@@ -224,7 +238,9 @@ def test_unknown_key_lists_valid_keys():
     assert str(err.value) == (
         "unknown traonet config key 'heads'; valid keys: d_model, nhead, num_layers, dim_feedforward, dropout"
     )
-    with pytest.raises(NHError, match="unknown deeponet config keys 'a', 'b'; valid keys: nodes, layers, branches"):
+    with pytest.raises(
+        NHError, match="unknown deeponet config keys 'a', 'b'; valid keys: nodes, layers, branches"
+    ):
         get_model("deeponet", {"b": 1, "a": 2})
 
 
@@ -239,7 +255,11 @@ def test_config_must_be_a_mapping():
         ("deeponet", {"nodes": 0}, "DeepONetConfig.nodes must be an integer >= 1, got 0"),
         ("deeponet", {"layers": 2.5}, "DeepONetConfig.layers must be an integer >= 1, got 2.5"),
         ("deeponet", {"branches": True}, "DeepONetConfig.branches must be an integer >= 1, got True"),
-        ("traonet", {"d_model": 30, "nhead": 4}, "TraONetConfig.d_model (30) must be a multiple of nhead (4)"),
+        (
+            "traonet",
+            {"d_model": 30, "nhead": 4},
+            "TraONetConfig.d_model (30) must be a multiple of nhead (4)",
+        ),
         ("varonet", {"kl_weight": -1}, "VaRONetConfig.kl_weight must be a finite number >= 0, got -1"),
         ("mambonet", {"scan": "cuda"}, "MambONetConfig.scan must be one of fast, pscan, seq, got 'cuda'"),
         ("fno", {"modes": 51}, "FNOConfig.modes must be at most 50, got 51"),

@@ -107,7 +107,14 @@ def test_mamba_forward_equals_mambapy_module():
 
 
 def test_mambonet_scans_agree_with_gradients():
-    cfg = {"d_model": 8, "mamba_layers": 2, "d_state": 4, "nhead": 2, "decoder_layers": 1, "dim_feedforward": 16}
+    cfg = {
+        "d_model": 8,
+        "mamba_layers": 2,
+        "d_state": 4,
+        "nhead": 2,
+        "decoder_layers": 1,
+        "dim_feedforward": 16,
+    }
     g = torch.Generator().manual_seed(0)
     V = torch.randn(3, 100, generator=g, dtype=torch.float64)
     t = torch.rand(3, 9, generator=g, dtype=torch.float64)

@@ -42,7 +42,12 @@ def check_nonnegative_floats(config: Any, *names: str) -> None:
     """Raise NHError unless each named field is a finite real number >= 0 (ints are converted)."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise NHError(f"{type(config).__name__}.{name} must be a finite number >= 0, got {value!r}")
         object.__setattr__(config, name, float(value))
 
@@ -83,7 +88,9 @@ class OperatorModel(nn.Module):
         block = max(1, self.infer_tokens // W) if self.infer_tokens else B
         if torch.is_grad_enabled() or B <= block:
             return self._forward(V, t, ic)
-        outs = [self._forward(V[s : s + block], t[s : s + block], ic[s : s + block]) for s in range(0, B, block)]
+        outs = [
+            self._forward(V[s : s + block], t[s : s + block], ic[s : s + block]) for s in range(0, B, block)
+        ]
         return torch.cat([q for q, _ in outs]), torch.cat([p for _, p in outs])  # (B, W) each
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover

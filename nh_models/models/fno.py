@@ -48,7 +48,9 @@ class FNOConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "d_model", "fourier_layers", "modes", "nhead", "decoder_layers", "dim_feedforward")
+        check_positive_ints(
+            self, "d_model", "fourier_layers", "modes", "nhead", "decoder_layers", "dim_feedforward"
+        )
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
         if self.modes > N_SENSORS // 2:
@@ -68,7 +70,9 @@ def dft_matrices(n: int, modes: int, dtype: torch.dtype = torch.float32) -> tupl
     forward = torch.cat([torch.cos(angle), -torch.sin(angle)])  # (2M, n)
     weight = torch.full((modes,), 2.0, dtype=torch.float64)
     weight[0] = 1.0
-    inverse = torch.cat([torch.cos(angle) * weight[:, None], -torch.sin(angle) * weight[:, None]]).T / n  # (n, 2M)
+    inverse = (
+        torch.cat([torch.cos(angle) * weight[:, None], -torch.sin(angle) * weight[:, None]]).T / n
+    )  # (n, 2M)
     inverse[:, modes] = 0.0  # Im Y_0 does not contribute
     return forward.to(dtype), inverse.to(dtype)
 
@@ -84,7 +88,9 @@ def spectral_conv(v: Tensor, forward: Tensor, inverse: Tensor, w_re: Tensor, w_i
     X = torch.matmul(forward, v)  # (B, 2M, d_in): [Re; Im] of the kept modes
     X = torch.cat([X[:, :M], X[:, M:]], dim=-1).transpose(0, 1)  # (M, B, 2 d_in): [Re | Im] per mode
     # complex product per mode as one real matmul: [Re | Im] @ [[W_re, W_im], [-W_im, W_re]]
-    W = torch.cat([torch.cat([w_re, w_im], dim=-1), torch.cat([-w_im, w_re], dim=-1)], dim=1)  # (M, 2 d_in, 2 d_out)
+    W = torch.cat(
+        [torch.cat([w_re, w_im], dim=-1), torch.cat([-w_im, w_re], dim=-1)], dim=1
+    )  # (M, 2 d_in, 2 d_out)
     Y = torch.bmm(X, W).transpose(0, 1)  # (B, M, 2 d_out)
     d_out = w_re.shape[-1]
     Y = torch.cat([Y[..., :d_out], Y[..., d_out:]], dim=1)  # (B, 2M, d_out): [Re; Im]
@@ -114,8 +120,12 @@ class FNO(OperatorModel):
         super().__init__(config)
         c = config
         self.lift = nn.Linear(2, c.d_model)
-        self.register_buffer("sensors", torch.linspace(0.0, 1.0, N_SENSORS), persistent=False)  # sensor positions
-        self.spectral = nn.ModuleList(SpectralConv1d(c.d_model, c.d_model, c.modes) for _ in range(c.fourier_layers))
+        self.register_buffer(
+            "sensors", torch.linspace(0.0, 1.0, N_SENSORS), persistent=False
+        )  # sensor positions
+        self.spectral = nn.ModuleList(
+            SpectralConv1d(c.d_model, c.d_model, c.modes) for _ in range(c.fourier_layers)
+        )
         self.pointwise = nn.ModuleList(nn.Linear(c.d_model, c.d_model) for _ in range(c.fourier_layers))
         self.norm = nn.LayerNorm(c.d_model)
         self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)

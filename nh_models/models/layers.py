@@ -70,7 +70,9 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.net = nn.Sequential(
+            nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -96,7 +98,11 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, d_ff: int, dropout: float) -> None:
         super().__init__()
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm1, self.norm2, self.norm3 = (
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+        )
         self.self_attn = SelfAttention(d_model, nhead, dropout)
         self.cross_attn = CrossAttention(d_model, nhead, dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)

@@ -48,7 +48,15 @@ class MambONetConfig:
 
     def __post_init__(self) -> None:
         check_positive_ints(
-            self, "d_model", "mamba_layers", "d_state", "d_conv", "expand", "nhead", "decoder_layers", "dim_feedforward"
+            self,
+            "d_model",
+            "mamba_layers",
+            "d_state",
+            "d_conv",
+            "expand",
+            "nhead",
+            "decoder_layers",
+            "dim_feedforward",
         )
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
@@ -93,7 +101,11 @@ class MambONet(OperatorModel):
         self.embed = nn.Linear(1, c.d_model)
         self.mamba = Mamba(
             MambaConfig(
-                d_model=c.d_model, n_layers=c.mamba_layers, d_state=c.d_state, d_conv=c.d_conv, expand_factor=c.expand
+                d_model=c.d_model,
+                n_layers=c.mamba_layers,
+                d_state=c.d_state,
+                d_conv=c.d_conv,
+                expand_factor=c.expand,
             )
         )
         self.norm = nn.LayerNorm(c.d_model)

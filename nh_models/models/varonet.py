@@ -69,7 +69,9 @@ class VaRONet(OperatorModel):
         super().__init__(config)
         c = config
         drop = c.dropout if c.num_layers > 1 else 0.0  # nn.LSTM warns about dropout with one layer
-        self.encoder = nn.LSTM(1, c.hidden_size, c.num_layers, batch_first=True, dropout=drop, bidirectional=True)
+        self.encoder = nn.LSTM(
+            1, c.hidden_size, c.num_layers, batch_first=True, dropout=drop, bidirectional=True
+        )
         self.fc_mu = nn.Linear(c.hidden_size, c.latent_size)
         self.fc_logvar = nn.Linear(c.hidden_size, c.latent_size)
         self.fc_z_q = nn.Linear(c.latent_size, c.hidden_size)
