@@ -302,7 +302,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
         tmp = Path(tmp)
         # large enough that the fixed start-up (imports, Numba cache, ~1 s) does not dominate
-        n_scale, k = (2000, "100") if quick else (20000, "500")
+        n_scale, k = (2000, "100") if quick else (40000, "1000")
         control_before = machine_scaling()
         w1 = timed_build(n_scale, 1, tmp / "w1", ["--shard-size", k])
         w2 = timed_build(n_scale, 2, tmp / "w2", ["--shard-size", k])
