@@ -125,13 +125,16 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
     # an Arrow IPC file with one record batch; the batch fields in the dataset's dtype
     reader = pa.ipc.open_file(pa.memory_map(str(ds.files[0])))
     assert reader.num_record_batches == 1
-    assert reader.schema.field("q").type == pa.list_(pa.float64(), 100)
-    assert reader.schema.field("ic").type == pa.list_(pa.float64(), 2)
+    # V | t | q | p | ic packed side by side: a sample is one contiguous row of the mapping
+    assert reader.schema.field("packed").type == pa.list_(pa.float64(), 100 + 3 * 100 + 2)
+    assert D.field_slices(100) == {
+        "V": slice(0, 100), "t": slice(100, 200), "q": slice(200, 300), "p": slice(300, 400), "ic": slice(400, 402)
+    }
     assert reader.schema.field("E0").type == pa.float64()
     ds32 = ShardDataset(d, "train")  # float32: its own cache file beside the float64 one
     assert ds32.files[0] == d / ".nh_cache" / f"{sha1}.f32.v{D.CACHE_FORMAT}.arrow"
-    assert pa.ipc.open_file(pa.memory_map(str(ds32.files[0]))).schema.field("V").type == pa.list_(
-        pa.float32(), 100
+    assert pa.ipc.open_file(pa.memory_map(str(ds32.files[0]))).schema.field("packed").type == pa.list_(
+        pa.float32(), 402
     )
 
     # a warm open neither converts nor rehashes
