@@ -2,7 +2,7 @@
 
 Parquet is never zero-copy (its pages are decoded), so on first use every shard
 `DIR/<split>-NNNNN.parquet` is converted once into an uncompressed Arrow IPC file
-`<cache>/<sha256 of the shard>.<f32|f64>.v1.arrow` (default cache: `DIR/.nh_cache/`). The name is
+`<cache>/<sha256 of the shard>.<f32|f64>.v<CACHE_FORMAT>.arrow` (default cache: `DIR/.nh_cache/`). The name is
 the shard's checksum, so a changed shard gets a new cache file and is never served
 stale. A small `<shard>.stat.json` beside it remembers the shard's (size, mtime, ctime,
 inode) fingerprint so that a warm open does not rehash the Parquet file; any write
