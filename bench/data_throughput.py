@@ -155,7 +155,8 @@ def breakdown(quick: bool) -> None:
     import pyarrow.parquet as pq
 
     from nh_data import build as nb
-    from nh_data.schema import ROW_GROUP_SIZE, SCHEMA, WRITE_OPTIONS, sha256_file
+    from nh_data.fileio import sha256_file
+    from nh_data.schema import ROW_GROUP_SIZE, SCHEMA, WRITE_OPTIONS
 
     cfg = nb.resolve_config(10_000, seed=1)
     spec = nb.ShardSpec("train", 0, 0, 250 if quick else 1000, 0)

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from . import ground_truth as gt
 from .errors import NHError
+from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
 from .potentials import V0, potential_rejections, sample_potentials
 from .schema import (
@@ -44,9 +45,7 @@ from .schema import (
     SPLITS,
     STATE_DIR,
     WRITE_OPTIONS,
-    sha256_file,
     shard_name,
-    write_json_atomic,
 )
 
 PRESETS = {"normal": 10_000, "more": 100_000, "much": 1_000_000}

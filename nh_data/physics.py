@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -47,6 +46,7 @@ from numba import njit
 
 from .config import JIT
 from .errors import NHError
+from .fileio import atomic_write
 from .integrators import KAHANLI8, get_method, integrate
 
 V0 = 2.0  # wall height: V(0) = V(1) = V0
@@ -968,19 +968,6 @@ def compare(
 # ============================================================ files
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp) on a temporary name in path's folder, then os.replace onto path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _columns(pot: PhysicalPotential, res: dict) -> dict[str, np.ndarray]:
     cols = {"t": res["t"], "V": pot.sensors(), "q_ref": res["q_ref"], "p_ref": res["p_ref"]}
     for m, r in res["methods"].items():
@@ -1055,15 +1042,15 @@ def build_physics(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = pa.table(_columns(pot, res))
-    _atomic_write(out / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
+    atomic_write(out / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
     text = json.dumps(summary, indent=2) + "\n"
-    _atomic_write(out / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
     if plot:
         from .physics_plot import plot_physics
 
         t_dense = np.linspace(0.0, t_max, 20 * N_OUT + 1)  # smooth reference curves for the figure
         dense = (t_dense, *reference(name, t_dense, q0, p0))
-        _atomic_write(out / f"{name}.png", lambda tmp: plot_physics(pot, res, tmp, dense=dense))
+        atomic_write(out / f"{name}.png", lambda tmp: plot_physics(pot, res, tmp, dense=dense))
     return summary
 
 

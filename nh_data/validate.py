@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import NHError
-from .schema import SCHEMA, SPLITS, read_manifest, sha256_file
+from .fileio import sha256_file
+from .schema import SCHEMA, SPLITS, read_manifest
 from .spline import V_pp, V_rows, pack_params
 
 REF_METHOD = "kahanli8"

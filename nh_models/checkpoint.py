@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from nh_data.errors import NHError
+from nh_data.fileio import atomic_write
 
 FORMAT = "nh-checkpoint"
 VERSION = 1
@@ -125,15 +126,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     path = Path(path)
     obj = {"format": FORMAT, "version": VERSION, **payload}
     obj["digest"] = digest(obj)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 import torch
 
 from nh_data.errors import NHError
+from nh_data.fileio import sha256_file, write_json_atomic
 from nh_data.schema import MANIFEST, read_manifest
 
 CACHE_DIRNAME = ".nh_cache"
@@ -102,15 +103,6 @@ def has_split(data_dir: str | os.PathLike, split: str) -> bool:
     return True
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fingerprint(path: Path) -> dict[str, int]:
     st = path.stat()
     return {
@@ -120,15 +112,6 @@ def _fingerprint(path: Path) -> dict[str, int]:
         "ino": st.st_ino,
         "dev": st.st_dev,
     }
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stat_path(cache_dir: Path, shard: Path) -> Path:
@@ -149,9 +132,9 @@ def shard_checksum(shard: str | os.PathLike, cache_dir: str | os.PathLike) -> st
         known = {}
     if known.get("fingerprint") == fp and isinstance(known.get("sha256"), str):
         return known["sha256"]
-    sha = file_sha256(shard)
+    sha = sha256_file(shard)
     if _fingerprint(shard) == fp:  # unchanged while we hashed it
-        _write_json_atomic(stat_path, {"fingerprint": fp, "sha256": sha})
+        write_json_atomic(stat_path, {"fingerprint": fp, "sha256": sha})
     old = known.get("sha256")
     if isinstance(old, str) and old != sha:  # the shard changed: drop its stale cache file
         for tag in ("f32", "f64"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
 
 DEMO_MODELS = ("deeponet", "traonet")
 
@@ -108,7 +109,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .config import CONFIG_DIR, load_config
-    from .evaluate import EvalSettings, atomic_write_text, evaluate_runs, resolve_device
+    from .evaluate import EvalSettings, evaluate_runs, resolve_device
     from .train import train
 
     if size not in SIZES:
@@ -161,5 +162,5 @@ def run_demo(
         "size": size,
         "runs": [str(r) for r in run_dirs],
     }
-    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "metrics": metrics}

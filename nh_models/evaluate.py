@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
 
 from .oracle import (
     SENSORS,
@@ -802,20 +802,6 @@ def _json_safe(obj: Any) -> Any:
 # ---------------------------------------------------------------- nh eval
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary name in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _labels(runs: list[str]) -> list[str]:
     labels: list[str] = []
     for r in runs:
@@ -836,9 +822,9 @@ def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     images = plots.make_all(curves, metrics, out)
     metrics["plots"] = [p.name for p in images]
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     report = out / "report.md"
-    atomic_write_text(report, render_report(metrics, images))
+    write_text_atomic(report, render_report(metrics, images))
     return report
 
 

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nh_data.errors import NHError
-from nh_data.schema import SCHEMA, SCHEMA_VERSION, read_manifest, sha256_file, write_json_atomic
+from nh_data.fileio import sha256_file, write_json_atomic
+from nh_data.schema import SCHEMA, SCHEMA_VERSION, read_manifest
 
 V0 = 2.0  # wall height (SPEC section 1)
 T_END = 2.0  # time window [0, T]

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
 
 from . import distributed as D
 from .checkpoint import (
@@ -265,16 +266,7 @@ def _write_history(history: list[dict[str, float]], path: Path) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    _write_text_atomic(path, buf.getvalue())
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, buf.getvalue())
 
 
 def _gather_rng(env: D.DistEnv) -> list[dict[str, Any]] | None:
@@ -451,7 +443,7 @@ def _write_metrics(
         "world_size": env.world_size,
     }
     if env.is_main:
-        _write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if rows:
             from .trainplot import plot_loss_curve
 
@@ -512,7 +504,7 @@ def train(
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             if ckpt is None:
-                _write_text_atomic(
+                write_text_atomic(
                     run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
                 )
         if progress and env.is_main and (tc["bf16"] or tc["compile"]) and dev.type != "cuda":

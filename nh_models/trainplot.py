@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from nh_data.fileio import atomic_write
+
 
 def plot_loss_curve(history: Sequence[dict], path: str | os.PathLike, title: str = "") -> None:
     """Write train/val loss against epoch to `path` (PNG, atomically)."""
@@ -28,11 +30,6 @@ def plot_loss_curve(history: Sequence[dict], path: str | os.PathLike, title: str
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-        try:
-            fig.savefig(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)

@@ -37,8 +37,9 @@ from typing import Any
 import yaml
 
 from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
 
-from .evaluate import atomic_write_text, resolve_device
+from .evaluate import resolve_device
 
 PARAM_TYPES = ("int", "float", "categorical")
 _ENTRY_KEYS = {
@@ -335,7 +336,7 @@ def tune(
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "trials.csv", _trials_csv(study))
+    write_text_atomic(out / "trials.csv", _trials_csv(study))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     summary: dict[str, Any] = {
         "study": study_name,
@@ -351,7 +352,7 @@ def tune(
             f"# nh tune {model_name}: best of {len(study.trials)} trials in study {study_name!r} "
             f"(trial {best.number}, best val loss {best.value:.6e})\n"
         )
-        atomic_write_text(out / "best.yaml", header + dump_config(best.user_attrs["config"]))
+        write_text_atomic(out / "best.yaml", header + dump_config(best.user_attrs["config"]))
         summary.update(
             best_value=best.value,
             best_trial=best.number,
@@ -359,7 +360,7 @@ def tune(
             best_yaml=str(out / "best.yaml"),
             best_run=best.user_attrs.get("run_dir"),
         )
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     if not complete:
         raise NHError(f"no trial of study {study_name!r} completed ({states}); see {out / 'trials.csv'}")
     return summary

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 import cli
 from nh_data.build import build_dataset, plan, resolve_config
 from nh_data.errors import NHError
-from nh_data.schema import SCHEMA, STATE_DIR, WINDOW, read_manifest, sha256_file
+from nh_data.fileio import sha256_file
+from nh_data.schema import SCHEMA, STATE_DIR, WINDOW, read_manifest
 from nh_data.validate import read_shard
 
 REPO = Path(__file__).resolve().parents[1]

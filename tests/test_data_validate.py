@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 import cli
 from nh_data.errors import NHError
-from nh_data.schema import SCHEMA, read_manifest, sha256_file
+from nh_data.fileio import sha256_file
+from nh_data.schema import SCHEMA, read_manifest
 from nh_data.validate import format_info, info, validate
 
 

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nh_data.errors import NHError
+from nh_data.fileio import sha256_file
 from nh_models import data as D
-from nh_models.data import EpochBatchSampler, ShardDataset, eval_batches, file_sha256, iterate_batches
+from nh_models.data import EpochBatchSampler, ShardDataset, eval_batches, iterate_batches
 from nh_models.synthetic import write_synthetic_dataset
 
 
@@ -119,7 +120,7 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
     write_synthetic_dataset(d, n_train=40, n_val=8, n_test=0, seed=1)
     shard = d / "train-00000.parquet"
     ds = ShardDataset(d, "train", dtype=torch.float64)
-    sha1 = file_sha256(shard)
+    sha1 = sha256_file(shard)
     assert ds.files[0] == d / ".nh_cache" / f"{sha1}.f64.v{D.CACHE_FORMAT}.arrow"
     assert json.loads((d / "manifest.json").read_text())["shards"][0]["sha256"] == sha1
     # an Arrow IPC file with one record batch; the batch fields in the dataset's dtype
@@ -142,14 +143,14 @@ def test_cache_is_keyed_by_checksum_and_never_stale(tmp_path, monkeypatch):
         raise AssertionError("warm open must not convert or hash")
 
     monkeypatch.setattr(D, "convert_shard", refuse)
-    monkeypatch.setattr(D, "file_sha256", refuse)
+    monkeypatch.setattr(D, "sha256_file", refuse)
     ShardDataset(d, "train")
     monkeypatch.undo()
 
     # the shard changes (dataset rebuilt with another seed): a new cache file, the new contents
     time.sleep(0.05)
     write_synthetic_dataset(d, n_train=40, n_val=8, n_test=0, seed=2)
-    sha2 = file_sha256(shard)
+    sha2 = sha256_file(shard)
     assert sha2 != sha1
     ds2 = ShardDataset(d, "train", dtype=torch.float64)
     assert ds2.files[0].name.startswith(sha2)
@@ -185,7 +186,7 @@ def test_in_place_edit_with_restored_mtime_is_detected(tmp_path):
         f.write(new_bytes)
     os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert shard.stat().st_mtime_ns == st.st_mtime_ns and shard.stat().st_size == st.st_size
-    assert D.shard_checksum(shard, d / ".nh_cache") == file_sha256(shard)
+    assert D.shard_checksum(shard, d / ".nh_cache") == sha256_file(shard)
 
 
 def test_shard_that_disagrees_with_manifest_is_refused(tmp_path):
