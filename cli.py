@@ -16,13 +16,19 @@ from nh_data.errors import NHError
 
 
 class _Group(click.Group):
-    """Click group that turns NHError into a one-line error with exit status 2."""
+    """Click group whose sub-commands fail in one line with exit status 2: an NHError,
+    a usage error (bad option value, missing argument, unknown command: click parses a
+    sub-command's options inside its group's `invoke`) or an OSError."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except NHError as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        except click.UsageError as exc:
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"Error: {where}{exc.format_message()}", err=True)
             sys.exit(2)
         except OSError as exc:
             # an unwritable or vanished path met late: still one line, never a traceback
@@ -44,17 +50,7 @@ def data() -> None:
     """Build, inspect and validate Parquet datasets of potentials and orbits."""
 
 
-class _OneLineCommand(click.Command):
-    """Turns click's usage errors (bad option values) into a one-line NHError (exit 2)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise NHError(exc.format_message()) from None
-
-
-@data.command("build", cls=_OneLineCommand)
+@data.command("build")
 @click.option("--n", "n", type=int, default=None, help="Number of potentials (half train+val 80/20, half test).")
 @click.option("--preset", default=None, help="normal (10,000) | more (100,000) | much (1,000,000).")
 @click.option("--out", "out", default=None, help="Output directory [parquet_data/<preset or n>].")
@@ -86,7 +82,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
     click.echo(f"{out}: {counts} rows in {len(m['shards'])} shards; rejected: {rej or 'none'}")
 
 
-@data.command("info", cls=_OneLineCommand)
+@data.command("info")
 @click.argument("dir")
 def data_info(dir):
     """Counts and distribution summaries of a dataset."""
@@ -95,7 +91,7 @@ def data_info(dir):
     click.echo(format_info(info(dir)))
 
 
-@data.command("validate", cls=_OneLineCommand)
+@data.command("validate")
 @click.argument("dir")
 @click.option("--sample", type=int, default=16, show_default=True, help="Rows to re-integrate independently.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row sample.")

@@ -40,3 +40,18 @@ def test_unknown_command_exits_2():
     r = CliRunner().invoke(nh, ["frobnicate"])
     assert r.exit_code == 2
     assert "No such command" in r.output
+
+
+def test_usage_errors_of_every_command_are_one_line():
+    cases = [
+        (["train", "deeponet", "--epochs", "abc"], "Error: nh train: Invalid value for '--epochs'"),
+        (["data", "build", "--n", "x"], "Error: nh data build: Invalid value for '--n'"),
+        (["physics"], "Error: nh physics: Missing argument 'NAME'"),
+        (["tune", "deeponet"], "Error: nh tune: Missing option '--trials'"),
+        (["eval"], "Error: nh eval: Missing argument"),
+    ]
+    for args, start in cases:
+        r = CliRunner().invoke(nh, args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(start), (args, r.output)
