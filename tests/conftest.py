@@ -23,3 +23,16 @@ def tiny_copy(tiny_dataset, tmp_path):
     dst = tmp_path / "ds"
     shutil.copytree(tiny_dataset, dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op torch thread for the module: tiny models run fastest so, reproducibly, and
+    without fighting other jobs for a small machine's cores. Use with
+    `pytestmark = pytest.mark.usefixtures("torch_one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

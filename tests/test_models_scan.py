@@ -14,13 +14,7 @@ from nh_models.models import get_model
 from nh_models.models.mambonet import mamba_forward
 from nh_models.models.scan import selective_scan, selective_scan_ref
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def scan_inputs(Bt: int, L: int, E: int, N: int, seed: int = 0, dtype=torch.float64):

@@ -35,13 +35,7 @@ TINY_TRAONET = {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 3
 TINY_DEEPONET = {"nodes": 16, "layers": 2, "branches": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: fast and reproducible on a small shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
