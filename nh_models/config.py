@@ -94,14 +94,21 @@ def _as_int(key: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _as_float(key: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+def parse_number(value: Any, where: str) -> int | float:
+    """A finite number from a YAML value (`where` names it in the error); a numeric
+    string is converted, since PyYAML reads 1e-3 (no dot) as a string."""
+    if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise NHError(f"train.{key} must be a number, got {value!r}") from None
+            raise NHError(f"{where} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NHError(f"train.{key} must be a finite number, got {value!r}")
+        raise NHError(f"{where} must be a finite number, got {value!r}")
+    return value
+
+
+def _as_float(key: str, value: Any, *, positive: bool) -> float:
+    value = parse_number(value, f"train.{key}")
     if value < 0 or (positive and value == 0):
         raise NHError(f"train.{key} must be {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)

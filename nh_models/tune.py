@@ -39,6 +39,7 @@ import yaml
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
+from .config import parse_number
 from .evaluate import resolve_device
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -57,17 +58,6 @@ def default_space_path(model_name: str) -> Path:
     from .config import CONFIG_DIR
 
     return CONFIG_DIR / f"{model_name}_tune.yaml"
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-        try:
-            value = float(value)
-        except ValueError:
-            raise NHError(f"{where} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NHError(f"{where} must be a finite number, got {value!r}")
-    return value
 
 
 def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
@@ -114,7 +104,7 @@ def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
                 cast = int if kind == "int" else float
                 for f in ("low", "high", "step"):
                     if f in entry:
-                        entry[f] = cast(_number(entry[f], f"{where}.{f}"))
+                        entry[f] = cast(parse_number(entry[f], f"{where}.{f}"))
                 if not entry["low"] <= entry["high"]:
                     raise NHError(f"{where}: low must be <= high")
                 if entry.get("log") and entry["low"] <= 0:
