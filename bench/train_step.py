@@ -7,10 +7,15 @@
 Per model: parameter count, training samples/s (batch 100, W = 100: forward, loss,
 backward, gradient clipping, AdamW step) and inference microseconds per trajectory
 (batch 1,000, W = 100, eval mode under torch.inference_mode), each the fastest of several
-runs after a warm-up (other jobs on a shared machine only ever add time). On CPU the
+runs after a warm-up (other jobs on a shared machine only ever add time). Query times are
+sorted random draws per orbit (v1.33 data); DeepONet is also timed on one uniform grid
+shared by the batch (`deeponet @grid`: v1 data, the paper's test set), where its trunk,
+a function of t alone, runs once per batch instead of once per orbit. On CPU the
 figures are compared with the reference implementation's, measured on this machine class
 (issue 4); `x` > 1 means faster. `--threads 1 --clock cpu` times one thread's CPU time,
-which other jobs on the machine inflate far less than wall-clock time.
+which other jobs on the machine inflate far less than wall-clock time. Like `nh train`, the
+script keeps freed heap memory for reuse (nh_models/runtime.py); `--malloc default` times
+with glibc's own thresholds.
 
 Reference figures are fixed numbers from another day; machines here are shared, so the
 script also times, in the same run, baselines that reproduce the reference's hot spots
@@ -38,6 +43,7 @@ from nh_models.models import MODEL_NAMES, OperatorModel, get_model  # noqa: E402
 from nh_models.models.base import mlp, sinusoidal_table  # noqa: E402
 from nh_models.models.deeponet import DeepONet, inner_product  # noqa: E402
 from nh_models.models.traonet import TraONet  # noqa: E402
+from nh_models.runtime import retain_freed_memory  # noqa: E402
 
 # reference implementation on this machine class, 2 threads (issue 4): samples/s, us/trajectory
 REFERENCE = {
@@ -61,14 +67,9 @@ class RefLoopDeepONet(OperatorModel):
 
     def forward(self, V, t, ic):
         m = self.model
-        branch = m.branch(V)  # (B, 2K)
-        e = m.ic_embed(ic)  # (B, h1)
-        cols = []
-        for i in range(t.shape[1]):
-            h = m.trunk_in(t[:, i : i + 1]) + e  # (B, h1)
-            cols.append(m.trunk_rest(torch.nn.functional.gelu(h)))  # (B, 2K)
-        trunk = torch.stack(cols, dim=1)  # (B, W, 2K)
-        return inner_product(branch, trunk, m.bias)
+        branch = m.branch(V, ic)  # (B, 2K)
+        cols = [m.trunk(t[:, i]) for i in range(t.shape[1])]  # W x (B, 2K), B rows per column
+        return inner_product(branch, torch.stack(cols, dim=1), m.bias)
 
 
 class RefTraONet(OperatorModel):
@@ -104,10 +105,15 @@ class RefTraONet(OperatorModel):
         return out[..., 0], out[..., 1]
 
 
-def inputs(batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def inputs(batch: int, device: torch.device, seed: int = 0, grid: bool = False) -> tuple[torch.Tensor, ...]:
+    """Random V, ic, targets; t: sorted per-orbit draws on [0, 2] (v1.33 data), or with
+    grid=True the same W uniform times in every row (v1 data, the paper's test set)."""
     g = torch.Generator().manual_seed(seed)
     V = 2.0 - 3.0 * torch.rand(batch, 100, generator=g)  # (B, 100)
-    t = torch.sort(2.0 * torch.rand(batch, W, generator=g), dim=1).values  # (B, W)
+    if grid:
+        t = torch.linspace(0.0, 2.0, W).repeat(batch, 1)  # (B, W), every row the same
+    else:
+        t = torch.sort(2.0 * torch.rand(batch, W, generator=g), dim=1).values  # (B, W)
     ic = torch.rand(batch, 2, generator=g)  # (B, 2)
     q, p = torch.rand(batch, W, generator=g), torch.rand(batch, W, generator=g)
     return tuple(x.to(device) for x in (V, t, ic, q, p))
@@ -134,8 +140,8 @@ def timed(fn: Callable[[], None], device: torch.device, min_time: float, max_rep
     return min(times)
 
 
-def train_samples_per_s(model: OperatorModel, device: torch.device, min_time: float) -> float:
-    V, t, ic, q, p = inputs(TRAIN_BATCH, device)
+def train_samples_per_s(model: OperatorModel, device: torch.device, min_time: float, grid: bool) -> float:
+    V, t, ic, q, p = inputs(TRAIN_BATCH, device, grid=grid)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
@@ -151,8 +157,10 @@ def train_samples_per_s(model: OperatorModel, device: torch.device, min_time: fl
     return TRAIN_BATCH / timed(step, device, min_time, max_reps=20)
 
 
-def infer_us_per_trajectory(model: OperatorModel, device: torch.device, batch: int, min_time: float) -> float:
-    V, t, ic, _, _ = inputs(batch, device, seed=1)
+def infer_us_per_trajectory(
+    model: OperatorModel, device: torch.device, batch: int, min_time: float, grid: bool
+) -> float:
+    V, t, ic, _, _ = inputs(batch, device, seed=1, grid=grid)
     model.eval()
 
     def run() -> None:
@@ -194,7 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         choices=("wall", "cpu"),
         help="wall: elapsed time; cpu: this process's CPU time (with --threads 1, robust on a busy machine)",
     )
+    ap.add_argument(
+        "--malloc",
+        default="retain",
+        choices=("retain", "default"),
+        help="retain: keep freed heap for reuse, as nh train and nh eval do (nh_models.runtime); "
+        "default: glibc's own thresholds",
+    )
     args = ap.parse_args(argv)
+    retained = args.malloc == "retain" and retain_freed_memory()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
@@ -212,25 +228,26 @@ def main(argv: list[str] | None = None) -> None:
 
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_name()}, {args.threads} threads"
     print(f"# {where}; torch {torch.__version__}; {os.cpu_count()} CPUs; load average {loadavg()} at start")
-    print(f"# clock: {args.clock}")
+    print(f"# clock: {args.clock}; glibc malloc: {'freed memory retained' if retained else 'default'}")
     print(f"# train: batch {TRAIN_BATCH}, W {W}; inference: batch {infer_batch}, W {W}")
-    header = f"{'model':<20} {'params':>11} {'train samples/s':>16} {'x ref':>7} {'infer us/traj':>14} {'x ref':>7}"
+    print("# t: sorted random times per orbit (v1.33 data); '@grid': one uniform grid shared by the batch (v1)")
+    header = f"{'model':<26} {'params':>11} {'train samples/s':>16} {'x ref':>7} {'infer us/traj':>14} {'x ref':>7}"
     print(header)
     print("-" * len(header))
     rows: dict[str, tuple[float, float]] = {}
 
-    def report(label: str, model: OperatorModel, ref: tuple[float, float] | None) -> None:
+    def report(label: str, model: OperatorModel, ref: tuple[float, float] | None, grid: bool = False) -> None:
         torch.manual_seed(0)
         model = model.to(device)
-        sps = train_samples_per_s(model, device, min_time)
-        us = infer_us_per_trajectory(model, device, infer_batch, min_time)
+        sps = train_samples_per_s(model, device, min_time, grid)
+        us = infer_us_per_trajectory(model, device, infer_batch, min_time, grid)
         rows[label] = (sps, us)
         if ref is not None and device.type == "cpu":
             r_train, r_infer = f"{sps / ref[0]:.2f}", f"{ref[1] / us:.2f}"
         else:
             r_train = r_infer = "-"
         n = sum(p.numel() for p in model.parameters())
-        print(f"{label:<20} {n:>11,} {sps:>16,.1f} {r_train:>7} {us:>14,.1f} {r_infer:>7}", flush=True)
+        print(f"{label:<26} {n:>11,} {sps:>16,.1f} {r_train:>7} {us:>14,.1f} {r_infer:>7}", flush=True)
 
     for name in names:
         torch.manual_seed(0)
@@ -238,6 +255,10 @@ def main(argv: list[str] | None = None) -> None:
         report(name, model, REFERENCE[name])
         if baselines and name == "deeponet":
             report("deeponet[ref-loop]", RefLoopDeepONet(model), None)
+        if name == "deeponet":  # the trunk depends on t alone: one pass for a shared grid
+            report("deeponet @grid", model, REFERENCE[name], grid=True)
+            if baselines:
+                report("deeponet[ref-loop] @grid", RefLoopDeepONet(model), None, grid=True)
         if baselines and name == "traonet":
             torch.manual_seed(0)
             report("traonet[nn.Transformer]", RefTraONet(model), None)
@@ -247,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# load average {loadavg()} at end")
     pairs = (
         ("deeponet[ref-loop]", "deeponet"),
+        ("deeponet[ref-loop] @grid", "deeponet @grid"),
         ("traonet[nn.Transformer]", "traonet"),
         ("mambonet[pscan]", "mambonet"),
     )

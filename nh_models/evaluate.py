@@ -44,6 +44,7 @@ from .oracle import (
     integrator_predict,
     native_grid,
 )
+from .runtime import retain_freed_memory
 
 # energy strata of u = (E - V(q0)) / (V0 - V(q0)) (SPEC section 3)
 STRATA: tuple[tuple[str, float, float], ...] = (
@@ -860,6 +861,7 @@ def evaluate_runs(
 
     if not runs:
         raise NHError("give at least one run folder")
+    retain_freed_memory()  # steady model timings: no page faults on every batch (runtime.py)
     device = resolve_device(device)
     settings = settings or EvalSettings()
     names = physics_names(physics)

@@ -4,7 +4,8 @@
 
 Loss: 0.5 (MSE_q + MSE_p) + model.regularizer() (VaRONet's kl_weight x KL; zero otherwise).
 AdamW, the ExpHyperbolicLR schedule (SPEC section 8), gradient clipping by global
-norm, optional bf16 autocast and torch.compile on CUDA. Under torchrun the same code
+norm, optional bf16 autocast and torch.compile (on CUDA, and on CPU too: bf16 pays off
+there only with AVX512-BF16 or AMX, compile needs a C++ compiler). Under torchrun the same code
 runs DistributedDataParallel; only rank 0 writes. The run folder holds
 
     config.yaml          the resolved config
@@ -26,6 +27,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +53,7 @@ from .checkpoint import (
 )
 from .config import dump_config, resolve_config
 from .data import EpochBatchSampler, ShardDataset, eval_batches, has_split, iterate_batches
+from .runtime import retain_freed_memory
 
 UPPER_BOUND = 300  # ExpHyperbolicLR upper bound U (SPEC section 8)
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "samples_per_s", "seconds")
@@ -116,9 +119,18 @@ def per_sample_loss(q_hat: Tensor, p_hat: Tensor, q: Tensor, p: Tensor) -> Tenso
 
 
 def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    if bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _check_compiler(device: torch.device) -> None:
+    """torch.compile on CPU generates C++: fail early, in one line, when there is no compiler."""
+    if device.type != "cpu":
+        return
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(n and shutil.which(n) for n in names):
+        raise NHError("compile: true on CPU needs a C++ compiler (g++ or clang++) on PATH; install one or set compile: false")
 
 
 def train_step(
@@ -472,6 +484,7 @@ def train(
     """
     from nh_models.models import get_model
 
+    retain_freed_memory()  # no page faults on every step's fresh activations (runtime.py)
     env = D.detect()
     dev = D.resolve_device(device, env)
     ckpt = None
@@ -493,6 +506,8 @@ def train(
         raise NHError("train needs a data directory (--data)")
     tc = config["train"]
     dtype = DTYPES[tc["dtype"]]
+    if tc["compile"]:
+        _check_compiler(dev)  # before anything is written
 
     created = D.init(env, dev)
     try:
@@ -507,8 +522,6 @@ def train(
                 write_text_atomic(
                     run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
                 )
-        if progress and env.is_main and (tc["bf16"] or tc["compile"]) and dev.type != "cuda":
-            tqdm.write("note: bf16 and compile apply on CUDA only; ignored on this device", file=sys.stderr)
 
         torch.manual_seed(tc["seed"])
         model = get_model(model_name, config["model"]).to(device=dev, dtype=dtype)
@@ -535,7 +548,7 @@ def train(
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[dev.index] if dev.type == "cuda" else None
             )
-        if tc["compile"] and dev.type == "cuda":
+        if tc["compile"]:
             net = torch.compile(net)
         state.net = net
 

@@ -141,6 +141,70 @@ def test_evaluation_blocks_equal_one_pass(name):
     torch.testing.assert_close(p_blocks, p_one.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"layers": 1}, {"layers": 2}, {"layers": 4, "nodes": 12}],
+    ids=["tiny", "layers1", "layers2", "layers4"],
+)
+def test_deeponet_inference_buffers_equal_autograd_path(config):
+    """DeepONet's buffer-reusing inference blocks do the same arithmetic: bit-identical."""
+    model = tiny("deeponet", **config).eval()
+    V, t, ic, _, _ = harmonic_batch(25, 12)
+    with torch.no_grad():
+        ref = model._forward(V, t, ic)  # one pass, fresh tensors
+        for tokens in (36, 100, None):  # blocks of 3 orbits, of 8 with an uneven end, one block
+            model.infer_tokens = tokens
+            q, p = model(V, t, ic)
+            assert torch.equal(q, ref[0]) and torch.equal(p, ref[1]), tokens
+
+
+def test_deeponet_shared_grid_equals_per_point_path_with_gradients():
+    """All orbits on one time grid (the trunk runs once): values and gradients equal the
+    per-point path's."""
+    model = tiny("deeponet")
+    V, _, ic, _, _ = harmonic_batch(16, 30)
+    t = torch.linspace(0.0, 2.0, 30).repeat(16, 1)  # (16, 30), every row the same
+    q, p = model(V, t, ic)
+    q_ref, p_ref = model._forward(V, t, ic)  # the per-point path
+    torch.testing.assert_close(q, q_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad((q.square().sum() + p.sum()), list(model.parameters()))
+    grads_ref = torch.autograd.grad((q_ref.square().sum() + p_ref.sum()), list(model.parameters()))
+    for (name, _), g, g_ref in zip(model.named_parameters(), grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_deeponet_trunk_counts_work_per_grid():
+    """The trunk's cost follows the query points it is given: W for a shared grid."""
+    model = tiny("deeponet")
+    seen: list[int] = []
+    original = model.trunk
+
+    def counting(t):
+        seen.append(t.numel())
+        return original(t)
+
+    model.trunk = counting
+    V, t, ic, _, _ = harmonic_batch(16, 30)
+    model(V, torch.linspace(0, 2, 30).repeat(16, 1), ic)
+    model(V, t, ic)  # per-orbit times: all 16 x 30 points
+    assert seen == [30, 16 * 30]
+
+
+def test_deeponet_depends_on_ic_and_is_pointwise_in_time():
+    """The initial condition changes the prediction (through the branch); the value at one
+    time does not depend on which other times are asked for (the trunk sees t alone)."""
+    model = tiny("deeponet")
+    V, t, ic, _, _ = harmonic_batch(4, 10)
+    with torch.no_grad():
+        q, p = model(V, t, ic)
+        q2, _ = model(V, t, ic + 0.25)
+        assert (q2 - q).abs().max() > 1e-4
+        q_sub, p_sub = model(V, t[:, 3:4], ic)  # one time per orbit
+    torch.testing.assert_close(q_sub[:, 0], q[:, 3], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(p_sub[:, 0], p[:, 3], rtol=1e-5, atol=1e-6)
+
+
 def test_inputs_checked():
     model = tiny("traonet")
     V, t, ic, _, _ = harmonic_batch(3, 4)

@@ -319,6 +319,48 @@ def test_resume_refusals(tiny, tmp_path):
         train("deeponet", None, None, None, resume=tmp_path / "nothing", progress=False)
 
 
+# ----------------------------------------------------------------- bf16 and torch.compile
+
+
+def test_bf16_autocast_runs_the_matmuls_in_bfloat16(tiny):
+    """train_step(bf16=True): the layers compute in bfloat16, the weights and the loss stay float32."""
+    from nh_models.train import train_step
+
+    torch.manual_seed(0)
+    model = get_model("deeponet", TINY_DEEPONET)
+    seen = []
+    model.branch_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = ShardDataset(tiny, "train")[list(range(16))]
+    loss = train_step(model, model, batch, opt, grad_clip=1.0, bf16=True)
+    assert seen == [torch.bfloat16]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 and p.grad is not None for p in model.parameters())
+
+
+def test_bf16_and_compile_train_on_cpu_like_eager_float32(tiny, tmp_path):
+    """`bf16: true` and `compile: true` (meant for CUDA) also run on CPU: the losses follow the
+    float32 eager run, and the checkpoint holds the bare model's weights (no compile prefix)."""
+    ref = train("deeponet", _cfg(TINY_DEEPONET, epochs=2), tiny, tmp_path / "ref", progress=False)
+    bf = train("deeponet", _cfg(TINY_DEEPONET, epochs=2, bf16=True), tiny, tmp_path / "bf16", progress=False)
+    comp = train("deeponet", _cfg(TINY_DEEPONET, epochs=2, compile=True), tiny, tmp_path / "c", progress=False)
+    assert bf["final_val_loss"] == pytest.approx(ref["final_val_loss"], rel=0.05)
+    assert comp["final_val_loss"] == pytest.approx(ref["final_val_loss"], rel=1e-3)
+    state = load_checkpoint(tmp_path / "c" / "checkpoint_last.pt")["model"]
+    assert set(state) == set(get_model("deeponet", TINY_DEEPONET).state_dict())
+    model, _ = load_run(tmp_path / "c")
+    test = evaluate(model, ShardDataset(tiny, "test"), batch_size=32, device=torch.device("cpu"))
+    assert test == pytest.approx(comp["test_loss"], rel=1e-6)
+
+
+def test_compile_without_a_cpu_compiler_is_one_clear_error(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("nh_models.train.shutil.which", lambda name: None)
+    with pytest.raises(NHError, match=r"^compile: true on CPU needs a C\+\+ compiler"):
+        train("deeponet", _cfg(TINY_DEEPONET, compile=True), tiny, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 # ----------------------------------------------------------------- the small configs learn
 
 
