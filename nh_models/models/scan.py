@@ -139,7 +139,18 @@ def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     for v in (delta, A, B, C):
         dtype = torch.promote_types(dtype, v.dtype)  # bf16 activations with a float32 A -> float32
     x, delta, A, B, C = (v.to(dtype) for v in (x, delta, A, B, C))
-    return _SelectiveScan.apply(x, delta, A, B, C) + D * x  # (B, L, ED)
+    return _scan(x, delta, A, B, C) + D * x  # (B, L, ED)
+
+
+@torch.compiler.disable
+def _scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
+    """The scan stays eager under torch.compile (the rest of the model is compiled around it).
+
+    Traced, its 100-step loops of in-place updates on views unroll into a graph that took
+    minutes to compile on CPU, and the code the CPU backend generated for it aborted with
+    "double free or corruption" (torch 2.13); eager, it is already one fused op per step.
+    """
+    return _SelectiveScan.apply(x, delta, A, B, C)
 
 
 def selective_scan_ref(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:
