@@ -99,8 +99,8 @@ class DeepONet(OperatorModel):
             q = torch.addmm(self.bias[0], coef[:, 0], basis[:, 0].t())  # (B, W)
             p = torch.addmm(self.bias[1], coef[:, 1], basis[:, 1].t())  # (B, W)
             return q, p
-        if torch.is_grad_enabled():
-            return self._forward(V, t, ic)
+        if torch.is_grad_enabled() or torch.is_autocast_enabled(t.device.type):
+            return self._forward(V, t, ic)  # (autocast does not apply to the buffers' out= ops)
         return self._infer_blocks(self.branch(V, ic), t)
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
