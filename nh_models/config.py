@@ -54,24 +54,35 @@ def default_config_path(model_name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def load_yaml(path: Path, what: str) -> Any:
+    """The YAML file `path` through the safe loader; a missing or malformed file is one
+    NHError naming it as `what` ("config file", "search space file")."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise NHError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise NHError(f"{what} {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def check_sections(data: dict, path: Path, what: str) -> None:
+    """NHError for a top-level key of `data` other than the SECTIONS (model, train)."""
+    unknown = sorted(set(map(str, data)) - set(SECTIONS))
+    if unknown:
+        raise NHError(
+            f"{what} {str(path)!r}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}"
+        )
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """A config file as a dict with only the sections `model` and `train` (both optional)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise NHError(f"config file {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise NHError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    data = load_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise NHError(f"config file {str(path)!r} must hold a mapping with sections: {', '.join(SECTIONS)}")
-    unknown = sorted(set(map(str, data)) - set(SECTIONS))
-    if unknown:
-        raise NHError(
-            f"config file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train"
-        )
+    check_sections(data, path, "config file")
     for section in SECTIONS:
         if data.get(section) is None:
             data[section] = {}

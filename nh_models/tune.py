@@ -34,12 +34,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
-from .config import parse_number
+from .config import check_sections, load_yaml, parse_number
 from .evaluate import resolve_device
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -63,21 +61,10 @@ def default_space_path(model_name: str) -> Path:
 def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
     """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise NHError(f"search space file {str(path)!r} does not exist") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise NHError(
-            f"search space file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}"
-        ) from None
+    data = load_yaml(path, "search space file")
     if not isinstance(data, dict) or not data:
         raise NHError(f"search space file {str(path)!r} must map sections model/train to parameters")
-    unknown = sorted(set(map(str, data)) - {"model", "train"})
-    if unknown:
-        raise NHError(
-            f"search space file {str(path)!r}: unknown section {unknown[0]!r}; valid sections: model, train"
-        )
+    check_sections(data, path, "search space file")
     space: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "train": {}}
     for section, params in data.items():
         if params is None:
