@@ -14,6 +14,7 @@ import click
 
 from nh_data.errors import NHError
 
+DEFAULT_DATA = "parquet_data/normal"  # what `nh data build --preset normal` writes
 
 class _Group(click.Group):
     """Click group whose sub-commands fail in one line with exit status 2: an NHError,
@@ -51,7 +52,8 @@ def data() -> None:
 
 
 @data.command("build")
-@click.option("--n", "n", type=int, default=None, help="Number of potentials (half train+val 80/20, half test).")
+@click.option("--n", "n", type=int, default=None, help="Number of potentials: strata: half train+val 80/20, half test; wall: n train+val "
+              "80/20 (the paper) plus a test split of 0.4 n.")
 @click.option("--preset", default=None, help="normal (10,000) | more (100,000) | much (1,000,000).")
 @click.option("--out", "out", default=None, help="Output directory [parquet_data/<preset or n>].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
@@ -149,8 +151,14 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 
 @nh.command("train")
 @click.argument("model", metavar="MODEL")
-@click.option("--config", "config_file", default=None, help="YAML config [default: configs/MODEL.yaml if present].")
-@click.option("--data", "data_dir", default=None, help="Dataset folder (shards + manifest.json).")
+@click.option("--config", "config_file", default=None,
+              help="YAML config [default: the recommended recipe nh_models/configs/MODEL.yaml; "
+              "the paper's: configs/paper/MODEL.yaml].")
+@click.option("--data", "data_dir", default=None, help=f"Dataset folder (shards + manifest.json) [default: {DEFAULT_DATA}].")
+@click.option("--time-limit", "time_limit", type=float, default=None, metavar="MINUTES",
+              help="Train for this many minutes: the schedule is planned to span them (train.time_limit).")
+@click.option("--fresh", type=int, default=None, metavar="N",
+              help="Train every epoch on N fresh potentials drawn like --data's (0: its train split).")
 @click.option("--epochs", type=int, default=None, help="Override train.epochs.")
 @click.option("--batch-size", type=int, default=None, help="Override train.batch_size (global, all processes).")
 @click.option("--lr", type=float, default=None, help="Override train.lr.")
@@ -159,13 +167,16 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 @click.option("--out", "out_dir", default="runs", show_default=True, help="Parent folder of the run folder.")
 @click.option("--resume", default=None, metavar="RUN", help="Continue the stopped run in folder RUN.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train_(model, config_file, data_dir, epochs, batch_size, lr, seed, device, out_dir, resume, quiet) -> None:
+def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, lr, seed, device, out_dir, resume,
+           quiet) -> None:  # fmt: skip
     """Train MODEL; command-line values override the config file; run it under torchrun for DDP."""
     import os
+    from pathlib import Path
 
     from nh_models.train import default_run_dir, train
 
-    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "time_limit": time_limit,
+                 "fresh": fresh}  # fmt: skip
     if resume is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
         if config_file is not None:
@@ -177,7 +188,12 @@ def train_(model, config_file, data_dir, epochs, batch_size, lr, seed, device, o
         from nh_models.config import load_config
 
         if data_dir is None:
-            raise NHError("--data DIR is required (the dataset folder of `nh data build`)")
+            if not (Path(DEFAULT_DATA) / "manifest.json").is_file():
+                raise NHError(
+                    f"no dataset at {DEFAULT_DATA} (the default --data); build it with "
+                    "`nh data build --preset normal`, or pass --data DIR"
+                )
+            data_dir = DEFAULT_DATA
         config = load_config(model, config_file, overrides)
         run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
     main_rank = os.environ.get("RANK", "0") == "0"

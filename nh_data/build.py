@@ -52,6 +52,7 @@ PRESETS = {"normal": 10_000, "more": 100_000, "much": 1_000_000}
 DEFAULT_SEED = 42
 DEFAULT_SHARD_SIZE = 1000
 VAL_FRACTION = 0.2
+WALL_TEST_FRACTION = 0.4  # wall-start test split, relative to the n train + val potentials
 #: potentials integrated per call inside a shard (bounds memory, drives the progress bar)
 CHUNK = 250
 POTENTIAL_REASONS = ("potential_non_finite", "potential_abs_V_gt_10")
@@ -79,11 +80,18 @@ class ShardSpec:
 # ---------------------------------------------------------------- configuration
 
 
-def split_sizes(n: int) -> dict[str, int]:
-    """Potentials per split: half of n for train + val (80/20), half for test (SPEC section 6)."""
-    n_tv = n - n // 2
+def split_sizes(n: int, ic: str = "strata") -> dict[str, int]:
+    """Potentials per split (SPEC section 6).
+
+    strata (v1.33): half of n for train + val (80/20), half for test.
+    wall (the paper, v1): all n for train + val (80/20: normal = 8,000 / 2,000) and an
+    independent test split of its own, 0.4 n potentials (normal: 4,000, the paper's about
+    4,000 test samples), drawn from its own seed stream like every split.
+    """
+    n_tv = n - n // 2 if ic != "wall" else n
     n_val = int(round(VAL_FRACTION * n_tv))
-    return {"train": n_tv - n_val, "val": n_val, "test": n // 2}
+    n_test = n // 2 if ic != "wall" else max(1, int(round(WALL_TEST_FRACTION * n)))
+    return {"train": n_tv - n_val, "val": n_val, "test": n_test}
 
 
 def resolve_config(
@@ -125,7 +133,7 @@ def resolve_config(
         "integrator": integrator,
         "dt": dt,
         "shard_size": int(shard_size),
-        "potentials": split_sizes(int(n)),
+        "potentials": split_sizes(int(n), ic),
         "orbits_per_potential": orbits_per_potential(ic),
         "V0": V0,
         "T": 2.0,
@@ -179,6 +187,7 @@ def seeds_of(config: dict) -> dict:
 
 
 def shard_rng(config: dict, spec: ShardSpec) -> np.random.Generator:
+    """The generator of one shard: SeedSequence(seed, spawn_key=(split code, index)), PCG64."""
     code = SPLITS.index(spec.split)
     ss = np.random.SeedSequence(config["seed"], spawn_key=(code, spec.index))
     return np.random.Generator(np.random.PCG64(ss))
@@ -198,16 +207,28 @@ def _ragged(rows: list[np.ndarray]) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float64()))
 
 
-def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Table, dict]:
-    """The rows of one shard (a pyarrow Table in SCHEMA), its rejection counts and phase timings.
+#: the columns of `sample_rows` that are ragged (lists of arrays, one per row), not arrays
+RAGGED_COLUMNS = ("knots", "coeffs")
 
-    Pure: no I/O. info = {"rejections", "nfev", "seconds": {phase: wall seconds}}.
+
+def sample_rows(
+    config: dict, rng: np.random.Generator, count: int, pid0: int = 0, progress=None
+) -> tuple[dict, dict]:
+    """The certified orbits of `count` potentials drawn from `rng`: every SCHEMA column, as NumPy.
+
+    The array half of a shard, without a ShardSpec (fresh streams, `nh_data.stream`, draw
+    from their own generators): potentials, initial conditions and times are drawn from
+    `rng` in one fixed order, integrated and certified by `config["integrator"]`; rejected
+    potentials and orbits are dropped and counted. Returns (cols, info): cols maps each
+    SCHEMA column, in schema order, to (R, 100) / (R,) arrays (pid = pid0 + potential
+    index), with knots and coeffs as lists of R arrays; info = {"rejections", "nfev",
+    "seconds": {phase: wall seconds}}. `progress(k)` is called after each CHUNK potentials.
+    Pure: a function of (config, the generator's state, count, pid0).
     """
     clock = time.perf_counter
     sec = {}
     t0 = clock()
-    rng = shard_rng(config, spec)
-    pots = sample_potentials(rng, spec.count, config["V0"])
+    pots = sample_potentials(rng, count, config["V0"])
     pcode = potential_rejections(pots)
     sec["potentials"] = clock() - t0
     t0 = clock()
@@ -223,7 +244,7 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
     parts = []
     nfev = 0
     k = orbits_per_potential(config["ic"])
-    for c0 in range(0, spec.count, CHUNK):
+    for c0 in range(0, count, CHUNK):
         sel = np.flatnonzero(keep_orbit[c0 * k : (c0 + CHUNK) * k]) + c0 * k
         if sel.size:
             t0 = clock()
@@ -245,35 +266,60 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
             ok = out["code"] == 0
             parts.append((sel[ok], out["q"][ok], out["p"][ok], out["err_est"][ok]))
         if progress is not None:
-            progress(min(CHUNK, spec.count - c0))
+            progress(min(CHUNK, count - c0))
     t0 = clock()
+    W = t_all.shape[1]
     rows = np.concatenate([s for s, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
-    q = np.concatenate([x for _, x, _, _ in parts]) if parts else np.zeros((0, 100))
-    p = np.concatenate([x for _, _, x, _ in parts]) if parts else np.zeros((0, 100))
+    q = np.concatenate([x for _, x, _, _ in parts]) if parts else np.zeros((0, W))
+    p = np.concatenate([x for _, _, x, _ in parts]) if parts else np.zeros((0, W))
     err = np.concatenate([x for *_, x in parts]) if parts else np.zeros(0)
     pi = orb.pot[rows]
-    table = pa.Table.from_arrays(
-        [
-            _fixed(pots.V[pi], 100),
-            _fixed(t_all[rows], 100),
-            _fixed(q, 100),
-            _fixed(p, 100),
-            pa.array(orb.q0[rows]),
-            pa.array(orb.p0[rows]),
-            pa.array(orb.E0[rows]),
-            pa.array(orb.u[rows]),
-            pa.array(pots.depth[pi]),
-            pa.array(pots.l[pi]),
-            pa.array(err),
-            pa.array(spec.pid0 + pi.astype(np.int64)),
-            pa.array(pots.b[pi]),
-            _ragged([pots.knots[i] for i in pi]),
-            _ragged([pots.coeffs[i] for i in pi]),
-        ],
-        schema=SCHEMA,
-    )
-    sec["table"] = clock() - t0
-    return table, {"rejections": rej, "nfev": nfev, "seconds": sec}
+    cols = {
+        "V": pots.V[pi],
+        "t": t_all[rows],
+        "q": q,
+        "p": p,
+        "q0": orb.q0[rows],
+        "p0": orb.p0[rows],
+        "E0": orb.E0[rows],
+        "u": orb.u[rows],
+        "depth": pots.depth[pi],
+        "l": pots.l[pi],
+        "err_est": err,
+        "pid": pid0 + pi.astype(np.int64),
+        "b": pots.b[pi],
+        "knots": [pots.knots[i] for i in pi],
+        "coeffs": [pots.coeffs[i] for i in pi],
+    }
+    sec["rows"] = clock() - t0
+    return cols, {"rejections": rej, "nfev": nfev, "seconds": sec}
+
+
+def rows_table(cols: dict) -> pa.Table:
+    """The pyarrow Table in SCHEMA of `sample_rows`' columns."""
+    arrays = []
+    for field in SCHEMA:
+        x = cols[field.name]
+        if field.name in RAGGED_COLUMNS:
+            arrays.append(_ragged(x))
+        elif pa.types.is_fixed_size_list(field.type):
+            arrays.append(_fixed(x, field.type.list_size))
+        else:
+            arrays.append(pa.array(x))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Table, dict]:
+    """The rows of one shard (a pyarrow Table in SCHEMA), its rejection counts and phase timings.
+
+    Pure: no I/O. = `sample_rows` on the shard's generator `shard_rng`, then `rows_table`.
+    info = {"rejections", "nfev", "seconds": {phase: wall seconds}}.
+    """
+    cols, info = sample_rows(config, shard_rng(config, spec), spec.count, spec.pid0, progress)
+    t0 = time.perf_counter()
+    table = rows_table(cols)
+    info["seconds"]["table"] = info["seconds"].pop("rows") + time.perf_counter() - t0
+    return table, info
 
 
 def _tmp_name(path: Path) -> Path:

@@ -24,6 +24,8 @@ _API = {
     "ShardDataset": "data",
     "EpochBatchSampler": "data",
     "iterate_batches": "data",
+    "FreshOrbits": "fresh",
+    "iterate_chunks": "fresh",
     "write_synthetic_dataset": "synthetic",
     # training and loading runs
     "load_config": "config",

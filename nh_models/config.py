@@ -4,7 +4,12 @@ A config is plain data, `{"model": {...}, "train": {...}}`:
 
 - `model`: the keys of the model's config dataclass (nh_models.models), paper defaults;
 - `train`: epochs, batch_size, lr, infimum_lr, weight_decay, grad_clip, seed, bf16,
-  compile, num_workers, dtype (SPEC section 8 values by default).
+  compile, num_workers, dtype (SPEC section 8 values by default), and the levers beyond
+  the paper: schedule, warmup, loss, time_limit, max_steps, fresh, fresh_reuse.
+
+Config files ship in the package: `nh_models/configs/<model>.yaml` is the recommended
+recipe (what `nh train MODEL` uses), `nh_models/configs/paper/<model>.yaml` the paper's
+configuration unchanged; `configs/` at the repository root links to the same folder.
 
     cfg = load_config("deeponet")                                   # configs/deeponet.yaml if present
     cfg = load_config("deeponet", "configs/deeponet_small.yaml", {"epochs": 5})
@@ -25,7 +30,8 @@ import yaml
 
 from nh_data.errors import NHError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PAPER_CONFIG_DIR = CONFIG_DIR / "paper"
 SECTIONS = ("model", "train")
 
 # SPEC section 8: tuned learning rates of the paper (FNO: the later reference versions)
@@ -43,13 +49,24 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "compile": False,
     "num_workers": 0,
     "dtype": "float32",
+    # beyond the paper (defaults keep the paper's trainer); see nh_models/train.py
+    "schedule": "exp_hyperbolic",  # per epoch (the paper) | cosine: per step, after `warmup`
+    "warmup": 0.0,  # fraction of the steps with a linear warm-up (cosine schedule)
+    "loss": "mse",  # training objective: mse (the paper's) | logcosh (v1.33); val/test are MSE
+    "time_limit": 0.0,  # minutes of training; > 0 plans epochs/max_steps to fill them
+    "max_steps": 0,  # optimizer steps in all (0: epochs x steps per epoch)
+    "fresh": 0,  # > 0: every epoch trains on this many fresh potentials drawn like the data's
+    "fresh_reuse": 1,  # passes over each fresh set
 }
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DTYPES = ("float32", "float64")
+SCHEDULES = ("exp_hyperbolic", "cosine")
+LOSSES = ("mse", "logcosh")
 
 
 def default_config_path(model_name: str) -> Path | None:
-    """`configs/<model>.yaml` of the repository, if it exists."""
+    """The recommended recipe `nh_models/configs/<model>.yaml` (shipped in the package), if it
+    exists; the paper's configurations are in `nh_models/configs/paper/`."""
     path = CONFIG_DIR / f"{model_name}.yaml"
     return path if path.is_file() else None
 
@@ -148,7 +165,19 @@ def validate_train(train: dict[str, Any]) -> dict[str, Any]:
         "compile": _as_bool("compile", train["compile"]),
         "num_workers": _as_int("num_workers", train["num_workers"], 0),
         "dtype": train["dtype"],
+        "schedule": train["schedule"],
+        "warmup": _as_float("warmup", train["warmup"], positive=False),
+        "loss": train["loss"],
+        "time_limit": _as_float("time_limit", train["time_limit"], positive=False),
+        "max_steps": _as_int("max_steps", train["max_steps"], 0),
+        "fresh": _as_int("fresh", train["fresh"], 0),
+        "fresh_reuse": _as_int("fresh_reuse", train["fresh_reuse"], 1),
     }
+    for key, valid in (("schedule", SCHEDULES), ("loss", LOSSES)):
+        if out[key] not in valid:
+            raise NHError(f"train.{key} must be one of {', '.join(valid)}, got {out[key]!r}")
+    if out["warmup"] >= 1:
+        raise NHError(f"train.warmup is a fraction of the steps and must be < 1, got {out['warmup']!r}")
     if out["dtype"] not in DTYPES:
         raise NHError(f"train.dtype must be one of {', '.join(DTYPES)}, got {out['dtype']!r}")
     if out["infimum_lr"] >= out["lr"]:

@@ -157,12 +157,13 @@ def orbit_errors(q_hat: np.ndarray, p_hat: np.ndarray, q: np.ndarray, p: np.ndar
 
 
 def stratum_labels(u: np.ndarray) -> np.ndarray:
-    """Label every orbit with its energy stratum (u = 1 or NaN -> "wall")."""
+    """Label every orbit with its energy stratum (u = 1 or NaN -> "wall"; so is u = 0, what the
+    data engine stores for wall starts, where u = 0/0: no stratum has u below 0.05)."""
     u = np.asarray(u, dtype=np.float64)
     labels = np.full(u.shape, OTHER, dtype=object)
     for name, lo, hi in STRATA:
         labels[(u >= lo) & (u < hi)] = name
-    labels[np.isnan(u) | (u >= 0.99)] = WALL
+    labels[np.isnan(u) | (u >= 0.99) | (u == 0.0)] = WALL
     return labels
 
 

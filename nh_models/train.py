@@ -2,9 +2,11 @@
 
     metrics = train("deeponet", load_config("deeponet"), "data/normal", "runs/deeponet-1")
 
-Loss: 0.5 (MSE_q + MSE_p) + model.regularizer() (VaRONet's kl_weight x KL; zero otherwise).
-AdamW, the ExpHyperbolicLR schedule (SPEC section 8), gradient clipping by global
-norm, optional bf16 autocast and torch.compile (on CUDA, and on CPU too: bf16 pays off
+Loss: 0.5 (MSE_q + MSE_p) + model.regularizer() (VaRONet's kl_weight x KL; zero otherwise);
+`loss: logcosh` trains on 0.5 (mean log cosh(dq) + mean log cosh(dp)) instead (validation and
+test stay MSE). AdamW, the ExpHyperbolicLR schedule (SPEC section 8, stepped per epoch) or
+`schedule: cosine` (stepped per optimizer step, a linear warm-up over the first `warmup`
+fraction, then a cosine down to infimum_lr), gradient clipping by global norm, optional bf16 autocast and torch.compile (on CUDA, and on CPU too: bf16 pays off
 there only with AVX512-BF16 or AMX, compile needs a C++ compiler). Under torchrun the same code
 runs DistributedDataParallel; only rank 0 writes. The run folder holds
 
@@ -17,24 +19,48 @@ runs DistributedDataParallel; only rank 0 writes. The run folder holds
 
 `resume=run_dir` continues a stopped run from checkpoint_last.pt; on CPU it ends with
 the same weights, bit for bit, as a run that was never stopped.
+
+A time budget (`time_limit`, minutes; `nh train --time-limit`) is planned, not guessed: the
+trainer times a few steps and a part of the validation pass on throw-away copies (RNG states
+restored), then sets `epochs` and `max_steps` so that training and validation fill the
+budget, and writes the planned values into config.yaml. After REPLAN_AFTER seconds of epochs
+it re-plans once on the measured time per epoch (fresh-data workers, checkpoints and a busy
+machine included) and stretches the schedule to the new end. A run that ends before the
+re-plan can be replayed exactly with `time_limit: 0` and the recorded values; a re-planned one
+depends on the machine's speed, as any time budget does. Should the machine turn slower still,
+a wall-clock guard ends the run at the limit after the current step, as a normal end
+(validation, checkpoints, test loss; status "time_limit"). Under torchrun the plan is rank
+0's and the guard is off.
+
+A loss that is not finite or exceeds 100 times the run's first batch loss stops the run
+with one line (NHError) naming the epoch and what to change; the checkpoints keep the last
+good epoch.
+
+`fresh: N` trains every epoch on N potentials drawn afresh like the data folder's (same
+build configuration, the run seed's own stream, nothing written to disk; `fresh_reuse`
+passes over each set), validating and testing on the folder's val and test splits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
+import itertools
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -52,12 +78,19 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import dump_config, resolve_config
-from .data import EpochBatchSampler, ShardDataset, eval_batches, has_split, iterate_batches
+from .data import EpochBatchSampler, ShardDataset, epoch_permutation, eval_batches, has_split, iterate_batches
 from .runtime import retain_freed_memory
 
 UPPER_BOUND = 300  # ExpHyperbolicLR upper bound U (SPEC section 8)
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "samples_per_s", "seconds")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EXPLODE_FACTOR = 100.0  # a batch loss this many times the first one stops the run
+BUDGET_MARGIN = 0.95  # the plan fills this fraction of the remaining time budget
+REPLAN_AFTER = 20.0  # seconds of epochs after which a time-limited run re-plans on measured epochs
+
+
+class Diverged(NHError):
+    """The training loss became non-finite or exploded (see `check_loss`)."""
 
 
 # ----------------------------------------------------------------- learning-rate schedule
@@ -110,12 +143,81 @@ class ExpHyperbolicLR(torch.optim.lr_scheduler.LRScheduler):
         ]
 
 
+def warmup_cosine_lr(step: int, init_lr: float, infimum_lr: float, total: int, warmup: int) -> float:
+    """Linear warm-up from init_lr / warmup to init_lr over `warmup` steps, then a cosine
+    from init_lr down to infimum_lr at step `total` (and infimum_lr after it)."""
+    if step < warmup:
+        return init_lr * (step + 1) / warmup
+    span = max(1, total - warmup)
+    x = min(1.0, (step - warmup) / span)
+    return infimum_lr + (init_lr - infimum_lr) * 0.5 * (1.0 + math.cos(math.pi * x))
+
+
+class WarmupCosineLR(torch.optim.lr_scheduler.LRScheduler):
+    """`warmup_cosine_lr` on every parameter group, stepped once per optimizer step."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int,
+        infimum_lr: float,
+        last_epoch: int = -1,
+    ) -> None:
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        self.infimum_lr = float(infimum_lr)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [
+            warmup_cosine_lr(self.last_epoch, base, self.infimum_lr, self.total_steps, self.warmup_steps)
+            for base in self.base_lrs
+        ]
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, tc: dict[str, Any], total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule of train config `tc`: ExpHyperbolicLR over the epochs, or warm-up + cosine
+    over `total_steps` optimizer steps."""
+    if tc["schedule"] == "cosine":
+        warm = int(round(tc["warmup"] * total_steps))
+        return WarmupCosineLR(optimizer, total_steps, warm, tc["infimum_lr"])
+    return ExpHyperbolicLR(
+        optimizer,
+        max_iter=tc["epochs"],
+        infimum_lr=tc["infimum_lr"],
+        upper_bound=max(UPPER_BOUND, tc["epochs"]),
+    )
+
+
+def reschedule(scheduler: torch.optim.lr_scheduler.LRScheduler, tc: dict[str, Any], total: int) -> None:
+    """Stretch a running schedule to a new plan (`tc` epochs, `total` steps); a warm-up still under
+    way is re-sized to the new plan (a small step in the rate), a finished one is kept."""
+    if isinstance(scheduler, WarmupCosineLR):
+        scheduler.total_steps = int(total)
+        if scheduler.last_epoch < scheduler.warmup_steps:
+            scheduler.warmup_steps = int(round(tc["warmup"] * total))
+    elif isinstance(scheduler, ExpHyperbolicLR):
+        scheduler.max_iter, scheduler.upper_bound = int(tc["epochs"]), float(max(UPPER_BOUND, tc["epochs"]))
+
+
 # ----------------------------------------------------------------- steps
 
 
 def per_sample_loss(q_hat: Tensor, p_hat: Tensor, q: Tensor, p: Tensor) -> Tensor:
     """0.5 (MSE_q + MSE_p) of every sample, the mean taken over the W time points: (B, W) x 4 -> (B,)."""
     return 0.5 * ((q_hat - q).square().mean(dim=1) + (p_hat - p).square().mean(dim=1))
+
+
+def logcosh_loss(q_hat: Tensor, p_hat: Tensor, q: Tensor, p: Tensor) -> Tensor:
+    """0.5 (mean log cosh(q_hat - q) + mean log cosh(p_hat - p)), computed without overflow."""
+
+    def lc(d: Tensor) -> Tensor:
+        a = d.abs()
+        return (a + torch.nn.functional.softplus(-2.0 * a) - math.log(2.0)).mean()
+
+    return 0.5 * (lc(q_hat - q) + lc(p_hat - p))
 
 
 def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -130,7 +232,9 @@ def _check_compiler(device: torch.device) -> None:
         return
     names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
     if not any(n and shutil.which(n) for n in names):
-        raise NHError("compile: true on CPU needs a C++ compiler (g++ or clang++) on PATH; install one or set compile: false")
+        raise NHError(
+            "compile: true on CPU needs a C++ compiler (g++ or clang++) on PATH; install one or set compile: false"
+        )
 
 
 def train_step(
@@ -141,17 +245,21 @@ def train_step(
     *,
     grad_clip: float = 0.0,
     bf16: bool = False,
+    loss_kind: str = "mse",
 ) -> Tensor:
     """One optimisation step on `batch`; returns the batch's data loss 0.5 (MSE_q + MSE_p), detached.
 
     net: the module to call (the model, or its DDP / compiled wrapper); model: the bare
-    model (for `regularizer()` and the parameters to clip).
+    model (for `regularizer()` and the parameters to clip). loss_kind: the objective, "mse"
+    or "logcosh" (the returned value is the MSE either way).
     """
     optimizer.zero_grad(set_to_none=True)
     with _autocast(batch["V"].device, bf16):
         q_hat, p_hat = net(batch["V"], batch["t"], batch["ic"])  # (B, W), (B, W)
-        data_loss = per_sample_loss(q_hat.float(), p_hat.float(), batch["q"], batch["p"]).mean()
-        loss = data_loss + model.regularizer()
+        q_hat, p_hat = q_hat.float(), p_hat.float()
+        data_loss = per_sample_loss(q_hat, p_hat, batch["q"], batch["p"]).mean()
+        objective = data_loss if loss_kind == "mse" else logcosh_loss(q_hat, p_hat, batch["q"], batch["p"])
+        loss = objective + model.regularizer()
     loss.backward()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -204,38 +312,133 @@ def evaluate(
 
 @dataclass
 class TrainState:
-    """Everything `fit` advances; `epoch` counts completed epochs."""
+    """Everything `fit` advances; `epoch` counts completed epochs, `step` optimizer steps."""
 
     model: nn.Module  # the bare model
     net: nn.Module  # what is called: model, DDP(model) or torch.compile of it
     optimizer: torch.optim.Optimizer
-    scheduler: ExpHyperbolicLR
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     epoch: int = 0
+    step: int = 0
+    first_loss: float | None = None
     best_val_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class TrainSource:
+    """Where the training batches of every epoch come from: the folder's train split, or
+    (`fresh` > 0) a fresh set of potentials per epoch drawn like the folder's orbits."""
+
+    def __init__(self, data_dir: Path, train_ds: ShardDataset | None, tc: dict[str, Any], env: D.DistEnv,
+                 dtype: torch.dtype) -> None:  # fmt: skip
+        self.tc, self.env, self.ds = tc, env, train_ds
+        self.fresh = None
+        self._chunks: Any = None
+        self._first: tuple[int, dict[str, Tensor]] | None = None
+        if tc["fresh"] > 0:
+            from .fresh import FreshOrbits
+
+            self.fresh = FreshOrbits.from_folder(data_dir, tc["seed"], tc["fresh"], dtype)
+            self.rows_nominal = tc["fresh"] * self.fresh.orbits_per_potential
+            self.sampler = None
+        else:
+            assert train_ds is not None
+            self.sampler = EpochBatchSampler(
+                len(train_ds), tc["batch_size"], seed=tc["seed"], rank=env.rank, world_size=env.world_size
+            )
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps of one epoch (nominal for fresh sets, which lose a few rejected orbits)."""
+        if self.fresh is None:
+            return len(self.sampler)
+        return max(1, self.rows_nominal // self.tc["batch_size"]) * self.tc["fresh_reuse"]
+
+    def samples_per_epoch(self) -> int:
+        """Samples this rank sees in one epoch (nominal for fresh sets)."""
+        if self.fresh is None:
+            return self.sampler.samples_per_epoch()
+        return self.steps_per_epoch() * self.tc["batch_size"] // self.env.world_size
+
+    def _chunk(self, epoch: int) -> dict[str, Tensor]:
+        if self._first is not None and self._first[0] == epoch:
+            chunk = self._first[1]
+            self._first = None
+            return chunk
+        if self._chunks is None:
+            from .fresh import iterate_chunks
+
+            # generated ahead, in order, up to the stream's end: a re-planned run may add epochs
+            self._chunks = iterate_chunks(
+                self.fresh, epoch, len(self.fresh), num_workers=self.tc["num_workers"]
+            )
+        return next(self._chunks)
+
+    def peek_chunk(self, epoch: int) -> dict[str, Tensor]:
+        """The fresh set of `epoch`, kept for when that epoch runs (used by the planner)."""
+        chunk = self.fresh[epoch]
+        self._first = (epoch, chunk)
+        return chunk
+
+    def batches(self, epoch: int, pin_memory: bool) -> Any:
+        """This rank's batches of `epoch` (epochs run in order from the first one asked for)."""
+        if self.fresh is None:
+            self.sampler.set_epoch(epoch)
+            return iterate_batches(
+                self.ds, self.sampler, num_workers=self.tc["num_workers"], pin_memory=pin_memory
+            )
+        return self._fresh_batches(self._chunk(epoch), epoch)
+
+    def _fresh_batches(self, chunk: dict[str, Tensor], epoch: int) -> Any:
+        B, w, r = self.tc["batch_size"], self.env.world_size, self.env.rank
+        n = chunk["V"].shape[0]
+        usable = (n // B) * B
+        k = B // w
+        for rep in range(self.tc["fresh_reuse"]):
+            order = torch.from_numpy(
+                epoch_permutation(n, self.tc["seed"], epoch * self.tc["fresh_reuse"] + rep)
+            )
+            for s in range(0, usable, B):
+                idx = order[s : s + B][r * k : (r + 1) * k]
+                yield {key: v.index_select(0, idx) for key, v in chunk.items()}
+
+
+def check_loss(value: float, state: TrainState, epoch: int, lr: float) -> None:
+    """Raise Diverged when a batch loss is not finite or exceeds EXPLODE_FACTOR x the first one."""
+    if state.first_loss is None:
+        state.first_loss = value
+    if math.isfinite(value) and value <= EXPLODE_FACTOR * max(state.first_loss, 1e-12):
+        return
+    what = "is not finite" if not math.isfinite(value) else (
+        f"is {value / state.first_loss:,.0f}x the first batch loss {state.first_loss:.3g}")  # fmt: skip
+    raise Diverged(
+        f"training diverged in epoch {epoch}: the batch loss {value:.3g} {what}; lower train.lr "
+        f"(now {lr:.3g}) or use schedule: cosine with warmup: 0.05"
+    )
+
+
 def train_epoch(
     state: TrainState,
-    ds: ShardDataset,
-    sampler: EpochBatchSampler,
+    batches: Any,
+    n_samples: int,
     train_cfg: dict[str, Any],
     *,
     device: torch.device,
     env: D.DistEnv,
     progress: bool,
-) -> tuple[float, float, float]:
-    """One pass over this rank's part of the shuffled training split.
+    max_steps: int | None = None,
+    deadline: float | None = None,
+) -> tuple[float, float, float, bool]:
+    """One pass over this rank's `batches` of the epoch (`n_samples` of them, for the bar).
 
-    Returns (mean data loss over all ranks' samples, samples per second, seconds).
+    Stops early after `max_steps` steps, or after the step that passes the wall-clock
+    `deadline` (time.perf_counter()). Returns (mean data loss over all ranks' samples,
+    samples per second, seconds, whether the deadline ended it).
     """
-    sampler.set_epoch(state.epoch)
     state.net.train()
     E = train_cfg["epochs"]
-    global_samples = sampler.samples_per_epoch() * env.world_size
     bar = tqdm(
-        total=global_samples,
+        total=n_samples * env.world_size,
         desc=f"epoch {state.epoch + 1}/{E}",
         unit="sample",
         unit_scale=True,
@@ -246,14 +449,16 @@ def train_epoch(
     )
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = 0
+    check_every = 1 if device.type == "cpu" else 16  # .item() syncs a GPU
+    timed_out = False
     start = time.perf_counter()
-    batches = iterate_batches(
-        ds, sampler, num_workers=train_cfg["num_workers"], pin_memory=device.type == "cuda"
-    )
     with bar:
         for k, batch in enumerate(batches):
+            if max_steps is not None and k >= max_steps:
+                break
             batch = _to_device(batch, device)
             B = batch["V"].shape[0]
+            lr = state.optimizer.param_groups[0]["lr"]
             loss = train_step(
                 state.net,
                 state.model,
@@ -261,15 +466,27 @@ def train_epoch(
                 state.optimizer,
                 grad_clip=train_cfg["grad_clip"],
                 bf16=train_cfg["bf16"],
+                loss_kind=train_cfg["loss"],
             )
+            if train_cfg["schedule"] == "cosine":
+                state.scheduler.step()
+            state.step += 1
+            if k % check_every == 0 or state.first_loss is None:
+                check_loss(loss.item(), state, state.epoch + 1, lr)
             loss_sum += loss.double() * B
             n_seen += B
             bar.update(B * env.world_size)
             if k % 10 == 0 and not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.3e}", refresh=False)
+            if deadline is not None and time.perf_counter() >= deadline:
+                timed_out = True
+                break
     seconds = time.perf_counter() - start
     s, n = D.all_reduce_sum([float(loss_sum), float(n_seen)], env, device)
-    return s / n, n / max(seconds, 1e-12), seconds
+    mean = s / max(n, 1)
+    if n:
+        check_loss(mean, state, state.epoch + 1, state.optimizer.param_groups[0]["lr"])
+    return mean, n / max(seconds, 1e-12), seconds, timed_out
 
 
 def _write_history(history: list[dict[str, float]], path: Path) -> None:
@@ -302,6 +519,8 @@ def _save(state: TrainState, run_dir: Path, meta: dict[str, Any], env: D.DistEnv
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "epoch": state.epoch,
+        "step": state.step,
+        "first_loss": state.first_loss,
         "rng": rng_state(),
         "best_val_loss": state.best_val_loss,
         "best_epoch": state.best_epoch,
@@ -315,9 +534,15 @@ def _save(state: TrainState, run_dir: Path, meta: dict[str, Any], env: D.DistEnv
     _write_history(state.history, run_dir / "history.csv")
 
 
+def total_steps(tc: dict[str, Any], steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: max_steps, or epochs x steps per epoch."""
+    full = tc["epochs"] * steps_per_epoch
+    return min(full, tc["max_steps"]) if tc["max_steps"] > 0 else full
+
+
 def fit(
     state: TrainState,
-    train_ds: ShardDataset,
+    source: TrainSource,
     val_ds: ShardDataset,
     train_cfg: dict[str, Any],
     run_dir: Path,
@@ -327,34 +552,48 @@ def fit(
     env: D.DistEnv,
     progress: bool = True,
     epoch_callback: Callable[[int, float], None] | None = None,
-) -> None:
-    """Train from `state.epoch` to `train_cfg["epochs"]`, saving after every epoch.
+    deadline: float | None = None,
+    replan: Callable[[float], int] | None = None,
+) -> str:
+    """Train from `state.epoch` to `train_cfg["epochs"]` (or `max_steps`), saving after every epoch.
 
     `epoch_callback(epoch, val_loss)` (epoch counted from 1) runs after the epoch's
-    checkpoint is written; an exception from it propagates.
+    checkpoint is written; an exception from it propagates. Returns "completed", or
+    "time_limit" when the wall-clock `deadline` ended the run early. `replan(seconds per
+    epoch)`, called once after REPLAN_AFTER seconds of epochs, may change the plan (it
+    returns the new total of steps).
     """
-    sampler = EpochBatchSampler(
-        len(train_ds),
-        train_cfg["batch_size"],
-        seed=train_cfg["seed"],
-        rank=env.rank,
-        world_size=env.world_size,
-    )
-    for _ in range(state.epoch, train_cfg["epochs"]):
+    tc = train_cfg
+    total = total_steps(tc, source.steps_per_epoch())
+    status = "completed"
+    pin = device.type == "cuda"
+    fit_start, first_epoch = time.perf_counter(), state.epoch
+    while state.epoch < tc["epochs"]:
+        if state.step >= total:
+            break
         lr = state.optimizer.param_groups[0]["lr"]
-        train_loss, sps, seconds = train_epoch(
-            state, train_ds, sampler, train_cfg, device=device, env=env, progress=progress
+        train_loss, sps, seconds, timed_out = train_epoch(
+            state,
+            source.batches(state.epoch, pin),
+            min(source.samples_per_epoch(), (total - state.step) * tc["batch_size"] // env.world_size),
+            tc,
+            device=device,
+            env=env,
+            progress=progress,
+            max_steps=total - state.step,
+            deadline=deadline,
         )
         val_loss = evaluate(
             state.model,
             val_ds,
-            batch_size=train_cfg["batch_size"],
+            batch_size=tc["batch_size"],
             device=device,
             env=env,
-            bf16=train_cfg["bf16"],
-            num_workers=train_cfg["num_workers"],
+            bf16=tc["bf16"],
+            num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
         )
-        state.scheduler.step()
+        if tc["schedule"] != "cosine":
+            state.scheduler.step()
         state.epoch += 1
         is_best = val_loss < state.best_val_loss
         if is_best:
@@ -371,24 +610,102 @@ def fit(
         )
         if progress and env.is_main:
             tqdm.write(
-                f"epoch {state.epoch}/{train_cfg['epochs']}  train {train_loss:.4e}  val {val_loss:.4e}"
+                f"epoch {state.epoch}/{tc['epochs']}  train {train_loss:.4e}  val {val_loss:.4e}"
                 f"{' *' if is_best else '  '}  lr {lr:.2e}  {sps:,.0f} samples/s",
                 file=sys.stderr,
             )
         _save(state, run_dir, meta, env, is_best)
         if epoch_callback is not None:
             epoch_callback(state.epoch, val_loss)
+        if timed_out and state.step < total:
+            status = "time_limit"
+            break
+        spent = time.perf_counter() - fit_start
+        if replan is not None and spent >= REPLAN_AFTER:
+            total = replan(spent / (state.epoch - first_epoch))
+            replan = None
+    return status
+
+
+# ----------------------------------------------------------------- planning a time budget
+
+
+def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], device: torch.device,
+                val_ds: ShardDataset) -> tuple[float, float, float]:  # fmt: skip
+    """(seconds per optimizer step, seconds per validation pass and checkpoint, seconds per
+    fresh set) measured on copies of the model and optimizer; the RNG states are restored after."""
+    rng = rng_state()
+    model = copy.deepcopy(state.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    shadow = TrainState(model=model, net=model, optimizer=opt, scheduler=state.scheduler)
+    gen = 0.0
+    if source.fresh is not None:
+        t0 = time.perf_counter()
+        chunk = source.peek_chunk(0)
+        gen = time.perf_counter() - t0
+        batches: Any = source._fresh_batches(chunk, 0)
+    else:
+        source.sampler.set_epoch(0)
+        batches = iterate_batches(source.ds, source.sampler, num_workers=0)
+    times: list[float] = []
+    t_begin = time.perf_counter()
+    for k, batch in enumerate(itertools.islice(batches, 400)):
+        t0 = time.perf_counter()
+        train_step(model, model, _to_device(batch, device), opt, grad_clip=tc["grad_clip"], bf16=tc["bf16"],
+                   loss_kind=tc["loss"])  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k >= 3:  # warm-up steps (allocations, lazy init) are not counted
+            times.append(time.perf_counter() - t0)
+        if len(times) >= 5 and time.perf_counter() - t_begin > 3.0:
+            break
+    per_step = float(np.median(times)) if times else 0.0  # the median: robust to a busy moment
+    n_val = min(len(val_ds), 2000)
+    t0 = time.perf_counter()
+    model.eval()
+    for idx in eval_batches(n_val, tc["batch_size"]):
+        eval_step(model, _to_device(val_ds.get_batch(idx), device), bf16=tc["bf16"])
+    per_val = (time.perf_counter() - t0) * len(val_ds) / n_val
+    t0 = time.perf_counter()  # a checkpoint: last and (often) best, written and fsynced
+    with tempfile.TemporaryFile() as f:
+        for _ in range(2):
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+    per_val += time.perf_counter() - t0
+    del shadow
+    set_rng_state(rng)
+    return per_step, per_val, gen
+
+
+def plan_budget(seconds: float, per_step: float, per_val: float, per_gen: float, steps_per_epoch: int,
+                fresh_workers: bool) -> tuple[int, int]:  # fmt: skip
+    """(epochs, max_steps) that fill `seconds` of training: whole epochs of `steps_per_epoch`
+    steps plus one validation pass (and one fresh set, half hidden behind training when
+    loader workers make it) each; a single epoch shortened to fit when even one is too long."""
+    usable = max(0.0, BUDGET_MARGIN * seconds)
+    fixed = per_val + (0.5 if fresh_workers else 1.0) * per_gen
+    epoch_s = steps_per_epoch * per_step + fixed
+    epochs = int(usable // epoch_s) if epoch_s > 0 else 1
+    if epochs >= 1:
+        return epochs, epochs * steps_per_epoch
+    steps = int((usable - fixed) // per_step) if per_step > 0 else steps_per_epoch
+    return 1, max(1, min(steps, steps_per_epoch))
 
 
 # ----------------------------------------------------------------- the entry point
 
 
-def _open_datasets(data_dir: Path, dtype: torch.dtype, env: D.DistEnv) -> dict[str, ShardDataset | None]:
-    """train/val/test datasets; rank 0 builds the Arrow caches first, the other ranks then map them."""
+def _open_datasets(
+    data_dir: Path, dtype: torch.dtype, env: D.DistEnv, with_train: bool = True
+) -> dict[str, ShardDataset | None]:
+    """train/val/test datasets; rank 0 builds the Arrow caches first, the other ranks then map them.
+
+    with_train=False (fresh training sets) leaves the train split unopened."""
 
     def open_all() -> dict[str, ShardDataset | None]:
         out: dict[str, ShardDataset | None] = {
-            "train": ShardDataset(data_dir, "train", dtype),
+            "train": ShardDataset(data_dir, "train", dtype) if with_train else None,
             "val": ShardDataset(data_dir, "val", dtype),
         }
         out["test"] = ShardDataset(data_dir, "test", dtype) if has_split(data_dir, "test") else None
@@ -424,6 +741,14 @@ def _check_resume(model_name: str, config: dict | None, resume: Path) -> dict[st
     done, total = ckpt["epoch"], ckpt["config"]["train"]["epochs"]
     if done >= total:
         raise NHError(f"run {str(resume)!r} already completed {done}/{total} epochs; nothing to resume")
+    try:
+        finished = json.loads((resume / "metrics.json").read_text()).get("status") == "completed"
+    except (OSError, ValueError):
+        finished = False
+    if finished:
+        raise NHError(
+            f"run {str(resume)!r} already completed its {ckpt.get('step', 0)} steps; nothing to resume"
+        )
     return ckpt
 
 
@@ -443,6 +768,9 @@ def _write_metrics(
         "status": status,
         "epochs": train_cfg["epochs"],
         "epochs_done": state.epoch,
+        "steps_done": state.step,
+        "max_steps": train_cfg["max_steps"],
+        "time_limit_min": train_cfg["time_limit"],
         "final_val_loss": rows[-1]["val_loss"] if rows else None,
         "best_val_loss": state.best_val_loss if rows else None,
         "best_epoch": state.best_epoch if rows else None,
@@ -480,10 +808,12 @@ def train(
     defaults. device: "cpu", "cuda", "cuda:N" or "auto". resume: a run folder to continue
     from its checkpoint_last.pt (its saved config and data folder are used; `config`
     may be None, otherwise it must equal the saved one; `out_dir` is ignored).
+    The run folder is created only once the data and the config have been checked.
     Under torchrun every process calls this; rank 0 writes the files.
     """
     from nh_models.models import get_model
 
+    clock_start = time.perf_counter()
     retain_freed_memory()  # no page faults on every step's fresh activations (runtime.py)
     env = D.detect()
     dev = D.resolve_device(device, env)
@@ -504,42 +834,76 @@ def train(
             )
     if data_dir is None:
         raise NHError("train needs a data directory (--data)")
+    config = copy.deepcopy(config)
     tc = config["train"]
     dtype = DTYPES[tc["dtype"]]
     if tc["compile"]:
         _check_compiler(dev)  # before anything is written
+    if tc["batch_size"] % env.world_size:
+        raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
 
     created = D.init(env, dev)
     try:
-        datasets = _open_datasets(Path(data_dir), dtype, env)
-        if tc["batch_size"] % env.world_size:
-            raise NHError(
-                f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes"
-            )
-        if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if ckpt is None:
-                write_text_atomic(
-                    run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
-                )
+        datasets = _open_datasets(Path(data_dir), dtype, env, with_train=tc["fresh"] == 0)
+        source = TrainSource(Path(data_dir), datasets["train"], tc, env, dtype)
 
         torch.manual_seed(tc["seed"])
         model = get_model(model_name, config["model"]).to(device=dev, dtype=dtype)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-        scheduler = ExpHyperbolicLR(
-            optimizer,
-            max_iter=tc["epochs"],
-            infimum_lr=tc["infimum_lr"],
-            upper_bound=max(UPPER_BOUND, tc["epochs"]),
-        )
-        state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=scheduler)
+        state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=None)  # type: ignore[arg-type]
+        deadline = None
+        if ckpt is None and tc["time_limit"] > 0:
+            per_step, per_val, per_gen = _time_steps(state, source, tc, dev, datasets["val"])
+            left = tc["time_limit"] * 60.0 - (time.perf_counter() - clock_start)
+            plan = plan_budget(
+                left, per_step, per_val, per_gen, source.steps_per_epoch(), tc["num_workers"] > 0
+            )
+            plan_t = D.all_reduce_sum([float(x) if env.is_main else 0.0 for x in plan], env, dev)
+            tc["epochs"], tc["max_steps"] = int(plan_t[0]), int(plan_t[1])
+            if not env.distributed:
+                deadline = clock_start + tc["time_limit"] * 60.0
+            if progress and env.is_main:
+                tqdm.write(
+                    f"time limit {tc['time_limit']:g} min: {per_step * 1e3:.1f} ms/step, validation "
+                    f"{per_val:.2f} s -> {tc['epochs']} epochs, {tc['max_steps']} steps",
+                    file=sys.stderr,
+                )
+        state.scheduler = make_scheduler(optimizer, tc, total_steps(tc, source.steps_per_epoch()))
+        replan = None
+        if deadline is not None and tc["epochs"] > 1:
+
+            def replan(per_epoch: float) -> int:
+                """Re-plan the epochs left on the measured seconds per epoch (data, steps,
+                validation, checkpoints together); the schedule stretches to the new end."""
+                spe = source.steps_per_epoch()
+                more = int(BUDGET_MARGIN * (deadline - time.perf_counter()) // max(per_epoch, 1e-9))
+                tc["epochs"] = max(state.epoch + 1, state.epoch + more)
+                tc["max_steps"] = tc["epochs"] * spe
+                total = total_steps(tc, spe)
+                reschedule(state.scheduler, tc, total)
+                if env.is_main:
+                    write_text_atomic(
+                        run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
+                    )
+                    if progress:
+                        tqdm.write(
+                            f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs", file=sys.stderr
+                        )
+                return total
+
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt is None:
+                write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
             torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            state.scheduler.load_state_dict(ckpt["scheduler"])
             state.epoch, state.history = ckpt["epoch"], [dict(r) for r in ckpt.get("history", [])]
+            state.step = ckpt.get("step", state.epoch * source.steps_per_epoch())
+            state.first_loss = ckpt.get("first_loss")
             state.best_val_loss, state.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
             ranks = ckpt.get("rng_ranks")
             set_rng_state(ranks[env.rank] if ranks and len(ranks) == env.world_size else ckpt["rng"])
@@ -559,9 +923,9 @@ def train(
             "world_size": env.world_size,
         }
         try:
-            fit(
+            status = fit(
                 state,
-                datasets["train"],
+                source,
                 datasets["val"],
                 tc,
                 run_dir,
@@ -570,7 +934,13 @@ def train(
                 env=env,
                 progress=progress,
                 epoch_callback=epoch_callback,
+                deadline=deadline,
+                replan=replan,
             )
+        except Diverged:
+            if state.history:
+                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="diverged")
+            raise
         except BaseException:
             if state.history:
                 _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
@@ -588,9 +958,9 @@ def train(
                 device=dev,
                 env=env,
                 bf16=tc["bf16"],
-                num_workers=tc["num_workers"],
+                num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
             )
-        metrics = _write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status="completed")
+        metrics = _write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
         D.barrier(env)
         return metrics
     finally:

@@ -177,7 +177,8 @@ def tune(
 
     base_config: YAML the samples are laid over (default: configs/<model>.yaml);
     space_path: search space (default: configs/<model>_tune.yaml); epochs:
-    overrides train.epochs of every trial. Returns a summary dict.
+    overrides train.epochs of every trial (and turns off a time_limit of the base config).
+    Returns a summary dict.
     """
     import optuna
 
@@ -195,7 +196,8 @@ def tune(
     study_name = study_name or model_name
     out = Path(out_dir) if out_dir is not None else Path("runs") / "tune" / study_name
     space = read_space(space_path if space_path is not None else default_space_path(model_name))
-    fixed = {"train": {"epochs": epochs}} if epochs is not None else {}
+    # --epochs means epochs: it replaces a time budget of the base config
+    fixed = {"train": {"epochs": epochs, "time_limit": 0.0}} if epochs is not None else {}
 
     def build(sampled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **fixed.get("train", {})}}

@@ -163,7 +163,9 @@ def test_paper_way_yoshida8_with_certificate_and_wall_starts(tmp_path):
                       progress=False)  # fmt: skip
     rej = sum(m["rejections"][s]["not_certified"] for s in m["rejections"])
     rows = sum(m["counts"].values())
-    assert rows + rej == 8  # one orbit per potential; the rest refused by the certificate, counted
+    # wall starts: the paper's split, 8 train+val potentials (80/20) and a test split of 0.4 x 8
+    assert m["potentials"] == {"train": 6, "val": 2, "test": 3}
+    assert rows + rej == 11  # one orbit per potential; the rest refused by the certificate, counted
     for s in m["shards"]:
         d = read_shard(tmp_path / "y8" / s["file"])
         assert np.all(d["q0"] == 0) and np.all(d["p0"] == 0) and np.all(d["E0"] == 2.0)

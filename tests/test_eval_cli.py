@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import nh
-from nh_models.config import load_config
+from nh_models.config import PAPER_CONFIG_DIR, load_config
 from nh_models.synthetic import write_synthetic_dataset
 from nh_models.train import train
 
@@ -20,7 +20,7 @@ def tiny_run(tmp_path_factory):
     write_synthetic_dataset(data, n_train=64, n_val=16, n_test=40, seed=1)
     config = load_config(
         "deeponet",
-        None,
+        PAPER_CONFIG_DIR / "deeponet.yaml",
         {"model": {"nodes": 8, "layers": 1, "branches": 2}, "train": {"epochs": 1, "batch_size": 32}},
     )
     train("deeponet", config, data, root / "run", progress=False)
@@ -131,7 +131,7 @@ def test_run_whose_data_is_gone_evaluates_physics_only(tiny_run, tmp_path):
     shutil.copytree(tiny_run / "data", data)
     config = load_config(
         "deeponet",
-        None,
+        PAPER_CONFIG_DIR / "deeponet.yaml",
         {"model": {"nodes": 4, "layers": 1, "branches": 2}, "train": {"epochs": 1, "batch_size": 32}},
     )
     train("deeponet", config, data, tmp_path / "run", progress=False)

@@ -386,7 +386,8 @@ def test_config_layers_and_errors(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("model:\n  nodes: 32\ntrain:\n  lr: 1e-3\n  epochs: 7\n")  # 1e-3 is a string to PyYAML
     cfg = load_config("deeponet", f, {"epochs": 9, "batch_size": None, "model": {"branches": 3}})
-    assert cfg["model"] == {"nodes": 32, "layers": 3, "branches": 3}
+    assert cfg["model"] == {"nodes": 32, "layers": 3, "branches": 3, "trunk": "mlp", "features": "sensors",
+                            "scale": False}  # the rest: the paper's defaults  # fmt: skip
     assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["epochs"] == 9 and cfg["train"]["batch_size"] == 100
     assert set(cfg["train"]) == set(TRAIN_KEYS)
     assert load_config("traonet")["train"]["lr"] == 1.5e-3  # the tuned learning rate of SPEC section 8

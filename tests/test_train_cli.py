@@ -95,7 +95,8 @@ def test_cli_resumes_a_stopped_run(data, tmp_path):
         ("unknown model", "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno"),
         ("missing data", "data directory '{tmp}/nowhere' does not exist"),
         ("empty data", "data directory '{tmp}/empty' holds no dataset"),
-        ("no data option", "--data DIR is required"),
+        ("no data option", "no dataset at parquet_data/normal (the default --data); build it with "
+                           "`nh data build --preset normal`, or pass --data DIR"),
         ("unknown key", "unknown train key 'epoch'; valid keys: epochs, batch_size, lr"),
         ("unknown model key", "unknown deeponet config key 'width'; valid keys: nodes, layers, branches"),
         ("missing config", "config file '{tmp}/none.yaml' does not exist"),
@@ -109,6 +110,7 @@ def test_cli_resumes_a_stopped_run(data, tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(case, message, data, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)  # no parquet_data/normal here
     (tmp_path / "empty").mkdir()
     bad_cfg = tmp_path / "bad.yaml"
     bad_cfg.write_text("train:\n  epoch: 3\n")

@@ -167,7 +167,7 @@ def test_all_trials_failing_is_an_error_not_a_crash(setup, monkeypatch):
     [
         (
             "model:\n  widht: {type: int, low: 1, high: 2}\n",
-            "Error: search space: unknown model key 'widht'; valid keys: branches, layers, nodes",
+            "Error: search space: unknown model key 'widht'; valid keys: branches, features, layers, nodes, scale, trunk",
         ),
         (
             "train:\n  lr: {type: float, low: 1, high: 2, bogus: 3}\n",

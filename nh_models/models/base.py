@@ -141,6 +141,30 @@ class ICEmbedding(nn.Module):
         return self.net(ic)  # (B, d_out)
 
 
+def energy_features(V: Tensor, ic: Tensor) -> Tensor:
+    """What decides the motion, from the sensors and (q0, p0): (B, 100), (B, 2) -> (B, 101).
+
+    Columns 0..99: at every sensor x_j the signed root of the kinetic energy E0 - V(x_j),
+    +sqrt(E0 - V) on the classically allowed interval that holds q0 (the sensors reached
+    from q0 without crossing a point where E0 < V), -sqrt|E0 - V| everywhere else. Column
+    100: E0 = p0^2 / 2 + V(q0), V(q0) interpolated linearly between the sensors.
+    """
+    B, n = V.shape
+    pos = ic[:, :1].clamp(0.0, 1.0) * (n - 1)  # (B, 1) in sensor units
+    i0 = pos.floor().clamp(max=n - 2).long()  # left neighbour of q0
+    w = pos - i0
+    E0 = 0.5 * ic[:, 1:].square() + V.gather(1, i0) * (1 - w) + V.gather(1, i0 + 1) * w  # (B, 1)
+    kin = E0 - V  # (B, n)
+    idx = torch.arange(n, device=V.device).expand(B, n)
+    forbidden = kin < 0
+    # the allowed interval: from the last forbidden sensor left of q0 to the first one right of it
+    left = torch.where(forbidden & (idx <= i0), idx, torch.full_like(idx, -1)).amax(1, keepdim=True)
+    right = torch.where(forbidden & (idx > i0), idx, torch.full_like(idx, n)).amin(1, keepdim=True)
+    inside = (idx > left) & (idx < right)
+    root = kin.abs().sqrt()
+    return torch.cat([torch.where(inside, root, -root), E0], dim=1)
+
+
 def sinusoidal_table(length: int, d_model: int) -> Tensor:
     """Fixed sinusoidal encodings (Vaswani et al.) of positions 0..length-1: (length, d_model)."""
     position = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (L, 1)

@@ -14,6 +14,19 @@ contraction. With per-orbit times (v1.33 data) the trunk runs on all B*W query p
 once (one matmul per layer), not once per time column as the reference did; at evaluation
 the base class feeds a large batch in blocks of 10,000 points, whose activations stay in
 the CPU cache.
+
+Options beyond the paper (defaults = the paper's network; measured in docs/results.md):
+
+- `trunk: chebyshev` replaces the trunk MLP by the fixed Chebyshev basis T_0..T_{K-1} of
+  x = 2 t / T - 1, shared by q and p: the orbits of one 2-second window are smooth, and 48
+  to 64 Chebyshev terms span them to 1e-7 (the best rank-64 basis reaches 1e-8). Its cost
+  does not depend on a width, and per-orbit times cost no more than a shared grid.
+- `features: energy` adds to the branch input what decides the motion: E0 = p0^2/2 + V(q0)
+  (V linearly interpolated between sensors) and, at every sensor, the signed root
+  +-sqrt|E0 - V|, positive only on the classically allowed interval that holds q0 (the
+  well the particle cannot leave), negative elsewhere.
+- `scale: true` centres and scales V on the way in and q, p on the way out by fixed
+  constants (the spread of the training data), so that every layer starts at unit scale.
 """
 
 from __future__ import annotations
@@ -24,7 +37,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import N_SENSORS, ICEmbedding, OperatorModel, check_inputs, check_positive_ints, mlp
+from nh_data.errors import NHError
+from nh_data.initial import T_END
+
+from .base import (
+    N_SENSORS,
+    ICEmbedding,
+    OperatorModel,
+    check_inputs,
+    check_positive_ints,
+    energy_features,
+    mlp,
+)
+
+TRUNKS = ("mlp", "chebyshev")
+FEATURES = ("sensors", "energy")
+# `scale: true`: V -> (V - V_SHIFT) / V_SCALE in, raw -> OUT_SHIFT + OUT_SCALE * raw out (q, p),
+# about the mean and spread of V, q and p over the training sets (strata and wall-start)
+V_SHIFT, V_SCALE = 1.2, 0.64
+OUT_SHIFT, OUT_SCALE = (0.5, 0.0), (0.33, 1.0)
 
 
 @dataclass
@@ -37,9 +68,28 @@ class DeepONetConfig:
     nodes: int = 128
     layers: int = 3
     branches: int = 10
+    trunk: str = "mlp"
+    features: str = "sensors"
+    scale: bool = False
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "nodes", "layers", "branches")
+        for key, valid in (("trunk", TRUNKS), ("features", FEATURES)):
+            if getattr(self, key) not in valid:
+                raise NHError(
+                    f"DeepONetConfig.{key} must be one of {', '.join(valid)}, got {getattr(self, key)!r}"
+                )
+        if not isinstance(self.scale, bool):
+            raise NHError(f"DeepONetConfig.scale must be true or false, got {self.scale!r}")
+        if self.trunk == "chebyshev" and self.branches < 2:
+            raise NHError("DeepONetConfig.branches must be >= 2 with trunk: chebyshev")
+
+
+def chebyshev_basis(t: Tensor, K: int) -> Tensor:
+    """T_0..T_{K-1} at x = 2 t / T - 1 (the window [0, T] mapped to [-1, 1]): (*S,) -> (*S, K)."""
+    x = (t * (2.0 / T_END) - 1.0).clamp(-1.0, 1.0)
+    n = torch.arange(K, dtype=t.dtype, device=t.device)
+    return torch.cos(torch.acos(x).unsqueeze(-1) * n)  # T_n(cos a) = cos(n a), one fused pass
 
 
 def inner_product(branch: Tensor, trunk: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,22 +119,32 @@ class DeepONet(OperatorModel):
         n_out = 2 * config.branches
         hidden = [config.nodes] * (config.layers - 1)
         h1 = hidden[0] if hidden else n_out
-        # branch = branch_in (100 -> h1) + ic embedding, then GELU and the remaining layers
-        self.branch_in = nn.Linear(N_SENSORS, h1)
+        # branch = branch_in (100 -> h1; 201 with the energy features) + ic embedding, then GELU
+        # and the remaining layers
+        n_in = N_SENSORS if config.features == "sensors" else 2 * N_SENSORS + 1
+        self.branch_in = nn.Linear(n_in, h1)
         self.ic_embed = ICEmbedding(config.nodes, h1)
         self.branch_rest = mlp([h1, *hidden[1:], n_out]) if hidden else None
         # trunk = trunk_in (1 -> h1), then GELU and the remaining layers: a function of t alone
-        self.trunk_in = nn.Linear(1, h1)
-        self.trunk_rest = mlp([h1, *hidden[1:], n_out]) if hidden else None
+        self.chebyshev = config.trunk == "chebyshev"
+        if not self.chebyshev:
+            self.trunk_in = nn.Linear(1, h1)
+            self.trunk_rest = mlp([h1, *hidden[1:], n_out]) if hidden else None
         self.bias = nn.Parameter(torch.zeros(2))  # (c_q, c_p)
 
     def branch(self, V: Tensor, ic: Tensor) -> Tensor:
         """(B, 100) sensors and (B, 2) initial conditions -> (B, 2K) coefficients."""
-        h = self.branch_in(V) + self.ic_embed(ic)  # (B, h1)
+        x = (V - V_SHIFT) / V_SCALE if self.config.scale else V
+        if self.config.features == "energy":
+            x = torch.cat([x, energy_features(V, ic)], dim=1)  # (B, 201)
+        h = self.branch_in(x) + self.ic_embed(ic)  # (B, h1)
         return self.branch_rest(F.gelu(h)) if self.branch_rest is not None else h
 
     def trunk(self, t: Tensor) -> Tensor:
-        """Times of any shape S -> (*S, 2K) basis values."""
+        """Times of any shape S -> (*S, 2K) basis values (the Chebyshev basis twice: q and p)."""
+        if self.chebyshev:
+            basis = chebyshev_basis(t, self.config.branches)
+            return torch.cat([basis, basis], dim=-1)
         # first layer, input width 1: w t + b as one fused multiply-add, not a K = 1 matmul
         h = torch.addcmul(self.trunk_in.bias, t.unsqueeze(-1), self.trunk_in.weight.view(-1))  # (*S, h1)
         return self.trunk_rest(F.gelu(h)) if self.trunk_rest is not None else h
@@ -92,7 +152,23 @@ class DeepONet(OperatorModel):
     def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         """V (B, 100), t (B, W), ic (B, 2) -> q, p (B, W); one trunk pass when t is shared."""
         check_inputs(V, t, ic)
+        q, p = self._raw(V, t, ic)
+        if self.config.scale:
+            return OUT_SHIFT[0] + OUT_SCALE[0] * q, OUT_SHIFT[1] + OUT_SCALE[1] * p
+        return q, p
+
+    def _raw(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         B, W = t.shape
+        if self.chebyshev:  # one basis for q and p; (B, W, K) x (B, K) per channel
+            coef = self.branch(V, ic).view(B, 2, -1)  # (B, 2, K)
+            if shared_grid(t):
+                basis = chebyshev_basis(t[0], self.config.branches)  # (W, K), once for the batch
+                q = torch.addmm(self.bias[0], coef[:, 0], basis.t())
+                p = torch.addmm(self.bias[1], coef[:, 1], basis.t())
+                return q, p
+            basis = chebyshev_basis(t, self.config.branches)  # (B, W, K)
+            out = torch.bmm(basis, coef.transpose(1, 2)) + self.bias  # (B, W, 2)
+            return out[..., 0], out[..., 1]
         if shared_grid(t):
             coef = self.branch(V, ic).view(B, 2, -1)  # (B, 2, K)
             basis = self.trunk(t[0]).view(W, 2, -1)  # (W, 2, K), once for the whole batch
@@ -114,7 +190,9 @@ class DeepONet(OperatorModel):
         B, W = t.shape
         K2 = coef.shape[1]
         rows = min(B, max(1, (self.infer_tokens or B * W) // W))  # orbits per block
-        linears = [m for m in self.trunk_rest if isinstance(m, nn.Linear)] if self.trunk_rest is not None else []
+        linears = (
+            [m for m in self.trunk_rest if isinstance(m, nn.Linear)] if self.trunk_rest is not None else []
+        )
         width = max([self.trunk_in.out_features] + [m.out_features for m in linears])
         bufs = [t.new_empty(rows * W * width), t.new_empty(rows * W * width)]
         w_in, b_in = self.trunk_in.weight.view(-1), self.trunk_in.bias

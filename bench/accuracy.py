@@ -1,0 +1,1018 @@
+"""Accuracy benchmark: model recipes trained under one wall-clock budget, scored on the test split.
+
+    python bench/accuracy.py --data parquet_data/normal --budget 30 \
+        --models deeponet,traonet,varonet,mambonet,fno --recipes recommended,paper \
+        --seeds 89,231 --out runs/accuracy --results docs/results.md
+
+For every (model, recipe, seed) the script trains `nh_models.train.train` with the train
+key `time_limit` = --budget minutes (the trainer plans its schedule to span the budget
+and stops cleanly at it) into OUT/<dataset>/<model>-<recipe>-s<seed>/; a run whose
+metrics.json says completed or time_limit is kept, so an interrupted benchmark resumes
+(an unfinished run folder is trained again from scratch). Recipes: `recommended` is
+nh_models/configs/<model>.yaml, `paper` nh_models/configs/paper/<model>.yaml, `files` the
+recommended one trained on the folder's train split alone (train.fresh = 0).
+
+All runs of the data folder are then scored in one `nh_models.evaluate.evaluate_runs`
+call (its metrics.json, report.md and plots go to OUT/<dataset>/eval/): test loss
+overall and per energy stratum, physics potentials, inference time per orbit, RK4 at
+dt = 0.02 and RK4 at equal cost. Beside them the script computes, on the same test
+orbits: RK4 at dt = 0.02 (per stratum too), the mean predictor (the train split's mean
+orbit per time index when every orbit shares one uniform time grid, else the constant
+train mean of q and of p) and, on uniform-grid data only, the rank-K floor (train mean +
+the top K principal components of the train split's q and p matrices, each orbit of the
+test split projected onto that basis).
+
+It writes one block of --results (docs/results.md), between the markers
+`<!-- accuracy:<dataset> start -->` and `<!-- accuracy:<dataset> end -->` (other text
+and other data folders' blocks are kept), and the plot results_<dataset>.png beside it.
+Timings depend on the machine and what else runs on it: compare numbers of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nh_data.errors import NHError  # noqa: E402
+
+# files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
+# isolates what the fresh orbits bring
+RECIPES = ("recommended", "paper", "files")
+OTHER = "other"  # nh_models.evaluate's label of orbits outside the energy strata
+DONE_STATUSES = ("completed", "time_limit")
+RK4_DT = 0.02  # the fixed-step RK4 baseline of the table (also evaluate's physics_dt)
+RANKS = (10, 20, 32, 64)  # rank-K floors always reported (plus each recipe's DeepONet branch count)
+SMOOTH = ("sho", "quartic", "morse")  # physics potentials with smooth V
+KINKED = ("mff", "smff")  # with a kink (mff) or a steep corner (smff)
+CHUNK = 16384  # orbits per chunk when streaming a split
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    ap = argparse.ArgumentParser(
+        prog="bench/accuracy.py",
+        description="Train model recipes under one wall-clock budget, score them on the test split "
+        "beside RK4 and data baselines, and write a block of docs/results.md.",
+    )
+    ap.add_argument("--data", required=True, help="dataset folder of `nh data build` (needs train/val/test)")
+    ap.add_argument("--budget", type=float, required=True, help="training wall-clock budget per run, minutes")
+    ap.add_argument(
+        "--models", default="deeponet,traonet,varonet,mambonet,fno", help="comma-separated models"
+    )
+    ap.add_argument(
+        "--recipes",
+        default="recommended,paper",
+        help="comma-separated: recommended, paper, files; NAME:S1+S2 gives a recipe its own seeds",
+    )
+    ap.add_argument("--seeds", default="89,231", help="comma-separated training seeds")
+    ap.add_argument("--out", default="runs/accuracy", help="run folders go to OUT/<dataset>/")
+    ap.add_argument("--results", default="docs/results.md", help="markdown file holding the results blocks")
+    ap.add_argument("--physics", default="all", help="physics potentials: all, none or name,name")
+    ap.add_argument(
+        "--physics-dir", default="parquet_data/physics", help="where they are (built when missing)"
+    )
+    ap.add_argument(
+        "--max-test", type=int, default=None, help="score a seeded random subset of N test orbits"
+    )
+    ap.add_argument("--n-sub", type=int, default=1000, help="test orbits for timing and RK4 at equal cost")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (training and evaluation)")
+    ap.add_argument("--quiet", action="store_true", help="no evaluation progress on stderr")
+    return ap.parse_args(argv)
+
+
+def parse_names(text: str, valid: tuple[str, ...] | list[str], what: str) -> list[str]:
+    """A comma-separated list of names, each one of `valid`, duplicates dropped; NHError otherwise."""
+    names = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not names:
+        raise NHError(f"no {what} given; valid: {', '.join(valid)}")
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise NHError(f"unknown {what} {bad[0]!r}; valid: {', '.join(valid)}")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    """A comma-separated list of non-negative integer seeds, duplicates dropped."""
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
+    except ValueError:
+        raise NHError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise NHError(f"--seeds must be non-negative integers, got {text!r}")
+    return seeds
+
+
+def recipe_path(model: str, recipe: str) -> Path:
+    """The config file of a recipe: CONFIG_DIR/<model>.yaml or PAPER_CONFIG_DIR/<model>.yaml."""
+    from nh_models.config import CONFIG_DIR, PAPER_CONFIG_DIR
+
+    path = (PAPER_CONFIG_DIR if recipe == "paper" else CONFIG_DIR) / f"{model}.yaml"
+    if not path.is_file():
+        raise NHError(f"recipe {recipe!r} of {model} has no config file {str(path)!r}")
+    return path
+
+
+# ---------------------------------------------------------------- runs
+
+
+@dataclass
+class RunSpec:
+    """One training run of the benchmark and, once known, its resolved config and metrics."""
+
+    model: str
+    recipe: str
+    seed: int
+    config_path: Path
+    run_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the trainer's NHError, when the run failed
+
+    @property
+    def entry(self) -> str:
+        """The table entry the run belongs to: model and recipe."""
+        return f"{self.model}-{self.recipe}"
+
+    @property
+    def label(self) -> str:
+        """The run's label in evaluate_runs' metrics (its folder name)."""
+        return self.run_dir.name
+
+
+def parse_recipes(text: str, seeds: list[int]) -> dict[str, list[int]]:
+    """`--recipes`: comma-separated recipes, each optionally with its own seeds after a colon
+    (`files:89+231`); a recipe without them takes `seeds`."""
+    out: dict[str, list[int]] = {}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        name, _, own = item.partition(":")
+        parse_names(name, RECIPES, "recipe")
+        out[name] = parse_seeds(own.replace("+", ",")) if own else list(seeds)
+    if not out:
+        raise NHError(f"no recipe given; valid: {', '.join(RECIPES)}")
+    return out
+
+
+def plan_runs(models: list[str], recipes: dict[str, list[int]], budget: float, out: Path) -> list[RunSpec]:
+    """Every (model, recipe, seed) with its resolved config (time_limit = budget); configs checked now."""
+    from nh_models.config import load_config
+
+    specs = []
+    for model in models:
+        for recipe, seeds in recipes.items():
+            path = recipe_path(model, recipe)
+            for seed in seeds:
+                overrides = {
+                    "seed": seed,
+                    "time_limit": budget,
+                    **({"fresh": 0} if recipe == "files" else {}),
+                }
+                cfg = load_config(model, path, overrides)
+                spec = RunSpec(model, recipe, seed, path, out / f"{model}-{recipe}-s{seed}", cfg)
+                specs.append(spec)
+    return specs
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file as a dict, or None when it is missing or unreadable."""
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_same_config(spec: RunSpec) -> None:
+    """NHError when a finished run folder was trained with another budget, seed or model config."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((spec.run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # nothing to compare with: keep the finished run
+    diff = [f"model.{k}" for k, v in spec.config["model"].items() if saved.get("model", {}).get(k) != v]
+    for key in ("time_limit", "seed", "lr", "batch_size", "fresh"):
+        if saved.get("train", {}).get(key) != spec.config["train"].get(key):
+            diff.append(f"train.{key}")
+    if diff:
+        raise NHError(
+            f"run folder {str(spec.run_dir)!r} was trained with another config ({', '.join(diff)} differ); "
+            "delete it or choose another --out"
+        )
+
+
+def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpec]:
+    """Train every run not finished yet, one progress line per run; fills `spec.train_metrics`.
+
+    A run the trainer stops with an NHError (e.g. a diverging loss) is reported and left
+    out; returns the runs that finished (a later call trains the failed ones again).
+    """
+    from nh_models.train import train
+
+    done = []
+    for i, spec in enumerate(specs, 1):
+        head = f"[{i}/{len(specs)}] {spec.label}"
+        metrics = read_json(spec.run_dir / "metrics.json")
+        if metrics is not None and metrics.get("status") in DONE_STATUSES:
+            check_same_config(spec)
+            print(f"{head}: done before ({metrics['status']}), kept", flush=True)
+        else:
+            if spec.run_dir.exists():
+                status = metrics.get("status") if metrics else "unfinished"
+                print(f"{head}: {status} run folder, training again from scratch", flush=True)
+                shutil.rmtree(spec.run_dir)
+            t0 = time.perf_counter()
+            try:
+                metrics = train(
+                    spec.model, spec.config, data_dir, spec.run_dir, device=device, progress=False
+                )
+            except NHError as exc:
+                spec.error = str(exc)
+                print(f"{head}: failed: {exc}", flush=True)
+                continue
+            print(
+                f"{head}: {metrics.get('status')} after {(time.perf_counter() - t0) / 60:.2f} min, "
+                f"{metrics.get('epochs_done')} epochs, best val {fmt(metrics.get('best_val_loss'))}, "
+                f"test {fmt(metrics.get('test_loss'))}",
+                flush=True,
+            )
+        spec.train_metrics = metrics
+        done.append(spec)
+    return done
+
+
+def read_history(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(cumulative training wall time in minutes, validation loss) per epoch from history.csv."""
+    minutes, val = [], []
+    try:
+        with open(run_dir / "history.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                minutes.append(float(row["seconds"]) / 60.0)
+                val.append(float(row["val_loss"]) if row.get("val_loss") not in (None, "") else math.nan)
+    except (OSError, KeyError, ValueError):
+        return np.zeros(0), np.zeros(0)
+    return np.cumsum(minutes), np.asarray(val)
+
+
+# ---------------------------------------------------------------- data baselines
+
+
+def shared_uniform_grid(t: np.ndarray, grid: np.ndarray | None, atol: float) -> np.ndarray | None:
+    """`grid` (or the first row of t when grid is None) if every row of t equals it and it is uniform."""
+    ref = t[0] if grid is None else grid
+    steps = np.diff(ref)
+    if steps.size == 0 or not np.allclose(steps, steps[0], rtol=0, atol=atol):
+        return None
+    if not np.allclose(t, ref[None, :], rtol=0, atol=atol):
+        return None
+    return np.asarray(ref, dtype=np.float64)
+
+
+def train_chunks(ds):
+    """Yield the train split's (t, q, p) as float64 arrays, CHUNK orbits at a time, in order."""
+    for s in range(0, len(ds), CHUNK):
+        batch = ds.get_batch(np.arange(s, min(s + CHUNK, len(ds))))
+        yield tuple(batch[k].double().numpy() for k in ("t", "q", "p"))
+
+
+def train_statistics(data_dir: Path) -> dict[str, Any]:
+    """Mean orbit, constant means and (on a shared uniform grid) the principal axes of train q and p.
+
+    Two streaming passes over the memory-mapped train split (float32 cache, float64 sums):
+    the means, then the scatter matrices of the centred q and p, whose eigenvectors
+    (largest first) are the SVD basis of the centred (N, W) matrices.
+    """
+    import torch
+
+    from nh_models.data import ShardDataset
+
+    ds = ShardDataset(data_dir, "train", torch.float32)
+    n, grid, uniform = 0, None, True
+    sums = {"q": 0.0, "p": 0.0}
+    for t, q, p in train_chunks(ds):
+        if uniform:
+            grid = shared_uniform_grid(t, grid, atol=1e-6)
+            uniform = grid is not None
+        for key, x in (("q", q), ("p", p)):
+            sums[key] = sums[key] + x.sum(axis=0)
+        n += len(q)
+    out: dict[str, Any] = {"n": n, "W": ds.W, "grid": grid if uniform else None}
+    out["const"] = {k: float(np.sum(v)) / (n * ds.W) for k, v in sums.items()}
+    out["mean"] = {k: np.asarray(v) / n for k, v in sums.items()} if uniform else None
+    if uniform:
+        scatter = {k: np.zeros((ds.W, ds.W)) for k in ("q", "p")}
+        for _, q, p in train_chunks(ds):
+            for key, x in (("q", q), ("p", p)):
+                xc = x - out["mean"][key]
+                scatter[key] += xc.T @ xc
+        out["basis"] = {}
+        for key, s in scatter.items():
+            _, vecs = np.linalg.eigh(s)  # ascending eigenvalues
+            out["basis"][key] = vecs[:, ::-1].copy()  # (W, W), columns by decreasing variance
+    return out
+
+
+def baseline_scores(
+    data_dir: Path, stats: dict[str, Any], ranks: list[int], max_test: int | None, seed: int
+) -> dict[str, Any]:
+    """Mean predictor, rank-K floors and RK4 at RK4_DT on the evaluated test orbits, overall and per stratum.
+
+    The test orbits are those of evaluate_runs (`TestSplit(data_dir, max_test, seed)`).
+    Returns {"n_test", "uniform", "mean": summary, "rank": {K: summary}, "rk4": summary},
+    each summary as `nh_models.evaluate.summarize` makes it; "rank" is empty off a
+    shared uniform grid (shared by the train and test splits).
+    """
+    from nh_models.evaluate import TestSplit, orbit_errors, summarize
+    from nh_models.oracle import integrator_native
+
+    test = TestSplit(data_dir, max_test, seed)
+    uniform = stats["grid"] is not None and all(
+        shared_uniform_grid(b.t, stats["grid"], atol=1e-6) is not None for b in test.batches(CHUNK)
+    )  # False when the test orbits have other times than the train split's: no per-index mean
+    errs: dict[str, list[dict[str, np.ndarray]]] = {"mean": [], "rk4": []}
+    errs.update({f"rank{k}": [] for k in ranks})
+    for b in test.batches(CHUNK):
+        if uniform:
+            q_hat = np.broadcast_to(stats["mean"]["q"], b.q.shape)
+            p_hat = np.broadcast_to(stats["mean"]["p"], b.p.shape)
+        else:
+            q_hat = np.full_like(b.q, stats["const"]["q"])
+            p_hat = np.full_like(b.p, stats["const"]["p"])
+        errs["mean"].append(orbit_errors(q_hat, p_hat, b.q, b.p))
+        errs["rk4"].append(orbit_errors(*integrator_native(b.V, b.t, b.ic, "rk4", RK4_DT), b.q, b.p))
+        if uniform:
+            for k in ranks:
+                resid = {}
+                for key, x in (("q", b.q), ("p", b.p)):
+                    U = stats["basis"][key][:, :k]  # (W, k)
+                    xc = x - stats["mean"][key]
+                    resid[key] = xc - (xc @ U) @ U.T  # beyond the first k components
+                zero = np.zeros_like(b.q)
+                errs[f"rank{k}"].append(orbit_errors(resid["q"], resid["p"], zero, zero))
+
+    def summary(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+        return summarize({key: np.concatenate([e[key] for e in parts]) for key in parts[0]}, test.u)
+
+    return {
+        "n_test": len(test.u),
+        "uniform": uniform,
+        "mean": summary(errs["mean"]),
+        "rk4": summary(errs["rk4"]),
+        "rank": {k: summary(errs[f"rank{k}"]) for k in ranks} if uniform else {},
+    }
+
+
+# ---------------------------------------------------------------- evaluation and aggregation
+
+
+def evaluate_all(specs: list[RunSpec], data_dir: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One evaluate_runs call over every run (metrics.json, report.md and plots into OUT/<dataset>/eval)."""
+    from nh_models.evaluate import EvalSettings, evaluate_runs
+
+    settings = EvalSettings(max_test=args.max_test, n_sub=args.n_sub, physics_dt=RK4_DT)
+    metrics, _ = evaluate_runs(
+        [s.run_dir for s in specs],
+        data_dir,
+        args.physics,
+        args.physics_dir,
+        args.device,
+        out / "eval",
+        settings,
+        progress=not args.quiet,
+    )
+    return metrics
+
+
+def mean_of(values: list[Any]) -> float | None:
+    """Mean of the finite values, None if there are none."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+@dataclass
+class Entry:
+    """One row of the table: a model and recipe, aggregated over its seeds."""
+
+    model: str
+    recipe: str
+    data: str
+    params: int | None
+    seeds: list[int]
+    epochs: list[int]
+    statuses: list[str]
+    samples_per_s: float | None
+    train_minutes: float | None
+    test: list[float]  # evaluated test loss per seed
+    strata: dict[str, float | None]
+    physics: dict[str, float | None]  # potential -> loss, mean over seeds
+    us_per_orbit: float | None  # the fastest over seeds (same architecture and device)
+    sub_loss: float | None  # loss on evaluate's timing subset (what equal cost compares)
+    equal_cost: dict[str, Any] | None  # rk4_at_cost at us_per_orbit
+    branches: int | None
+
+    @property
+    def name(self) -> str:
+        """model (recipe)."""
+        return f"{self.model} ({self.recipe})"
+
+    @property
+    def test_mean(self) -> float | None:
+        """Mean test loss over seeds."""
+        return mean_of(self.test)
+
+
+def rk4_at_cost(rk4_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """RK4 at the cost `seconds` per orbit: `nh_models.evaluate.equal_cost`, plus `cheaper`.
+
+    cheaper: the cost is below every measured RK4 point; then `dt` and `loss` are those of
+    RK4's cheapest measured point (None when it diverged), not an extrapolation past it.
+    """
+    from nh_models.evaluate import equal_cost
+
+    cheapest = min(rk4_rows, key=lambda r: r["time_per_traj_s"])
+    if seconds < cheapest["time_per_traj_s"]:
+        return {"dt": cheapest["dt"], "loss": cheapest["loss"], "extrapolated": False, "cheaper": True}
+    with np.errstate(invalid="ignore"):  # a diverged point makes a slope inf - inf
+        out = equal_cost(rk4_rows, seconds)
+    return out | {"cheaper": False, "loss": out["loss"] if math.isfinite(out["loss"]) else None}
+
+
+def aggregate(specs: list[RunSpec], metrics: dict[str, Any]) -> list[Entry]:
+    """Group the runs by (model, recipe) and average what evaluate_runs and the trainer measured."""
+    rk4_rows = metrics.get("integrators", {}).get("work_precision", {}).get("rk4")
+    groups: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault((spec.model, spec.recipe), []).append(spec)
+    entries = []
+    for (model, recipe), runs in groups.items():
+        ev = [metrics["runs"][s.label] for s in runs]
+        strata_names = list(dict.fromkeys(k for e in ev for k in e.get("test", {}).get("strata", {})))
+        potentials = list(dict.fromkeys(k for e in ev for k in e.get("physics", {})))
+        times = [e.get("work_precision", {}).get("time_per_traj_s") for e in ev]
+        us = min((t for t in times if t), default=None)  # one architecture: other jobs only add time
+        tm = [s.train_metrics for s in runs]
+        fresh = runs[0].config["train"].get("fresh", 0) or 0
+        entries.append(
+            Entry(
+                model=model,
+                recipe=recipe,
+                data="fresh" if fresh > 0 else "files",
+                params=tm[0].get("num_parameters"),
+                seeds=[s.seed for s in runs],
+                epochs=[int(m.get("epochs_done") or 0) for m in tm],
+                statuses=[str(m.get("status")) for m in tm],
+                samples_per_s=mean_of([m.get("samples_per_s") for m in tm]),
+                train_minutes=(mean_of([m.get("train_seconds") for m in tm]) or 0.0) / 60.0,
+                test=[e.get("test", {}).get("overall", {}).get("loss") for e in ev],
+                strata={
+                    k: mean_of([e["test"]["strata"].get(k, {}).get("loss") for e in ev]) for k in strata_names
+                },
+                physics={k: mean_of([e["physics"].get(k, {}).get("loss") for e in ev]) for k in potentials},
+                us_per_orbit=None if us is None else us * 1e6,
+                sub_loss=mean_of([e.get("work_precision", {}).get("loss") for e in ev]),
+                equal_cost=rk4_at_cost(rk4_rows, us) if rk4_rows and us else None,
+                branches=runs[0].config["model"].get("branches") if model == "deeponet" else None,
+            )
+        )
+    return entries
+
+
+def rk4_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """RK4 at RK4_DT from evaluate_runs: time per orbit (work-precision) and physics losses."""
+    integ = metrics.get("integrators", {})
+    row = next((r for r in integ.get("work_precision", {}).get("rk4", []) if r["dt"] == RK4_DT), None)
+    return {
+        "us_per_orbit": row["time_per_traj_s"] * 1e6 if row else None,
+        "physics": {k: v.get("rk4", {}).get("loss") for k, v in integ.get("physics", {}).items()},
+    }
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number for the tables: None -> n/a, floats with `digits` significant digits."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, int):
+        return f"{x:,}"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if 1e-2 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    return f"{x:.{digits - 1}e}"
+
+
+def fmt_spread(values: list[float | None]) -> str:
+    """Mean, and (min–max) over seeds when there are at least two finite values."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return f"{fmt(float(np.mean(vals)))} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def fmt_range(values: list[int]) -> str:
+    """An integer, or min–max of several."""
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """a / b as `0.42x`, n/a when either is missing."""
+    if a is None or b is None or not b > 0:
+        return "n/a"
+    return f"{fmt(a / b)}x"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def physics_cells(losses: dict[str, float | None]) -> list[str]:
+    """(mean over potentials, the worst potential and its loss) of per-potential losses."""
+    vals = {k: v for k, v in losses.items() if v is not None}
+    if not vals:
+        return ["n/a", "n/a"]
+    worst = max(vals, key=vals.get)
+    return [fmt(float(np.mean(list(vals.values())))), f"{fmt(vals[worst])} ({worst})"]
+
+
+# ---------------------------------------------------------------- the block
+
+
+def results_table(
+    entries: list[Entry],
+    base: dict[str, Any],
+    rk4: dict[str, Any],
+    budget: float,
+    strata: list[str],
+    wall: bool,
+) -> str:
+    """The main table: one row per (model, recipe), then RK4 at RK4_DT and the data baselines.
+
+    wall: a wall-start dataset, whose one stratum is headed "wall" (also when an older
+    `stratum_labels` files its u = 0 under "other").
+    """
+    header = [
+        "entry",
+        "recipe",
+        "data",
+        "params",
+        "budget (min)",
+        "train time (min)",
+        "epochs",
+        "samples/s",
+        "test loss, mean (min–max)",
+        *[f"loss {'wall' if wall and s == OTHER else s}" for s in strata],
+        "physics: mean",
+        "physics: worst",
+        "us/orbit",
+        f"vs RK4 dt={RK4_DT:g}",
+        "RK4 at equal cost",
+    ]
+    rk4_test = base["rk4"]["overall"]["loss"]
+    rows = []
+    for e in entries:
+        ec = e.equal_cost
+        ec_cell = "n/a"
+        if ec is not None and ec["cheaper"]:
+            loss = fmt(ec["loss"]) if ec["loss"] is not None else "diverged"
+            ec_cell = f"cheaper than every RK4 point (RK4's cheapest, dt {ec['dt']:g}: {loss})"
+        elif ec is not None:
+            ec_cell = f"{fmt(ec['loss'])} (dt {ec['dt']:.3g}{', extrapolated' if ec['extrapolated'] else ''})"
+        status = "" if all(s in DONE_STATUSES for s in e.statuses) else f" [{', '.join(e.statuses)}]"
+        rows.append(
+            [
+                e.model + status,
+                e.recipe,
+                e.data,
+                fmt(e.params),
+                fmt(budget),
+                fmt(e.train_minutes),
+                fmt_range(e.epochs),
+                fmt(e.samples_per_s),
+                fmt_spread(e.test),
+                *[fmt(e.strata.get(s)) for s in strata],
+                *physics_cells(e.physics),
+                fmt(e.us_per_orbit),
+                ratio(e.test_mean, rk4_test),
+                ec_cell,
+            ]
+        )
+    dash = ["—"] * 7
+
+    def baseline_row(name: str, summary: dict[str, Any], physics: list[str], us: str) -> list[str]:
+        loss = summary["overall"]["loss"]
+        strata_cells = [fmt(summary["strata"].get(s, {}).get("loss")) for s in strata]
+        return [name, *dash, fmt(loss), *strata_cells, *physics, us, ratio(loss, rk4_test), "—"]
+
+    rows.append(
+        baseline_row(
+            f"RK4 dt={RK4_DT:g}", base["rk4"], physics_cells(rk4["physics"]), fmt(rk4["us_per_orbit"])
+        )
+    )
+    mean_name = "mean predictor" + ("" if base["uniform"] else " (constant)")
+    rows.append(baseline_row(mean_name, base["mean"], ["—", "—"], "—"))
+    if base["rank"]:
+        branches = {e.branches for e in entries if e.branches}
+        for k, summary in base["rank"].items():
+            note = " (a DeepONet branch count)" if k in branches else ""
+            rows.append(baseline_row(f"rank-{k} floor{note}", summary, ["—", "—"], "—"))
+    else:
+        rows.append(
+            [
+                "rank-K floor",
+                *dash,
+                "n/a (per-orbit times)",
+                *["n/a"] * len(strata),
+                "—",
+                "—",
+                "—",
+                "n/a",
+                "—",
+            ]
+        )
+    return md_table(header, rows)
+
+
+def physics_table(entries: list[Entry], rk4: dict[str, Any]) -> str:
+    """Loss on each physics potential: one row per (model, recipe), then RK4 at RK4_DT."""
+    names = list(rk4["physics"])
+    rows = [[e.name, *[fmt(e.physics.get(n)) for n in names]] for e in entries]
+    rows.append([f"RK4 dt={RK4_DT:g}", *[fmt(rk4["physics"].get(n)) for n in names]])
+    return md_table(["entry", *names], rows)
+
+
+def listing(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def claims(entries: list[Entry], base: dict[str, Any], rk4: dict[str, Any], device: str) -> list[str]:
+    """Statements read off the measured numbers of this run, nothing more."""
+    out = []
+    scored = sorted((e for e in entries if e.test_mean is not None), key=lambda e: e.test_mean)
+    rk4_test = base["rk4"]["overall"]["loss"]
+    mean_loss = base["mean"]["overall"]["loss"]
+    if scored:
+        best = scored[0]
+        seeds = f"mean of {len(best.seeds)} seeds" if len(best.seeds) > 1 else f"seed {best.seeds[0]}"
+        text = f"In this run, the most accurate network is {best.name}: test loss {fmt(best.test_mean)}"
+        text += f" ({seeds})"
+        if len(scored) > 1:
+            text += f"; next is {scored[1].name} at {fmt(scored[1].test_mean)}"
+            lo, hi = min(best.test), max(best.test)
+            if len(best.seeds) > 1 and min(scored[1].test) <= hi:
+                text += f" (their seed ranges overlap: {fmt(lo)}–{fmt(hi)} vs {fmt(min(scored[1].test))}–"
+                text += f"{fmt(max(scored[1].test))})"
+        out.append(text + ".")
+        above_mean = [e.name for e in scored if e.test_mean >= mean_loss]
+        if above_mean:
+            out.append(
+                f"In this run, {listing(above_mean)} did not beat the mean predictor ({fmt(mean_loss)})."
+            )
+        below = [e for e in scored if e.test_mean < rk4_test]
+        if below:
+            cells = [f"{e.name} ({ratio(e.test_mean, rk4_test)})" for e in below]
+            out.append(
+                f"In this run, {listing(cells)} scored below RK4 at dt = {RK4_DT:g} ({fmt(rk4_test)})."
+            )
+        else:
+            out.append(
+                f"In this run, no network scored below RK4 at dt = {RK4_DT:g} ({fmt(rk4_test)} on the same "
+                f"orbits); the closest, {best.name}, is at {ratio(best.test_mean, rk4_test)}."
+            )
+    costed = [e for e in entries if e.equal_cost is not None and e.sub_loss is not None]
+    compared = [e for e in costed if e.equal_cost["loss"] is not None]
+    if compared:
+        beat = [e for e in compared if e.sub_loss < e.equal_cost["loss"]]
+        extra = any(e.equal_cost["extrapolated"] for e in compared)
+        note = " (some equal-cost points extrapolated beyond RK4's measured steps)" if extra else ""
+        if beat:
+            cells = [f"{e.name} ({fmt(e.sub_loss)} vs RK4 {fmt(e.equal_cost['loss'])})" for e in beat]
+            out.append(f"At equal cost per orbit on {device}, {listing(cells)} scored below RK4{note}.")
+        else:
+            out.append(f"At equal cost per orbit on {device}, no network scored below RK4{note}.")
+        cheap = [e.name for e in compared if e.equal_cost["cheaper"]]
+        if cheap:
+            out.append(
+                f"{listing(cheap)} cost less per orbit than RK4 at any measured step: the comparison "
+                "above is with RK4's cheapest measured point, which costs more."
+            )
+    uncompared = [e.name for e in costed if e.equal_cost["loss"] is None]
+    if uncompared:
+        out.append(f"{listing(uncompared)}: no equal-cost comparison (RK4 diverged at the comparable step).")
+    timed = sorted((e for e in entries if e.us_per_orbit is not None), key=lambda e: e.us_per_orbit)
+    if timed:
+        fastest = timed[0]
+        text = f"The fastest network at inference is {fastest.name}: {fmt(fastest.us_per_orbit)} us/orbit"
+        text += f" on {device}"
+        if len(timed) > 1:
+            text += f" (slowest: {timed[-1].name}, {fmt(timed[-1].us_per_orbit)} us/orbit)"
+        if rk4["us_per_orbit"] is not None:
+            text += f"; RK4 at dt = {RK4_DT:g} takes {fmt(rk4['us_per_orbit'])} us/orbit on the CPU"
+        out.append(text + ".")
+    group_means: dict[str, dict[str, float]] = {}
+    for group, what in ((SMOOTH, "smooth"), (KINKED, "kinked")):
+        names = [n for n in group if n in rk4["physics"]]
+        per = {e.name: mean_of([e.physics.get(n) for n in names]) for e in entries} if names else {}
+        per = {k: v for k, v in per.items() if v is not None}
+        if not per:
+            continue
+        group_means[what] = per
+        rk = mean_of([rk4["physics"].get(n) for n in names])
+        best = min(per, key=per.get)
+        if len(per) == 1:
+            text = f"the mean loss of {best} is {fmt(per[best])}"
+        else:
+            text = f"the networks' mean loss ranges {fmt(per[best])} ({best}) to {fmt(max(per.values()))}"
+        out.append(
+            f"On the {what} physics potentials ({'/'.join(names)}), {text}; "
+            f"RK4 at dt = {RK4_DT:g}: {fmt(rk)}."
+        )
+    if len(group_means) == 2:
+        smooth, kinked = group_means["smooth"], group_means["kinked"]
+        ratios = {k: kinked[k] / smooth[k] for k in smooth if k in kinked and smooth[k] > 0}
+        if ratios:
+            worse = [k for k, r in ratios.items() if r > 1]
+            out.append(
+                f"Kinked over smooth mean physics loss: {fmt(min(ratios.values()))}x to "
+                f"{fmt(max(ratios.values()))}x across networks; {len(worse)} of {len(ratios)} "
+                "did worse on the kinked potentials."
+            )
+    return out
+
+
+def machine_line(device: str) -> str:
+    """Processor, core count, torch version and device of this run."""
+    import torch
+
+    proc = platform.processor() or platform.machine()
+    dev = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return (
+        f"{proc}, {os.cpu_count()} CPUs (torch threads {torch.get_num_threads()}), "
+        f"torch {torch.__version__}, device {dev}"
+    )
+
+
+def dataset_line(data_dir: Path, manifest: dict[str, Any]) -> str:
+    """The dataset's build config from its manifest."""
+    c, n = manifest["config"], manifest["counts"]
+    return (
+        f"`{data_dir}`: ic {c.get('ic')}, times {c.get('times')}, integrator {c.get('integrator')}, "
+        f"{c.get('n')} potentials (seed {c.get('seed')}); orbits train {n.get('train')}, "
+        f"val {n.get('val')}, test {n.get('test')}"
+    )
+
+
+def render_block(
+    name: str,
+    command: str,
+    data_dir: Path,
+    device: str,
+    entries: list[Entry],
+    base: dict[str, Any],
+    rk4: dict[str, Any],
+    metrics: dict[str, Any],
+    args: argparse.Namespace,
+    plot_name: str,
+    failed: list[RunSpec],
+) -> str:
+    """The markdown between the markers of data folder `name` (markers included)."""
+    from nh_data.schema import read_manifest
+
+    strata = list(dict.fromkeys([k for e in entries for k in e.strata] + list(base["rk4"]["strata"])))
+    manifest = read_manifest(data_dir)
+    wall = manifest["config"].get("ic") == "wall"
+    n_sub = metrics.get("data", {}).get("n_sub")
+    seeds = sorted({s for e in entries for s in e.seeds})
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rank_note = (
+        "rank-K floor: the train split's mean orbit plus its first K principal components (SVD of the "
+        "centred (N, 100) q and p matrices of the train split); the loss is that of each test orbit "
+        "projected onto this train basis, 0.5 (MSE_q + MSE_p) of the residual beyond K components. "
+        "A predictor whose q(t) and p(t) each lie in a fixed K-dimensional affine space of functions of t "
+        "(e.g. a DeepONet with K branches, its trunk a function of t alone) cannot beat it on the train "
+        "split."
+        if base["rank"]
+        else "rank-K floor: n/a, the orbits do not share one uniform time grid."
+    )
+    mean_note = (
+        "mean predictor: the train split's mean orbit, per time index (all orbits share one uniform grid)."
+        if base["uniform"]
+        else "mean predictor: the constant train mean of q and of p (orbits have their own times)."
+    )
+    lines = [
+        f"<!-- accuracy:{name} start -->",
+        f"## Accuracy: `{name}`, {fmt(args.budget)} min per run",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_line(device)}",
+        f"- date: {when}",
+        f"- data: {dataset_line(data_dir, manifest)}",
+        f"- scored on {base['n_test']} test orbits"
+        + (f" (a seeded random subset, --max-test {args.max_test})" if args.max_test else "")
+        + f"; seeds {', '.join(map(str, seeds))}; timing and equal cost on {n_sub} of them",
+        "",
+        results_table(entries, base, rk4, args.budget, strata, wall),
+        "",
+        *[f"Failed run (left out): {s.label}: {s.error}" for s in failed],
+        *([""] if failed else []),
+        "Test loss 0.5 (MSE_q + MSE_p) of the best-validation checkpoint on the test orbits; with several "
+        "seeds the mean and, in brackets, the min–max over seeds; other columns are means over seeds. "
+        f"`vs RK4 dt={RK4_DT:g}`: the row's mean test loss over RK4's on the same orbits (RK4 on the sensor "
+        "interpolant, native grid, Hermite dense output; docs/evaluation.md). `RK4 at equal cost`: RK4's "
+        "loss (and step) at the cost per orbit of the network, interpolated from RK4's measured times on "
+        f"this machine, on the timing subset. us/orbit: the network on {device}, batches of up to 2,048, "
+        "the fastest over seeds (same architecture; other jobs only add time); RK4 on all CPU cores. "
+        "train time: the sum of the epochs' training time (validation and the budget planning "
+        "excluded). `data`: files = the folder's train split, fresh = freshly generated orbits "
+        f"drawn like it. {mean_note} {rank_note}",
+        "",
+    ]
+    if rk4["physics"]:
+        lines += [
+            "Physics potentials, loss per potential (mean over seeds):",
+            "",
+            physics_table(entries, rk4),
+            "",
+        ]
+    lines += ["### Claims (generated from the numbers above)", ""]
+    lines += [f"- {c}" for c in claims(entries, base, rk4, device)]
+    lines += [
+        "",
+        f"![validation loss against training time, {name}]({plot_name})",
+        "",
+        f"<!-- accuracy:{name} end -->",
+    ]
+    return "\n".join(lines)
+
+
+def upsert_block(path: Path, name: str, block: str) -> None:
+    """Replace the block of `name` in `path` (markers included), or append it; other text is kept."""
+    from nh_data.fileio import write_text_atomic
+
+    start, end = f"<!-- accuracy:{name} start -->", f"<!-- accuracy:{name} end -->"
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = (
+            "# Accuracy results\n\n"
+            "Written by `bench/accuracy.py`: one block per data folder, between its `<!-- accuracy:... -->` "
+            "markers, regenerated by each run on that folder. Text outside the blocks is kept.\n"
+        )
+    i, j = text.find(start), text.find(end)
+    if i >= 0 and j > i:
+        text = text[:i] + block + text[j + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
+
+
+# ---------------------------------------------------------------- the plot
+
+
+def plot_curves(
+    specs: list[RunSpec],
+    metrics: dict[str, Any],
+    base: dict[str, Any],
+    title: str,
+    path: Path,
+) -> None:
+    """Validation loss against cumulative training wall time, one line per run, final test loss marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    entries = list(dict.fromkeys(s.entry for s in specs))
+    colours = plt.get_cmap("tab10" if len(entries) <= 10 else "tab20")
+    seeds = list(dict.fromkeys(s.seed for s in specs))
+    styles = ["-", "--", ":", "-."]
+    for spec in specs:
+        colour = colours(entries.index(spec.entry) % colours.N)
+        minutes, val = read_history(spec.run_dir)
+        if minutes.size:
+            style = styles[seeds.index(spec.seed) % len(styles)]
+            ax.plot(minutes, val, style, color=colour, lw=1.4, label=f"{spec.entry} s{spec.seed}")
+            test = metrics["runs"].get(spec.label, {}).get("test", {}).get("overall", {}).get("loss")
+            if test is not None:
+                ax.plot(minutes[-1], test, "o", color=colour, ms=7, mec="black", mew=0.8)
+    rk4 = base["rk4"]["overall"]["loss"]
+    mean = base["mean"]["overall"]["loss"]
+    ax.axhline(rk4, color="black", ls="--", lw=1.0, label=f"RK4 dt={RK4_DT:g} (test)")
+    ax.axhline(mean, color="grey", ls=":", lw=1.2, label="mean predictor (test)")
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="", marker="o", color="white", mec="black", label="final test loss"))
+    ax.set_yscale("log")
+    ax.set_xlabel("cumulative training wall time (min)")
+    ax.set_ylabel("validation loss 0.5 (MSE_q + MSE_p)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace, command: str) -> Path:
+    """The whole benchmark; returns the results file."""
+    from nh_models.data import has_split
+    from nh_models.evaluate import physics_names, resolve_device
+    from nh_models.models import MODEL_NAMES
+
+    data_dir = Path(args.data)
+    if not (data_dir / "manifest.json").is_file():
+        raise NHError(f"data folder {args.data!r} does not exist or has no manifest.json")
+    missing = [split for split in ("train", "val", "test") if not has_split(data_dir, split)]
+    if missing:
+        raise NHError(f"data folder {args.data!r} has no {missing[0]} split")
+    if not args.budget > 0 or not math.isfinite(args.budget):
+        raise NHError(f"--budget must be a positive number of minutes, got {args.budget}")
+    if args.max_test is not None and args.max_test < 1:
+        raise NHError(f"--max-test must be >= 1, got {args.max_test}")
+    if args.n_sub < 2:
+        raise NHError(f"--n-sub must be >= 2, got {args.n_sub}")
+    models = parse_names(args.models, list(MODEL_NAMES), "model")
+    seeds = parse_seeds(args.seeds)
+    recipes = parse_recipes(args.recipes, seeds)
+    physics_names(args.physics)  # NHError for an unknown potential, before any training
+    device = resolve_device(args.device)
+    name = data_dir.resolve().name
+    out = Path(args.out) / name
+    results = Path(args.results)
+
+    specs = plan_runs(models, recipes, args.budget, out)
+    total = fmt(len(specs) * args.budget)
+    print(f"{len(specs)} runs x {fmt(args.budget)} min ({total} min) on {device}, runs in {out}", flush=True)
+    done = train_runs(specs, data_dir, device)
+    failed = [s for s in specs if s.error is not None]
+    specs = done
+    if not specs:
+        raise NHError("every training run failed (see above)")
+    print("evaluating every run on the test split", flush=True)
+    metrics = evaluate_all(specs, data_dir, args, out)
+    print("data baselines: mean predictor, rank-K floor, RK4", flush=True)
+    stats = train_statistics(data_dir)
+    entries = aggregate(specs, metrics)
+    ranks = sorted({*RANKS, *(e.branches for e in entries if e.branches)})
+    ranks = [k for k in ranks if k < stats["W"]]
+    base = baseline_scores(data_dir, stats, ranks, args.max_test, metrics["settings"]["seed"])
+    rk4 = rk4_figures(metrics)
+
+    plot = results.parent / f"{results.stem}_{name}.png"
+    plot_curves(specs, metrics, base, f"{data_dir} — {fmt(args.budget)} min training budget per run", plot)
+    block = render_block(
+        name, command, data_dir, device, entries, base, rk4, metrics, args, plot.name, failed
+    )
+    upsert_block(results, name, block)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line `Error: ...` and exit status 2 for bad input."""
+    args = parse_args(argv)
+    command = "python bench/accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        results = run(args, command)
+    except NHError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    print(f"results: {results}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Fresh data: a stream of newly drawn certified orbits, distributed like a dataset's, never on disk.
+
+Training can draw new orbits every epoch instead of re-reading a fixed train split (the
+engine certifies ~23,000 orbits/s). Chunk `index` of the stream of `seed` takes every
+random number from ``SeedSequence(seed, spawn_key=(FRESH_SPLIT_CODE, index))``; the
+dataset's shards use split codes 0/1/2 (train/val/test, `build.shard_rng`), so a fresh
+stream never replays a shard of any dataset, even one built with the same seed. A chunk
+is drawn and certified exactly like a shard (`build.sample_rows`, the dataset's resolved
+build configuration: ic strata or wall, times random or uniform, integrator, dt), so it is a
+pure function of (config, seed, index, potentials): any process can regenerate it.
+
+    config = read_build_config("parquet_data/1000")       # manifest.json "config"
+    chunk = fresh_chunk(config, seed=89, index=epoch, potentials=1000)  # V, t, q, p, q0, p0, ...
+
+Never imports torch (`nh_models.fresh` wraps this as a torch Dataset).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .build import sample_rows
+from .errors import NHError
+from .schema import read_manifest
+
+#: spawn_key split code of fresh streams (train/val/test shards use 0/1/2)
+FRESH_SPLIT_CODE = 3
+#: config keys `fresh_chunk` reads (every resolved build configuration has them)
+CONFIG_KEYS = ("V0", "ic", "times", "integrator", "dt")
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise NHError(f"fresh data: {name} must be a {kind} integer, got {value!r}")
+    return int(value)
+
+
+def fresh_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of chunk `index` of the fresh stream of `seed` (PCG64)."""
+    ss = np.random.SeedSequence(int(seed), spawn_key=(FRESH_SPLIT_CODE, int(index)))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+def read_build_config(data_dir: str | os.PathLike) -> dict:
+    """The resolved build configuration of a dataset folder (manifest.json "config").
+
+    NHError (one line, naming the folder) when the manifest is missing or corrupt.
+    """
+    try:
+        config = read_manifest(data_dir)["config"]
+    except NHError as exc:
+        msg = str(exc)
+        hint = "" if "nh data build" in msg else "; run `nh data build` first"
+        raise NHError(f"no build configuration in {str(data_dir)!r}: {msg}{hint}") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise NHError(
+            f"no build configuration in {str(data_dir)!r}: manifest.json config lacks "
+            f"{', '.join(missing)}; run `nh data build` again"
+        )
+    return config
+
+
+def check_stream(config: dict, seed: int, potentials: int) -> tuple[int, int]:
+    """(seed, potentials) as ints; NHError for a bad seed, count or configuration."""
+    seed = _check_count(seed, "seed", 0)
+    potentials = _check_count(potentials, "potentials", 1)
+    missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise NHError(f"fresh data: the build configuration lacks {', '.join(missing)}")
+    return seed, potentials
+
+
+def fresh_chunk(config: dict, seed: int, index: int, potentials: int) -> dict[str, np.ndarray]:
+    """Chunk `index` of the fresh stream of `seed`: the certified orbits of `potentials` new potentials.
+
+    config: a dataset's resolved build configuration (`read_build_config`). Drawn from
+    `fresh_rng(seed, index)` and certified like a shard: rejected potentials and orbits
+    are dropped, so a chunk holds up to potentials x orbits_per_potential rows (strata: 4,
+    wall: 1). Returns every SCHEMA column: V (R, 100), t, q, p (R, W), q0, p0, E0, u,
+    depth, l, err_est (R,) float64, pid, b (R,) int64 (pid = index * potentials + the
+    potential's place in the chunk), knots, coeffs (lists of R arrays).
+    """
+    seed, potentials = check_stream(config, seed, potentials)
+    index = _check_count(index, "index", 0)
+    cols, _ = sample_rows(config, fresh_rng(seed, index), potentials, pid0=index * potentials)
+    return cols
