@@ -374,6 +374,13 @@ class TrainSource:
             )
         return next(self._chunks)
 
+    def close(self) -> None:
+        """Stop the fresh-data loader workers (a generator left to the garbage collector would
+        keep them alive, and a later fork would inherit its handle)."""
+        if self._chunks is not None:
+            self._chunks.close()
+            self._chunks = None
+
     def peek_chunk(self, epoch: int) -> dict[str, Tensor]:
         """The fresh set of `epoch`, kept for when that epoch runs (used by the planner)."""
         chunk = self.fresh[epoch]
@@ -843,6 +850,7 @@ def train(
         raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
 
     created = D.init(env, dev)
+    source: TrainSource | None = None
     try:
         datasets = _open_datasets(Path(data_dir), dtype, env, with_train=tc["fresh"] == 0)
         source = TrainSource(Path(data_dir), datasets["train"], tc, env, dtype)
@@ -964,6 +972,8 @@ def train(
         D.barrier(env)
         return metrics
     finally:
+        if source is not None:
+            source.close()
         D.cleanup(created)
 
 

@@ -154,14 +154,14 @@ def test_exploding_loss_stops_with_one_line_naming_the_epoch(synth, tmp_path, mo
     assert load_checkpoint(tmp_path / "r" / "checkpoint_last.pt")["epoch"] == 1  # the last good epoch
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # the stub takes no optimizer step
+@pytest.mark.filterwarnings("ignore:Detected call of")  # the stub takes no optimizer step
 def test_non_finite_loss_is_named(synth, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train_step", lambda *a, **k: torch.tensor(float("nan")))
     with pytest.raises(NHError, match="diverged in epoch 1: the batch loss nan is not finite"):
         T.train("deeponet", _cfg(), synth, tmp_path / "r", progress=False)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")
+@pytest.mark.filterwarnings("ignore:Detected call of")
 def test_diverging_run_from_the_command_line_is_one_line_exit_2(synth, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train_step", lambda *a, **k: torch.tensor(float("inf")))
     cfg = tmp_path / "c.yaml"
@@ -183,6 +183,9 @@ def test_fresh_training_is_deterministic_for_any_number_of_loader_workers(built,
     a, b = _weights(tmp_path / "w0"), _weights(tmp_path / "w1")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert runs[0]["test_loss"] == runs[1]["test_loss"]
+    import multiprocessing
+
+    assert not multiprocessing.active_children()  # the fresh-data workers are stopped with the run
     # 6 potentials x 4 orbits, minus rejections, in batches of 16, twice per epoch
     assert runs[0]["steps_done"] == 2 * 2 * 1
 
@@ -229,6 +232,16 @@ def test_energy_features_mark_the_allowed_well():
     assert torch.all(allowed[:50] == (kin[:50] >= 0))  # the left well is the allowed interval
     assert not allowed[50:].any()  # the right well is reachable in energy, not from q0
     assert torch.allclose(f[0, :100].abs(), kin.abs().sqrt())
+
+
+def test_energy_features_of_a_blown_up_state_are_nan_not_an_error():
+    V = torch.rand(3, 100)
+    ic = torch.tensor([[float("nan"), 0.0], [float("inf"), 1.0], [0.5, float("inf")]])
+    f = energy_features(V, ic)
+    assert f.shape == (3, 101) and not torch.isfinite(f[:, 100]).any()
+    model = get_model("deeponet", SMALL)
+    q, _ = model(V, torch.rand(3, 5) * 2, ic)
+    assert not torch.isfinite(q).all(axis=1).any()
 
 
 def test_bad_deeponet_option_is_named():

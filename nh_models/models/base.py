@@ -150,10 +150,13 @@ def energy_features(V: Tensor, ic: Tensor) -> Tensor:
     100: E0 = p0^2 / 2 + V(q0), V(q0) interpolated linearly between the sensors.
     """
     B, n = V.shape
-    pos = ic[:, :1].clamp(0.0, 1.0) * (n - 1)  # (B, 1) in sensor units
+    # (B, 1) in sensor units; a non-finite q0 (a chained prediction that blew up) indexes sensor 0
+    # and gives non-finite features, never an out-of-range index
+    pos = torch.nan_to_num(ic[:, :1], nan=0.0).clamp(0.0, 1.0) * (n - 1)
     i0 = pos.floor().clamp(max=n - 2).long()  # left neighbour of q0
     w = pos - i0
     E0 = 0.5 * ic[:, 1:].square() + V.gather(1, i0) * (1 - w) + V.gather(1, i0 + 1) * w  # (B, 1)
+    E0 = torch.where(ic[:, :1].isfinite(), E0, torch.full_like(E0, float("nan")))
     kin = E0 - V  # (B, n)
     idx = torch.arange(n, device=V.device).expand(B, n)
     forbidden = kin < 0
