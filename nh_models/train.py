@@ -78,7 +78,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import dump_config, resolve_config
-from .data import EpochBatchSampler, ShardDataset, epoch_permutation, eval_batches, has_split, iterate_batches
+from .data import EpochBatchSampler, ShardDataset, eval_batches, has_split, iterate_batches
 from .runtime import retain_freed_memory
 
 UPPER_BOUND = 300  # ExpHyperbolicLR upper bound U (SPEC section 8)
@@ -397,17 +397,17 @@ class TrainSource:
         return self._fresh_batches(self._chunk(epoch), epoch)
 
     def _fresh_batches(self, chunk: dict[str, Tensor], epoch: int) -> Any:
-        B, w, r = self.tc["batch_size"], self.env.world_size, self.env.rank
-        n = chunk["V"].shape[0]
-        usable = (n // B) * B
-        k = B // w
+        """This rank's full batches of one fresh set, `fresh_reuse` shuffled passes over it."""
+        n, B = chunk["V"].shape[0], self.tc["batch_size"]
+        if n < B:  # every orbit of the set rejected, or nearly: no full batch
+            return
+        sampler = EpochBatchSampler(
+            n, B, seed=self.tc["seed"], rank=self.env.rank, world_size=self.env.world_size, drop_last=True
+        )
         for rep in range(self.tc["fresh_reuse"]):
-            order = torch.from_numpy(
-                epoch_permutation(n, self.tc["seed"], epoch * self.tc["fresh_reuse"] + rep)
-            )
-            for s in range(0, usable, B):
-                idx = order[s : s + B][r * k : (r + 1) * k]
-                yield {key: v.index_select(0, idx) for key, v in chunk.items()}
+            sampler.set_epoch(epoch * self.tc["fresh_reuse"] + rep)
+            for idx in sampler:
+                yield {key: v.index_select(0, torch.from_numpy(idx)) for key, v in chunk.items()}
 
 
 def check_loss(value: float, state: TrainState, epoch: int, lr: float) -> None:
@@ -644,7 +644,6 @@ def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], devi
     rng = rng_state()
     model = copy.deepcopy(state.model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    shadow = TrainState(model=model, net=model, optimizer=opt, scheduler=state.scheduler)
     gen = 0.0
     if source.fresh is not None:
         t0 = time.perf_counter()
@@ -680,7 +679,6 @@ def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], devi
             f.flush()
             os.fsync(f.fileno())
     per_val += time.perf_counter() - t0
-    del shadow
     set_rng_state(rng)
     return per_step, per_val, gen
 
