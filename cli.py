@@ -173,7 +173,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
     import os
     from pathlib import Path
 
-    from nh_models.train import default_run_dir, train
+    from nh_models.training.trainer import default_run_dir, train
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "time_limit": time_limit,
                  "fresh": fresh}  # fmt: skip
@@ -185,7 +185,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
             raise NHError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         config, run_dir = None, resume
     else:
-        from nh_models.config import load_config
+        from nh_models.training.config import load_config
 
         if data_dir is None:
             if not (Path(DEFAULT_DATA) / "manifest.json").is_file():
@@ -228,7 +228,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, quiet) -> None:
     """Evaluate trained runs against integrators: accuracy, physics, work-precision, report."""
-    from nh_models.evaluate import EvalSettings, evaluate_runs
+    from nh_models.evaluation import EvalSettings, evaluate_runs
 
     settings = EvalSettings(max_test=max_test, n_sub=n_sub)
     _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings,
@@ -255,7 +255,7 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, base_config, space_path, device, seed,
          quiet) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); resumable; writes best.yaml."""
-    from nh_models.tune import tune as run_tune
+    from nh_models.training.tune import tune as run_tune
 
     summary = run_tune(model, trials, data_dir, storage=storage, study_name=study_name, out_dir=out_dir,
                        epochs=epochs, base_config=base_config, space_path=space_path, device=device,

@@ -4,7 +4,7 @@
         --models deeponet,traonet,varonet,mambonet,fno --recipes recommended,paper \
         --seeds 89,231 --out runs/accuracy --results docs/results.md
 
-For every (model, recipe, seed) the script trains `nh_models.train.train` with the train
+For every (model, recipe, seed) the script trains `nh_models.training.trainer.train` with the train
 key `time_limit` = --budget minutes (the trainer plans its schedule to span the budget
 and stops cleanly at it) into OUT/<dataset>/<model>-<recipe>-s<seed>/; a run whose
 metrics.json says completed or time_limit is kept, so an interrupted benchmark resumes
@@ -12,7 +12,7 @@ metrics.json says completed or time_limit is kept, so an interrupted benchmark r
 nh_models/configs/<model>.yaml, `paper` nh_models/configs/paper/<model>.yaml, `files` the
 recommended one trained on the folder's train split alone (train.fresh = 0).
 
-All runs of the data folder are then scored in one `nh_models.evaluate.evaluate_runs`
+All runs of the data folder are then scored in one `nh_models.evaluation.evaluate_runs`
 call (its metrics.json, report.md and plots go to OUT/<dataset>/eval/): test loss
 overall and per energy stratum, physics potentials, inference time per orbit, RK4 at
 dt = 0.02 and RK4 at equal cost. Beside them the script computes, on the same test
@@ -53,7 +53,7 @@ from nh_data.errors import NHError  # noqa: E402
 # files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
 # isolates what the fresh orbits bring
 RECIPES = ("recommended", "paper", "files")
-OTHER = "other"  # nh_models.evaluate's label of orbits outside the energy strata
+OTHER = "other"  # nh_models.evaluation.metrics.OTHER, the label of orbits outside the energy strata
 DONE_STATUSES = ("completed", "time_limit")
 RK4_DT = 0.02  # the fixed-step RK4 baseline of the table (also evaluate's physics_dt)
 RANKS = (10, 20, 32, 64)  # rank-K floors always reported (plus each recipe's DeepONet branch count)
@@ -122,7 +122,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def recipe_path(model: str, recipe: str) -> Path:
     """The config file of a recipe: CONFIG_DIR/<model>.yaml or PAPER_CONFIG_DIR/<model>.yaml."""
-    from nh_models.config import CONFIG_DIR, PAPER_CONFIG_DIR
+    from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR
 
     path = (PAPER_CONFIG_DIR if recipe == "paper" else CONFIG_DIR) / f"{model}.yaml"
     if not path.is_file():
@@ -172,7 +172,7 @@ def parse_recipes(text: str, seeds: list[int]) -> dict[str, list[int]]:
 
 def plan_runs(models: list[str], recipes: dict[str, list[int]], budget: float, out: Path) -> list[RunSpec]:
     """Every (model, recipe, seed) with its resolved config (time_limit = budget); configs checked now."""
-    from nh_models.config import load_config
+    from nh_models.training.config import load_config
 
     specs = []
     for model in models:
@@ -225,7 +225,7 @@ def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpe
     A run the trainer stops with an NHError (e.g. a diverging loss) is reported and left
     out; returns the runs that finished (a later call trains the failed ones again).
     """
-    from nh_models.train import train
+    from nh_models.training.trainer import train
 
     done = []
     for i, spec in enumerate(specs, 1):
@@ -337,11 +337,11 @@ def baseline_scores(
 
     The test orbits are those of evaluate_runs (`TestSplit(data_dir, max_test, seed)`).
     Returns {"n_test", "uniform", "mean": summary, "rank": {K: summary}, "rk4": summary},
-    each summary as `nh_models.evaluate.summarize` makes it; "rank" is empty off a
+    each summary as `nh_models.evaluation.summarize` makes it; "rank" is empty off a
     shared uniform grid (shared by the train and test splits).
     """
-    from nh_models.evaluate import TestSplit, orbit_errors, summarize
-    from nh_models.oracle import integrator_native
+    from nh_models.evaluation import TestSplit, orbit_errors, summarize
+    from nh_models.evaluation.oracle import integrator_native
 
     test = TestSplit(data_dir, max_test, seed)
     uniform = stats["grid"] is not None and all(
@@ -385,7 +385,7 @@ def baseline_scores(
 
 def evaluate_all(specs: list[RunSpec], data_dir: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One evaluate_runs call over every run (metrics.json, report.md and plots into OUT/<dataset>/eval)."""
-    from nh_models.evaluate import EvalSettings, evaluate_runs
+    from nh_models.evaluation import EvalSettings, evaluate_runs
 
     settings = EvalSettings(max_test=args.max_test, n_sub=args.n_sub, physics_dt=RK4_DT)
     metrics, _ = evaluate_runs(
@@ -440,12 +440,12 @@ class Entry:
 
 
 def rk4_at_cost(rk4_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """RK4 at the cost `seconds` per orbit: `nh_models.evaluate.equal_cost`, plus `cheaper`.
+    """RK4 at the cost `seconds` per orbit: `nh_models.evaluation.equal_cost`, plus `cheaper`.
 
     cheaper: the cost is below every measured RK4 point; then `dt` and `loss` are those of
     RK4's cheapest measured point (None when it diverged), not an extrapolation past it.
     """
-    from nh_models.evaluate import equal_cost
+    from nh_models.evaluation import equal_cost
 
     cheapest = min(rk4_rows, key=lambda r: r["time_per_traj_s"])
     if seconds < cheapest["time_per_traj_s"]:
@@ -950,7 +950,7 @@ def plot_curves(
 def run(args: argparse.Namespace, command: str) -> Path:
     """The whole benchmark; returns the results file."""
     from nh_models.data import has_split
-    from nh_models.evaluate import physics_names, resolve_device
+    from nh_models.evaluation import physics_names, resolve_device
     from nh_models.models import MODEL_NAMES
 
     data_dir = Path(args.data)

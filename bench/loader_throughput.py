@@ -157,7 +157,7 @@ def _ensure_dataset(args: argparse.Namespace) -> tuple[Path, str]:
         build_dataset(d, args.potentials, seed=0, workers=args.workers, overwrite=True, progress=True)
         what = f"nh data build dataset {d}"
     else:
-        from nh_models.synthetic import write_synthetic_dataset
+        from nh_models.testing import write_synthetic_dataset
 
         write_synthetic_dataset(
             d, n_train=rows, n_val=0, n_test=0, seed=0, rows_per_shard=SHARD_POTENTIALS * ORBITS_PER_POTENTIAL

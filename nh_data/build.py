@@ -36,7 +36,8 @@ from . import ground_truth as gt
 from .errors import NHError
 from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
-from .potentials import V0, potential_rejections, sample_potentials
+from .potentials import potential_rejections, sample_potentials
+from .problem import N_SENSORS, T_END, V0, WINDOW
 from .schema import (
     MANIFEST,
     ROW_GROUP_SIZE,
@@ -136,9 +137,9 @@ def resolve_config(
         "potentials": split_sizes(int(n), ic),
         "orbits_per_potential": orbits_per_potential(ic),
         "V0": V0,
-        "T": 2.0,
-        "window": 100,
-        "n_sensors": 100,
+        "T": T_END,
+        "window": WINDOW,
+        "n_sensors": N_SENSORS,
         "cert_tol": gt.CERT_TOL,
         "adaptive_tols": list(gt.ADAPTIVE_TOLS) if integrator == gt.ADAPTIVE else None,
         "energy_drift": gt.ENERGY_DRIFT,

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .problem import T_END, V0, WINDOW
 from .spline import V_rows
 
 STRATA = np.array([[0.05, 0.35], [0.35, 0.65], [0.65, 0.95], [0.95, 0.99]])
 MIN_GAP = 1e-3
-T_END = 2.0
-WINDOW = 100
 IC_MODES = ("strata", "wall")
 TIME_MODES = ("random", "uniform")
 
@@ -42,7 +41,7 @@ def orbits_per_potential(ic: str) -> int:
     return len(STRATA) if ic == "strata" else 1
 
 
-def sample_initial(rng: np.random.Generator, params: np.ndarray, ic: str, V0: float = 2.0) -> Orbits:
+def sample_initial(rng: np.random.Generator, params: np.ndarray, ic: str, V0: float = V0) -> Orbits:
     """Initial conditions for the potentials `params`: (M, P), drawn from `rng` in a fixed order."""
     M = params.shape[0]
     if ic == "wall":

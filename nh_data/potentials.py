@@ -23,17 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grf import grf_sample
+from .problem import SENSORS, V0
 from .spline import V_batch, clamped_knots, pack_params_into, params_width
 
-V0 = 2.0
 B_MIN, B_MAX = 2, 7
 L_MIN, L_MAX = 0.01, 0.2
 DEPTH_MIN, DEPTH_MAX = 0.5, 3.5
 HEADROOM = 0.1
 WALL_MARGIN = 0.05
 STRATA_GAP = 0.025
-N_SENSORS = 100
-SENSORS = np.linspace(0.0, 1.0, N_SENSORS)
 V_ABS_MAX = 10.0
 #: widest params row: B_MAX + 2 coefficients
 P_MAX = params_width(B_MAX + 2)

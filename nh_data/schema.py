@@ -45,10 +45,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from .errors import NHError
+from .problem import N_SENSORS, WINDOW
 
 SCHEMA_VERSION = 1
-WINDOW = 100
-N_SENSORS = 100
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 STATE_DIR = ".nh_build"

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .errors import NHError
 from .fileio import sha256_file
+from .problem import SENSORS, T_END, V0
 from .schema import SCHEMA, SPLITS, read_manifest
 from .spline import V_pp, V_rows, pack_params
 
@@ -34,7 +35,6 @@ REF_DT = 2e-5
 #: margin on top of the certificate for the reference's own error
 REF_MARGIN = 1e-9
 SPLINE_TOL = 1e-12
-SENSORS = np.linspace(0.0, 1.0, 100)
 
 
 def _fixed_to_numpy(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def info(dir: str | os.PathLike) -> dict:
 def _check_rows(file: str, d: dict, cfg: dict, problems: list[str]) -> None:
     """Row-level checks of one shard; appends 'file row i: ...' lines."""
     R = len(d["q0"])
-    T = float(cfg.get("T", 2.0))
+    T = float(cfg.get("T", T_END))
 
     def bad(mask: np.ndarray, what: str) -> None:
         idx = np.flatnonzero(mask)
@@ -147,7 +147,7 @@ def _check_rows(file: str, d: dict, cfg: dict, problems: list[str]) -> None:
             d["q"][i], np.broadcast_to(P[i], (d["q"].shape[1], params_width))
         )
     bad(ok & np.any(np.abs(Vs - d["V"]) > 1e-12, axis=1), "sensor values V differ from the stored B-spline")
-    escale = cfg.get("V0", 2.0) - d["V"].min(axis=1)
+    escale = cfg.get("V0", V0) - d["V"].min(axis=1)
     drift = np.abs(H - d["E0"][:, None]).max(axis=1)
     bad(ok & ~(drift < cfg.get("energy_drift", 1e-4) * escale), "energy not conserved along the orbit")
 

@@ -4,10 +4,22 @@ The public API, loaded on first use (so `import nh_models` stays light and never
 pulls optuna or matplotlib in before they are needed):
 
     from nh_models import get_model, load_config, load_run, ShardDataset
-    from nh_models.train import train        # (the submodules `train` and `tune` keep their names)
+    from nh_models.training.trainer import train
     model = get_model("deeponet")                       # paper configuration
     cfg = load_config("deeponet", "configs/deeponet_small.yaml", {"train": {"epochs": 5}})
     metrics = train("deeponet", cfg, "parquet_data/1000", "runs")
+
+The package, by what each part does (docs/architecture.md):
+
+    models/      the five networks, their registry and shared layers
+    data.py      shards -> memory-mapped Arrow cache -> batches;  fresh.py  fresh orbits
+    training/    trainer, schedules, steps, training source, checkpoints, configs, DDP, tuning
+    evaluation/  metrics, work-precision, structure (energy, det J, chaining), integrator
+                 baselines (oracle), test split and physics cases, `nh eval`, report, plots
+    demo.py      the one-command demo;  runtime.py  process settings;  testing.py  test data
+
+`nh_models.train`, `nh_models.evaluate` and `nh_models.tune` are the old paths of
+`train`, `evaluate_runs` and `tune`, kept as re-exports.
 """
 
 from __future__ import annotations
@@ -26,14 +38,14 @@ _API = {
     "iterate_batches": "data",
     "FreshOrbits": "fresh",
     "iterate_chunks": "fresh",
-    "write_synthetic_dataset": "synthetic",
+    "write_synthetic_dataset": "testing",
     # training and loading runs
-    "load_config": "config",
-    "load_run": "checkpoint",
-    "load_checkpoint": "checkpoint",
+    "load_config": "training.config",
+    "load_run": "training.checkpoint",
+    "load_checkpoint": "training.checkpoint",
     # evaluation, search, demo
-    "evaluate_runs": "evaluate",
-    "OracleModel": "oracle",
+    "evaluate_runs": "evaluation.run",
+    "OracleModel": "evaluation.oracle",
     "run_demo": "demo",
 }
 

@@ -114,9 +114,9 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
-    from .config import CONFIG_DIR, load_config
-    from .evaluate import EvalSettings, evaluate_runs, resolve_device
-    from .train import train
+    from .evaluation.run import EvalSettings, evaluate_runs, resolve_device
+    from .training.config import CONFIG_DIR, load_config
+    from .training.trainer import train
 
     if size not in SIZES:
         raise NHError(f"unknown demo size {size!r}; valid: {', '.join(SIZES)}")

@@ -41,7 +41,7 @@ echo "== training smoke runs ($DEVICE)"
 import json, sys, time
 from pathlib import Path
 from nh_models import load_config
-from nh_models.train import train
+from nh_models.training.trainer import train
 from nh_models.models import MODEL_NAMES
 
 out, device, quick = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"

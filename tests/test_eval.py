@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.interpolate import CubicSpline
 
-from nh_models.evaluate import (
+from nh_data.problem import SENSORS
+from nh_models.evaluation import (
     WALL,
     Candidate,
     EvalSettings,
@@ -40,8 +41,7 @@ from nh_models.evaluate import (
     summarize,
     write_outputs,
 )
-from nh_models.oracle import (
-    SENSORS,
+from nh_models.evaluation.oracle import (
     OracleModel,
     integrator_native,
     integrator_predict,
@@ -49,7 +49,7 @@ from nh_models.oracle import (
     sensor_spline,
     sensor_V,
 )
-from nh_models.synthetic import write_synthetic_dataset
+from nh_models.testing import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

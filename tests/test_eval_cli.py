@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli import nh
-from nh_models.config import PAPER_CONFIG_DIR, load_config
-from nh_models.synthetic import write_synthetic_dataset
-from nh_models.train import train
+from nh_models.testing import write_synthetic_dataset
+from nh_models.training.config import PAPER_CONFIG_DIR, load_config
+from nh_models.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -371,7 +371,7 @@ def test_paper_config_files(name):
     }  # fmt: skip
     # the training side's resolver reads the same file to the same values (the keys beyond the
     # paper, absent from the file, take the defaults that keep the paper's trainer)
-    from nh_models.config import TRAIN_DEFAULTS, load_config
+    from nh_models.training.config import TRAIN_DEFAULTS, load_config
 
     resolved = load_config(name, CONFIGS / f"{name}.yaml")
     assert resolved["model"] == dataclasses.asdict(model_config(name))

@@ -13,16 +13,17 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import nh_models.train as T
+import nh_models.training.trainer as T
 from cli import nh
 from nh_data.build import build_dataset, resolve_config
 from nh_data.errors import NHError
-from nh_models.checkpoint import load_checkpoint
-from nh_models.config import CONFIG_DIR, PAPER_CONFIG_DIR, load_config
 from nh_models.models import MODEL_NAMES, get_model
 from nh_models.models.base import energy_features
 from nh_models.models.deeponet import chebyshev_basis
-from nh_models.synthetic import write_synthetic_dataset
+from nh_models.testing import write_synthetic_dataset
+from nh_models.training import schedules
+from nh_models.training.checkpoint import load_checkpoint
+from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR, load_config
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -59,7 +60,7 @@ def _weights(run: Path) -> dict:
 
 
 def test_warmup_cosine_rises_then_falls_to_the_floor():
-    lrs = [T.warmup_cosine_lr(s, 1e-3, 1e-6, 100, 10) for s in range(101)]
+    lrs = [schedules.warmup_cosine_lr(s, 1e-3, 1e-6, 100, 10) for s in range(101)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up
     assert all(a <= b for a, b in zip(lrs[:9], lrs[1:10], strict=True))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
@@ -316,6 +317,6 @@ def test_corrupt_dataset_leaves_no_run_folder(built, tmp_path):
 
 
 def test_wall_starts_are_their_own_stratum():
-    from nh_models.evaluate import WALL, stratum_labels
+    from nh_models.evaluation import WALL, stratum_labels
 
     assert list(stratum_labels(np.array([0.0, 0.06]))) == [WALL, "[0.05,0.35)"]  # u = 0: a wall start

@@ -17,7 +17,10 @@ import torch
 import yaml
 
 from nh_data.errors import NHError
-from nh_models.checkpoint import (
+from nh_models.data import ShardDataset
+from nh_models.models import get_model
+from nh_models.testing import write_synthetic_dataset
+from nh_models.training.checkpoint import (
     digest,
     load_checkpoint,
     load_run,
@@ -25,11 +28,10 @@ from nh_models.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from nh_models.config import CONFIG_DIR, TRAIN_KEYS, load_config, resolve_config
-from nh_models.data import ShardDataset
-from nh_models.models import get_model
-from nh_models.synthetic import write_synthetic_dataset
-from nh_models.train import ExpHyperbolicLR, evaluate, exp_hyperbolic_lr, per_sample_loss, train
+from nh_models.training.config import CONFIG_DIR, TRAIN_KEYS, load_config, resolve_config
+from nh_models.training.schedules import ExpHyperbolicLR, exp_hyperbolic_lr
+from nh_models.training.steps import evaluate, per_sample_loss
+from nh_models.training.trainer import train
 
 TINY_TRAONET = {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32, "dropout": 0.1}
 TINY_DEEPONET = {"nodes": 16, "layers": 2, "branches": 4}
@@ -324,7 +326,7 @@ def test_resume_refusals(tiny, tmp_path):
 
 def test_bf16_autocast_runs_the_matmuls_in_bfloat16(tiny):
     """train_step(bf16=True): the layers compute in bfloat16, the weights and the loss stay float32."""
-    from nh_models.train import train_step
+    from nh_models.training.steps import train_step
 
     torch.manual_seed(0)
     model = get_model("deeponet", TINY_DEEPONET)
@@ -355,7 +357,7 @@ def test_bf16_and_compile_train_on_cpu_like_eager_float32(tiny, tmp_path):
 
 def test_compile_without_a_cpu_compiler_is_one_clear_error(tiny, tmp_path, monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr("nh_models.train.shutil.which", lambda name: None)
+    monkeypatch.setattr("nh_models.training.steps.shutil.which", lambda name: None)
     with pytest.raises(NHError, match=r"^compile: true on CPU needs a C\+\+ compiler"):
         train("deeponet", _cfg(TINY_DEEPONET, compile=True), tiny, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written

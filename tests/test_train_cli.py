@@ -12,9 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from cli import nh
-from nh_models.config import CONFIG_DIR
-from nh_models.synthetic import write_synthetic_dataset
-from nh_models.train import train
+from nh_models.testing import write_synthetic_dataset
+from nh_models.training.config import CONFIG_DIR
+from nh_models.training.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 

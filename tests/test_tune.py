@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from cli import nh
 from nh_data.errors import NHError
-from nh_models.config import CONFIG_DIR, load_config
 from nh_models.models import MODEL_NAMES
-from nh_models.synthetic import write_synthetic_dataset
-from nh_models.tune import read_space, tune
+from nh_models.testing import write_synthetic_dataset
+from nh_models.training.config import CONFIG_DIR, load_config
+from nh_models.training.tune import read_space, tune
 
 SPACE = """
 model:
@@ -107,7 +107,7 @@ def test_tune_completes_resumes_and_best_yaml_trains(setup):
 def test_failed_and_non_finite_trials_are_recorded_not_fatal(setup, monkeypatch):
     root = setup
     calls = {"n": 0}
-    import nh_models.train as train_module
+    import nh_models.training.trainer as train_module
 
     real_train = train_module.train
 
@@ -140,7 +140,7 @@ def test_failed_and_non_finite_trials_are_recorded_not_fatal(setup, monkeypatch)
 
 
 def test_all_trials_failing_is_an_error_not_a_crash(setup, monkeypatch):
-    import nh_models.train as train_module
+    import nh_models.training.trainer as train_module
 
     def broken(*a, **kw):
         raise ValueError("boom")
@@ -236,8 +236,8 @@ def test_bad_model_data_and_study_owner_exit_2(setup, tmp_path):
 def test_shipped_search_spaces_name_real_keys(model):
     from dataclasses import fields
 
-    from nh_models.config import TRAIN_KEYS
     from nh_models.models import model_config
+    from nh_models.training.config import TRAIN_KEYS
 
     space = read_space(CONFIG_DIR / f"{model}_tune.yaml")
     assert set(space["model"]) <= {f.name for f in fields(type(model_config(model, None)))}

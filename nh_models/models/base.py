@@ -23,9 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from nh_data.errors import NHError
-
-N_SENSORS = 100  # V is sampled at np.linspace(0, 1, 100)
-
+from nh_data.problem import N_SENSORS  # V is sampled at np.linspace(0, 1, 100)
 
 # ----------------------------------------------------------------- config checks
 

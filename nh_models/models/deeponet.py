@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nh_data.errors import NHError
-from nh_data.initial import T_END
+from nh_data.problem import T_END
 
 from .base import (
     N_SENSORS,

@@ -1,6 +1,7 @@
-"""A tiny dataset in the exact `nh data build` schema, made of harmonic potentials.
+"""Test data: a tiny dataset in the exact `nh data build` schema, made of harmonic potentials.
 
-For fast tests and smoke runs of the training stack: no Numba, no integrator.
+For fast tests, smoke runs of the training stack and the loader benchmark: no Numba, no
+integrator.
 Every orbit is exact in closed form. Per row (one orbit per potential):
 
     V(q) = omega^2 (q - c)^2 / 2 + V_min,  V_min = V0 - omega^2 max(c, 1 - c)^2 / 2
@@ -14,6 +15,7 @@ and `coeffs` its 4 Bernstein coefficients (so `b = 2`), hence
 GRF), `err_est = 0` (exact).
 Query times follow SPEC section 5 (v1.33): t = 0, t = 2 and 98 sorted uniform draws.
 
+    from nh_models.testing import write_synthetic_dataset
     write_synthetic_dataset("data/tiny", n_train=512, n_val=128, n_test=128, seed=0)
 """
 
@@ -28,13 +30,12 @@ import pyarrow.parquet as pq
 
 from nh_data.errors import NHError
 from nh_data.fileio import sha256_file, write_json_atomic
+from nh_data.problem import SENSORS, T_END, V0, WINDOW
 from nh_data.schema import SCHEMA, SCHEMA_VERSION, read_manifest
 
-V0 = 2.0  # wall height (SPEC section 1)
-T_END = 2.0  # time window [0, T]
-N_SENSORS = 100  # V sampled at np.linspace(0, 1, 100)
-N_TIMES = 100  # query times per orbit
+N_TIMES = WINDOW  # query times per orbit
 VECTOR_COLUMNS = ("V", "t", "q", "p")
+GENERATOR = "nh_models.synthetic"  # the manifests' name of this writer (kept when the module moved)
 KNOTS = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # one clamped cubic Bezier piece on [0, 1]
 
 
@@ -50,7 +51,7 @@ def harmonic_orbits(rng: np.random.Generator, n: int, pid0: int = 0) -> dict[str
     A = rng.uniform(0.05, 0.95, n) * np.minimum(c, 1.0 - c)  # amplitude, orbit inside (0, 1)
     phi = rng.uniform(0.0, 2.0 * np.pi, n)
 
-    x = np.linspace(0.0, 1.0, N_SENSORS)
+    x = SENSORS
     V = 0.5 * omega[:, None] ** 2 * (x[None, :] - c[:, None]) ** 2 + V_min[:, None]  # (n, 100)
     t = np.empty((n, N_TIMES))
     t[:, 0] = 0.0
@@ -165,7 +166,7 @@ def write_synthetic_dataset(
             )
         pid0 += n
     config = {
-        "generator": "nh_models.synthetic",
+        "generator": GENERATOR,
         "potential": "harmonic",
         "seed": int(seed),
         "n_train": counts["train"],
@@ -180,7 +181,7 @@ def write_synthetic_dataset(
         "counts": counts,
         "potentials": dict(counts),  # one orbit per potential
         "rejections": {split: {} for split in counts},
-        "versions": {"generator": "nh_models.synthetic", "pyarrow": pa.__version__, "numpy": np.__version__},
+        "versions": {"generator": GENERATOR, "pyarrow": pa.__version__, "numpy": np.__version__},
         "shards": shards,
     }
     write_json_atomic(out / "manifest.json", manifest)

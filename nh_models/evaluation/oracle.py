@@ -34,9 +34,7 @@ from numba import njit, prange
 from nh_data.config import JIT, PARALLEL_JIT
 from nh_data.errors import NHError
 from nh_data.integrators import get_method, integrate_batch
-
-N_SENSORS = 100
-SENSORS = np.linspace(0.0, 1.0, N_SENSORS)  # x_i = i / 99
+from nh_data.problem import N_SENSORS
 
 # A predictor maps numpy (V (B, 100), t (B, W), ic (B, 2)) to (q, p), each (B, W) float64.
 Predictor = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -339,3 +337,17 @@ class OracleModel(torch.nn.Module):
 
     def regularizer(self) -> torch.Tensor:
         return torch.zeros((), dtype=torch.float64)
+
+
+BASELINES = ("rk4", "leapfrog", "yoshida4")  # the integrators every model is compared with
+
+
+def integrator_predictor(method: str, dt: float, native: bool = True) -> Predictor:
+    """An integrator on the sensor interpolant as a predictor (native grid + Hermite by default)."""
+
+    def predict(V, t, ic):
+        if native:
+            return integrator_native(V, t, ic, method, dt)
+        return integrator_predict(V, t, ic, method, dt)
+
+    return predict

@@ -1,7 +1,7 @@
 """PNG plots of an evaluation (matplotlib, Agg backend, no display needed).
 
 Every function takes the `curves` / `metrics` produced by
-`nh_models.evaluate.evaluate_candidates` and writes one PNG atomically.
+`nh_models.evaluation.run.evaluate_candidates` and writes one PNG atomically.
 Reference curves are black; each model keeps one colour across all plots;
 integrators are grey dashed lines.
 """
@@ -20,7 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .evaluate import BASELINES, SENSORS  # noqa: E402
+from nh_data.problem import SENSORS  # noqa: E402
+
+from .oracle import BASELINES  # noqa: E402
 
 TINY = 1e-16  # floor for log axes of errors (exact zeros, e.g. at t = 0)
 TINY_LOSS = 1e-30  # floor for log axes of squared errors

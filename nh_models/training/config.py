@@ -30,7 +30,7 @@ import yaml
 
 from nh_data.errors import NHError
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PAPER_CONFIG_DIR = CONFIG_DIR / "paper"
 SECTIONS = ("model", "train")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..problem import SENSORS
+
 _COLOURS = {"rk4": "tab:red", "leapfrog": "tab:orange", "yoshida4": "tab:green", "yoshida8": "tab:blue"}
 
 
@@ -29,7 +31,7 @@ def plot_physics(pot, res: dict, path: str, dense: tuple | None = None) -> None:
     qs = np.linspace(0.0, 1.0, 501)
     a = ax[0, 0]
     a.plot(qs, pot.potential(qs), "k-", lw=1.5, label="V(q)")
-    a.plot(np.linspace(0.0, 1.0, 100), pot.sensors(), "k.", ms=3, label="100 sensors")
+    a.plot(SENSORS, pot.sensors(), "k.", ms=3, label="100 sensors")
     a.axhline(res["E0"], color="tab:purple", ls="--", lw=1, label=f"E0 = {res['E0']:.4g}")
     for k in pot.kinks:
         a.axvline(k, color="grey", ls=":", lw=1)

@@ -1,0 +1,327 @@
+"""The whole `nh eval`: every run's best checkpoint and the baseline integrators judged on the
+test split and the physics cases, then metrics.json, report.md and the plots (`evaluate_runs`).
+
+See docs/evaluation.md for what each number means and why it is fair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
+
+from ..runtime import retain_freed_memory
+from .cases import PhysicsCase, TestData, TestSplit, load_physics_cases, physics_energy, physics_names
+from .metrics import finite, orbit_errors, summarize
+from .oracle import integrator_native, integrator_predictor
+from .predictors import Candidate, float64_predictor
+from .settings import EvalSettings, _log
+from .structure import _detj_summary, _energy_summary, _long_time_grid, chain, energy_error, jacobian_det
+from .work_precision import _best_time, equal_cost, integrator_work_precision, time_model
+
+
+def _physics_entry(case: PhysicsCase, q_hat: np.ndarray, p_hat: np.ndarray) -> dict[str, float]:
+    """Errors of one predicted orbit (W,) on a physics case, energy with the analytic V."""
+    err = orbit_errors(q_hat[None], p_hat[None], case.q_ref[None], case.p_ref[None])
+    dH = physics_energy(case.name, q_hat, p_hat, case.q_ref[0], case.p_ref[0])
+    return {k: float(v[0]) for k, v in err.items()} | {
+        "max_abs_q": float(np.max(np.abs(q_hat - case.q_ref))),
+        "max_abs_p": float(np.max(np.abs(p_hat - case.p_ref))),
+        "max_abs_dH": float(dH.max()),
+    }
+
+
+def _baselines_test(
+    sub: TestData, detj_sub: TestData, settings: EvalSettings, curves: dict, progress: bool
+) -> dict[str, Any]:
+    """Work-precision curves, and accuracy / energy / det J at physics_dt, of each baseline integrator."""
+    _log(f"work-precision of {', '.join(settings.methods)} on {len(sub.u)} test orbits", progress)
+    out: dict[str, Any] = {
+        "work_precision": integrator_work_precision(
+            sub.V, sub.t, sub.ic, sub.q, sub.p, settings.methods, settings.dts, settings.repeats, progress
+        ),
+        "test": {},
+    }
+    curves["energy"]["t"] = sub.t
+    for m in settings.methods:
+        q_hat, p_hat = integrator_native(sub.V, sub.t, sub.ic, m, settings.physics_dt)
+        dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+        curves["energy"][f"{m} dt={settings.physics_dt:g}"] = dH
+        det = jacobian_det(
+            integrator_predictor(m, settings.physics_dt, native=False),
+            detj_sub.V,
+            detj_sub.t,
+            detj_sub.ic,
+            settings.eps,
+        )
+        out["test"][m] = {
+            "dt": settings.physics_dt,
+            **summarize(orbit_errors(q_hat, p_hat, sub.q, sub.p))["overall"],
+            "energy": _energy_summary(dH),
+            "detJ": _detj_summary(det),
+        }
+    return out
+
+
+def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves: dict) -> dict[str, Any]:
+    """Each baseline integrator on each physics case: the window, and straight through to t_long."""
+    from nh_data.physics import reference
+
+    t_long = _long_time_grid(settings)
+    out: dict[str, Any] = {}
+    for case in cases:
+        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+        q_ref, p_ref = reference(case.name, t_long, float(ic[0, 0]), float(ic[0, 1]))
+        curves["physics"][case.name] = {"case": case, "pred": {}}
+        curves["long_time"][case.name] = {"t": t_long, "ref": (q_ref, p_ref), "err": {}}
+        out[case.name] = {}
+        for m in settings.methods:
+            q_hat, p_hat = integrator_native(case.V[None], case.t[None], ic, m, settings.physics_dt)
+            curves["physics"][case.name]["pred"][m] = (q_hat[0], p_hat[0])
+            ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
+            lt_err = np.sqrt((ql[0] - q_ref) ** 2 + (pl[0] - p_ref) ** 2)  # (T,)
+            curves["long_time"][case.name]["err"][m] = lt_err
+            out[case.name][m] = _physics_entry(case, q_hat[0], p_hat[0]) | {
+                "long_time_err_end": float(lt_err[-1])
+            }
+    return out
+
+
+def _evaluate_candidate(
+    cand: Candidate,
+    test: TestData | TestSplit | None,
+    sub: TestData | None,
+    detj_sub: TestData | None,
+    cases: list[PhysicsCase],
+    settings: EvalSettings,
+    rk4_rows,
+    curves: dict,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, Any] = {"run": cand.run, **cand.info}
+    if test is not None:
+        errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
+        bs = settings.batch_size
+        for b in tqdm(
+            test.batches(bs),
+            total=-(-len(test.u) // bs),
+            desc=f"{cand.label}: test set",
+            unit="batch",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        ):
+            q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
+            for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
+                errs[k].append(v)
+        out["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
+
+        q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
+        dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+        curves["energy"][cand.label] = dH
+        out["energy"] = _energy_summary(dH)
+        # the learned map is the function the weights define: evaluate it in float64, so that
+        # finite differences resolve det J far below float32's round-off
+        det = jacobian_det(
+            float64_predictor(cand, device, settings.batch_size),
+            detj_sub.V,
+            detj_sub.t,
+            detj_sub.ic,
+            settings.eps,
+        )
+        out["detJ"] = _detj_summary(det) | {"eps": settings.eps}
+        if cand.model is not None:
+            timing = time_model(
+                cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats
+            )
+        else:
+            seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
+            timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
+        out["work_precision"] = timing | {
+            "loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
+        }
+        curves["work_precision"][cand.label] = out["work_precision"]
+        if rk4_rows:
+            out["rk4_equal_cost"] = equal_cost(rk4_rows, timing["time_per_traj_s"])
+    out["physics"] = {}
+    for case in cases:
+        ic = np.array([[case.q_ref[0], case.p_ref[0]]])
+        q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
+        curves["physics"][case.name]["pred"][cand.label] = (q_hat[0], p_hat[0])
+        lt = curves["long_time"][case.name]
+        _, ql, pl = chain(
+            cand.predict, case.V[None], ic, int(round(settings.t_long / settings.window)), settings.window
+        )
+        lt_err = np.sqrt((ql[0] - lt["ref"][0]) ** 2 + (pl[0] - lt["ref"][1]) ** 2)  # (T,)
+        lt["err"][cand.label] = lt_err
+        out["physics"][case.name] = _physics_entry(case, q_hat[0], p_hat[0]) | {
+            "long_time_err_end": float(lt_err[-1]),
+            "long_time_err_max": float(lt_err.max()),
+        }
+    if cases:
+        out["physics_mean_loss"] = float(np.mean([v["loss"] for v in out["physics"].values()]))
+    return out
+
+
+def evaluate_candidates(
+    candidates: list[Candidate],
+    test: TestData | TestSplit | None,
+    cases: list[PhysicsCase],
+    settings: EvalSettings | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate the baseline integrators, then every candidate, on the same orbits.
+
+    Returns (metrics, curves): metrics is JSON-ready; curves holds the arrays
+    the plots need. `test` may be None (physics only) and `cases` empty.
+    """
+    settings = settings or EvalSettings()
+    metrics: dict[str, Any] = {"settings": asdict(settings), "integrators": {}, "runs": {}}
+    curves: dict[str, Any] = {"physics": {}, "long_time": {}, "energy": {}, "work_precision": {}}
+    sub = detj_sub = None
+    if test is not None:
+        n = len(test.u)
+        rng = np.random.default_rng(settings.seed)
+        sub = test.take(np.sort(rng.choice(n, size=min(settings.n_sub, n), replace=False)))
+        detj_sub = sub.take(np.arange(min(settings.n_detj, len(sub.u))))
+        metrics["data"] = {
+            "dir": test.source,
+            "n_test": int(n),
+            "n_sub": len(sub.u),
+            "n_detj": len(detj_sub.u),
+        }
+        metrics["integrators"].update(_baselines_test(sub, detj_sub, settings, curves, progress))
+    metrics["integrators"]["physics"] = _baselines_physics(cases, settings, curves)
+    rk4_rows = metrics["integrators"].get("work_precision", {}).get("rk4")
+    for cand in candidates:
+        _log(f"evaluating {cand.label}", progress)
+        metrics["runs"][cand.label] = _evaluate_candidate(
+            cand, test, sub, detj_sub, cases, settings, rk4_rows, curves, device, progress
+        )
+    return _json_safe(metrics), curves
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return finite(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# ---------------------------------------------------------------- nh eval
+
+
+def _labels(runs: list[str]) -> list[str]:
+    labels: list[str] = []
+    for r in runs:
+        base = Path(r).resolve().name or str(r)
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}#{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """metrics.json, report.md and the PNG plots into `out_dir`; returns the report's path."""
+    from . import plots
+    from .report import render_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = plots.make_all(curves, metrics, out)
+    metrics["plots"] = [p.name for p in images]
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    report = out / "report.md"
+    write_text_atomic(report, render_report(metrics, images))
+    return report
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda if available else cpu; a CUDA device without CUDA is an NHError."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise NHError(f"device {device!r} requested but CUDA is not available")
+    elif device != "cpu":
+        raise NHError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
+    return device
+
+
+def evaluate_runs(
+    runs: list[str | os.PathLike],
+    data_dir: str | os.PathLike | None = None,
+    physics: str = "all",
+    physics_dir: str | os.PathLike = "parquet_data/physics",
+    device: str = "cpu",
+    out_dir: str | os.PathLike = "runs/eval",
+    settings: EvalSettings | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """`nh eval`: load each run's best checkpoint, evaluate, write metrics.json, report.md, plots.
+
+    data_dir None: the data folder the first run was trained on (recorded in its
+    checkpoint); if that is gone too, the test-set parts are skipped with a note.
+    physics: "all", "none" or "name,name". Returns (metrics, path of report.md).
+    """
+    from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
+
+    if not runs:
+        raise NHError("give at least one run folder")
+    retain_freed_memory()  # steady model timings: no page faults on every batch (runtime.py)
+    device = resolve_device(device)
+    settings = settings or EvalSettings()
+    names = physics_names(physics)
+    paths = [checkpoint_path(r, "best") for r in runs]  # NHError for a missing folder or checkpoint
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise NHError(f"data directory {str(data_dir)!r} does not exist")
+    candidates = []
+    for label, r, path in zip(_labels([str(r) for r in runs]), runs, paths, strict=True):
+        ckpt = load_checkpoint(path, device)
+        model = build_model(ckpt, device)
+        if data_dir is None and ckpt.get("data_dir") and Path(ckpt["data_dir"]).is_dir():
+            data_dir = ckpt["data_dir"]
+            _log(f"test data: {data_dir} (where {label} was trained)", progress)
+        n_params = sum(p.numel() for p in model.parameters())
+        candidates.append(
+            Candidate.from_model(
+                label,
+                model,
+                device,
+                settings.batch_size,
+                run=str(r),
+                info={"model": model.name, "n_params": int(n_params)},
+            )
+        )
+    if data_dir is None:
+        if not names:
+            raise NHError("nothing to evaluate: no test data (give --data) and --physics none")
+        _log(
+            "no test data (give --data): test-set metrics, work-precision, energy and det J skipped", progress
+        )
+    test = TestSplit(data_dir, settings.max_test, settings.seed) if data_dir is not None else None
+    cases = load_physics_cases(physics_dir, names, progress)
+    metrics, curves = evaluate_candidates(candidates, test, cases, settings, device, progress)
+    metrics["device"] = device
+    report = write_outputs(metrics, curves, out_dir)
+    return metrics, report

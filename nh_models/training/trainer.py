@@ -1,0 +1,689 @@
+"""Training of the operator networks: `train -> fit -> train_epoch -> train_step`, `evaluate -> eval_step`.
+
+    metrics = train("deeponet", load_config("deeponet"), "data/normal", "runs/deeponet-1")
+
+Loss: 0.5 (MSE_q + MSE_p) + model.regularizer() (VaRONet's kl_weight x KL; zero otherwise);
+`loss: logcosh` trains on 0.5 (mean log cosh(dq) + mean log cosh(dp)) instead (validation and
+test stay MSE). AdamW, the ExpHyperbolicLR schedule (SPEC section 8, stepped per epoch) or
+`schedule: cosine` (stepped per optimizer step, a linear warm-up over the first `warmup`
+fraction, then a cosine down to infimum_lr), gradient clipping by global norm, optional bf16 autocast and torch.compile (on CUDA, and on CPU too: bf16 pays off
+there only with AVX512-BF16 or AMX, compile needs a C++ compiler). Under torchrun the same code
+runs DistributedDataParallel; only rank 0 writes. The run folder holds
+
+    config.yaml          the resolved config
+    checkpoint_last.pt   after every epoch: model, optimizer, scheduler, epoch, RNG states, config
+    checkpoint_best.pt   the checkpoint of the lowest validation loss
+    history.csv          epoch, train_loss, val_loss, lr, samples_per_s, seconds
+    metrics.json         final/best validation loss, test loss, parameter count, samples/s
+    loss.png             loss curves
+
+`resume=run_dir` continues a stopped run from checkpoint_last.pt; on CPU it ends with
+the same weights, bit for bit, as a run that was never stopped.
+
+A time budget (`time_limit`, minutes; `nh train --time-limit`) is planned, not guessed: the
+trainer times a few steps and a part of the validation pass on throw-away copies (RNG states
+restored), then sets `epochs` and `max_steps` so that training and validation fill the
+budget, and writes the planned values into config.yaml. After REPLAN_AFTER seconds of epochs
+it re-plans once on the measured time per epoch (fresh-data workers, checkpoints and a busy
+machine included) and stretches the schedule to the new end. A run that ends before the
+re-plan can be replayed exactly with `time_limit: 0` and the recorded values; a re-planned one
+depends on the machine's speed, as any time budget does. Should the machine turn slower still,
+a wall-clock guard ends the run at the limit after the current step, as a normal end
+(validation, checkpoints, test loss; status "time_limit"). Under torchrun the plan is rank
+0's and the guard is off.
+
+A loss that is not finite or exceeds 100 times the run's first batch loss stops the run
+with one line (NHError) naming the epoch and what to change; the checkpoints keep the last
+good epoch.
+
+`fresh: N` trains every epoch on N potentials drawn afresh like the data folder's (same
+build configuration, the run seed's own stream, nothing written to disk; `fresh_reuse`
+passes over each set), validating and testing on the folder's val and test splits.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
+
+from ..data import ShardDataset, eval_batches, has_split, iterate_batches
+from ..runtime import retain_freed_memory
+from . import distributed as D
+from .checkpoint import (
+    CHECKPOINT_NAMES,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import dump_config, resolve_config
+from .schedules import make_scheduler, reschedule
+from .source import TrainSource
+from .steps import _check_compiler, _to_device, eval_step, evaluate, train_step
+
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "samples_per_s", "seconds")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EXPLODE_FACTOR = 100.0  # a batch loss this many times the first one stops the run
+BUDGET_MARGIN = 0.95  # the plan fills this fraction of the remaining time budget
+REPLAN_AFTER = 20.0  # seconds of epochs after which a time-limited run re-plans on measured epochs
+
+
+class Diverged(NHError):
+    """The training loss became non-finite or exploded (see `check_loss`)."""
+
+
+# ----------------------------------------------------------------- epoch and fit
+
+
+@dataclass
+class TrainState:
+    """Everything `fit` advances; `epoch` counts completed epochs, `step` optimizer steps."""
+
+    model: nn.Module  # the bare model
+    net: nn.Module  # what is called: model, DDP(model) or torch.compile of it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0
+    step: int = 0
+    first_loss: float | None = None
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_loss(value: float, state: TrainState, epoch: int, lr: float) -> None:
+    """Raise Diverged when a batch loss is not finite or exceeds EXPLODE_FACTOR x the first one."""
+    if state.first_loss is None:
+        state.first_loss = value
+    if math.isfinite(value) and value <= EXPLODE_FACTOR * max(state.first_loss, 1e-12):
+        return
+    what = "is not finite" if not math.isfinite(value) else (
+        f"is {value / state.first_loss:,.0f}x the first batch loss {state.first_loss:.3g}")  # fmt: skip
+    raise Diverged(
+        f"training diverged in epoch {epoch}: the batch loss {value:.3g} {what}; lower train.lr "
+        f"(now {lr:.3g}) or use schedule: cosine with warmup: 0.05"
+    )
+
+
+def train_epoch(
+    state: TrainState,
+    batches: Any,
+    n_samples: int,
+    train_cfg: dict[str, Any],
+    *,
+    device: torch.device,
+    env: D.DistEnv,
+    progress: bool,
+    max_steps: int | None = None,
+    deadline: float | None = None,
+) -> tuple[float, float, float, bool]:
+    """One pass over this rank's `batches` of the epoch (`n_samples` of them, for the bar).
+
+    Stops early after `max_steps` steps, or after the step that passes the wall-clock
+    `deadline` (time.perf_counter()). Returns (mean data loss over all ranks' samples,
+    samples per second, seconds, whether the deadline ended it).
+    """
+    state.net.train()
+    E = train_cfg["epochs"]
+    bar = tqdm(
+        total=n_samples * env.world_size,
+        desc=f"epoch {state.epoch + 1}/{E}",
+        unit="sample",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=not (progress and env.is_main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n_seen = 0
+    check_every = 1 if device.type == "cpu" else 16  # .item() syncs a GPU
+    timed_out = False
+    start = time.perf_counter()
+    with bar:
+        for k, batch in enumerate(batches):
+            if max_steps is not None and k >= max_steps:
+                break
+            batch = _to_device(batch, device)
+            B = batch["V"].shape[0]
+            lr = state.optimizer.param_groups[0]["lr"]
+            loss = train_step(
+                state.net,
+                state.model,
+                batch,
+                state.optimizer,
+                grad_clip=train_cfg["grad_clip"],
+                bf16=train_cfg["bf16"],
+                loss_kind=train_cfg["loss"],
+            )
+            if train_cfg["schedule"] == "cosine":
+                state.scheduler.step()
+            state.step += 1
+            if k % check_every == 0 or state.first_loss is None:
+                check_loss(loss.item(), state, state.epoch + 1, lr)
+            loss_sum += loss.double() * B
+            n_seen += B
+            bar.update(B * env.world_size)
+            if k % 10 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{loss.item():.3e}", refresh=False)
+            if deadline is not None and time.perf_counter() >= deadline:
+                timed_out = True
+                break
+    seconds = time.perf_counter() - start
+    s, n = D.all_reduce_sum([float(loss_sum), float(n_seen)], env, device)
+    mean = s / max(n, 1)
+    if n:
+        check_loss(mean, state, state.epoch + 1, state.optimizer.param_groups[0]["lr"])
+    return mean, n / max(seconds, 1e-12), seconds, timed_out
+
+
+def _write_history(history: list[dict[str, float]], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _gather_rng(env: D.DistEnv) -> list[dict[str, Any]] | None:
+    if not env.distributed:
+        return None
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * env.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def _save(state: TrainState, run_dir: Path, meta: dict[str, Any], env: D.DistEnv, is_best: bool) -> None:
+    """checkpoint_last.pt (and checkpoint_best.pt) and history.csv; rank 0 writes, all ranks gather RNG."""
+    rng_ranks = _gather_rng(env)
+    if not env.is_main:
+        return
+    payload = {
+        **meta,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "first_loss": state.first_loss,
+        "rng": rng_state(),
+        "best_val_loss": state.best_val_loss,
+        "best_epoch": state.best_epoch,
+        "history": [dict(row) for row in state.history],
+    }
+    if rng_ranks is not None:
+        payload["rng_ranks"] = rng_ranks
+    save_checkpoint(run_dir / CHECKPOINT_NAMES["last"], payload)
+    if is_best:
+        save_checkpoint(run_dir / CHECKPOINT_NAMES["best"], payload)
+    _write_history(state.history, run_dir / "history.csv")
+
+
+def total_steps(tc: dict[str, Any], steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: max_steps, or epochs x steps per epoch."""
+    full = tc["epochs"] * steps_per_epoch
+    return min(full, tc["max_steps"]) if tc["max_steps"] > 0 else full
+
+
+def fit(
+    state: TrainState,
+    source: TrainSource,
+    val_ds: ShardDataset,
+    train_cfg: dict[str, Any],
+    run_dir: Path,
+    meta: dict[str, Any],
+    *,
+    device: torch.device,
+    env: D.DistEnv,
+    progress: bool = True,
+    epoch_callback: Callable[[int, float], None] | None = None,
+    deadline: float | None = None,
+    replan: Callable[[float], int] | None = None,
+) -> str:
+    """Train from `state.epoch` to `train_cfg["epochs"]` (or `max_steps`), saving after every epoch.
+
+    `epoch_callback(epoch, val_loss)` (epoch counted from 1) runs after the epoch's
+    checkpoint is written; an exception from it propagates. Returns "completed", or
+    "time_limit" when the wall-clock `deadline` ended the run early. `replan(seconds per
+    epoch)`, called once after REPLAN_AFTER seconds of epochs, may change the plan (it
+    returns the new total of steps).
+    """
+    tc = train_cfg
+    total = total_steps(tc, source.steps_per_epoch())
+    status = "completed"
+    pin = device.type == "cuda"
+    fit_start, first_epoch = time.perf_counter(), state.epoch
+    while state.epoch < tc["epochs"]:
+        if state.step >= total:
+            break
+        lr = state.optimizer.param_groups[0]["lr"]
+        train_loss, sps, seconds, timed_out = train_epoch(
+            state,
+            source.batches(state.epoch, pin),
+            min(source.samples_per_epoch(), (total - state.step) * tc["batch_size"] // env.world_size),
+            tc,
+            device=device,
+            env=env,
+            progress=progress,
+            max_steps=total - state.step,
+            deadline=deadline,
+        )
+        val_loss = evaluate(
+            state.model,
+            val_ds,
+            batch_size=tc["batch_size"],
+            device=device,
+            env=env,
+            bf16=tc["bf16"],
+            num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
+        )
+        if tc["schedule"] != "cosine":
+            state.scheduler.step()
+        state.epoch += 1
+        is_best = val_loss < state.best_val_loss
+        if is_best:
+            state.best_val_loss, state.best_epoch = val_loss, state.epoch
+        state.history.append(
+            {
+                "epoch": state.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "samples_per_s": sps,
+                "seconds": seconds,
+            }
+        )
+        if progress and env.is_main:
+            tqdm.write(
+                f"epoch {state.epoch}/{tc['epochs']}  train {train_loss:.4e}  val {val_loss:.4e}"
+                f"{' *' if is_best else '  '}  lr {lr:.2e}  {sps:,.0f} samples/s",
+                file=sys.stderr,
+            )
+        _save(state, run_dir, meta, env, is_best)
+        if epoch_callback is not None:
+            epoch_callback(state.epoch, val_loss)
+        if timed_out and state.step < total:
+            status = "time_limit"
+            break
+        spent = time.perf_counter() - fit_start
+        if replan is not None and spent >= REPLAN_AFTER:
+            total = replan(spent / (state.epoch - first_epoch))
+            replan = None
+    return status
+
+
+# ----------------------------------------------------------------- planning a time budget
+
+
+def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], device: torch.device,
+                val_ds: ShardDataset) -> tuple[float, float, float]:  # fmt: skip
+    """(seconds per optimizer step, seconds per validation pass and checkpoint, seconds per
+    fresh set) measured on copies of the model and optimizer; the RNG states are restored after."""
+    rng = rng_state()
+    model = copy.deepcopy(state.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    gen = 0.0
+    if source.fresh is not None:
+        t0 = time.perf_counter()
+        chunk = source.peek_chunk(0)
+        gen = time.perf_counter() - t0
+        batches: Any = source._fresh_batches(chunk, 0)
+    else:
+        source.sampler.set_epoch(0)
+        batches = iterate_batches(source.ds, source.sampler, num_workers=0)
+    times: list[float] = []
+    t_begin = time.perf_counter()
+    for k, batch in enumerate(itertools.islice(batches, 400)):
+        t0 = time.perf_counter()
+        train_step(model, model, _to_device(batch, device), opt, grad_clip=tc["grad_clip"], bf16=tc["bf16"],
+                   loss_kind=tc["loss"])  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if k >= 3:  # warm-up steps (allocations, lazy init) are not counted
+            times.append(time.perf_counter() - t0)
+        if len(times) >= 5 and time.perf_counter() - t_begin > 3.0:
+            break
+    per_step = float(np.median(times)) if times else 0.0  # the median: robust to a busy moment
+    n_val = min(len(val_ds), 2000)
+    t0 = time.perf_counter()
+    model.eval()
+    for idx in eval_batches(n_val, tc["batch_size"]):
+        eval_step(model, _to_device(val_ds.get_batch(idx), device), bf16=tc["bf16"])
+    per_val = (time.perf_counter() - t0) * len(val_ds) / n_val
+    t0 = time.perf_counter()  # a checkpoint: last and (often) best, written and fsynced
+    with tempfile.TemporaryFile() as f:
+        for _ in range(2):
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+    per_val += time.perf_counter() - t0
+    set_rng_state(rng)
+    return per_step, per_val, gen
+
+
+def plan_budget(seconds: float, per_step: float, per_val: float, per_gen: float, steps_per_epoch: int,
+                fresh_workers: bool) -> tuple[int, int]:  # fmt: skip
+    """(epochs, max_steps) that fill `seconds` of training: whole epochs of `steps_per_epoch`
+    steps plus one validation pass (and one fresh set, half hidden behind training when
+    loader workers make it) each; a single epoch shortened to fit when even one is too long."""
+    usable = max(0.0, BUDGET_MARGIN * seconds)
+    fixed = per_val + (0.5 if fresh_workers else 1.0) * per_gen
+    epoch_s = steps_per_epoch * per_step + fixed
+    epochs = int(usable // epoch_s) if epoch_s > 0 else 1
+    if epochs >= 1:
+        return epochs, epochs * steps_per_epoch
+    steps = int((usable - fixed) // per_step) if per_step > 0 else steps_per_epoch
+    return 1, max(1, min(steps, steps_per_epoch))
+
+
+# ----------------------------------------------------------------- the entry point
+
+
+def _open_datasets(
+    data_dir: Path, dtype: torch.dtype, env: D.DistEnv, with_train: bool = True
+) -> dict[str, ShardDataset | None]:
+    """train/val/test datasets; rank 0 builds the Arrow caches first, the other ranks then map them.
+
+    with_train=False (fresh training sets) leaves the train split unopened."""
+
+    def open_all() -> dict[str, ShardDataset | None]:
+        out: dict[str, ShardDataset | None] = {
+            "train": ShardDataset(data_dir, "train", dtype) if with_train else None,
+            "val": ShardDataset(data_dir, "val", dtype),
+        }
+        out["test"] = ShardDataset(data_dir, "test", dtype) if has_split(data_dir, "test") else None
+        return out
+
+    error: NHError | None = None
+    result = None
+    if env.is_main:
+        try:
+            result = open_all()
+        except NHError as exc:
+            error = exc
+    D.barrier(env)
+    if error is not None:
+        raise error
+    return result if result is not None else open_all()
+
+
+def _check_resume(model_name: str, config: dict | None, resume: Path) -> dict[str, Any]:
+    ckpt = load_checkpoint(checkpoint_path(resume, "last"))
+    if ckpt["model_name"] != model_name:
+        raise NHError(f"run {str(resume)!r} trained {ckpt['model_name']!r}, not {model_name!r}")
+    if config is not None:
+        given = resolve_config(model_name, config)
+        diff = [
+            f"{s}.{k}"
+            for s in ("model", "train")
+            for k in given[s]
+            if given[s][k] != ckpt["config"][s].get(k)
+        ]
+        if diff:
+            raise NHError(f"--resume keeps the run's saved config; these values differ: {', '.join(diff)}")
+    done, total = ckpt["epoch"], ckpt["config"]["train"]["epochs"]
+    if done >= total:
+        raise NHError(f"run {str(resume)!r} already completed {done}/{total} epochs; nothing to resume")
+    try:
+        finished = json.loads((resume / "metrics.json").read_text()).get("status") == "completed"
+    except (OSError, ValueError):
+        finished = False
+    if finished:
+        raise NHError(
+            f"run {str(resume)!r} already completed its {ckpt.get('step', 0)} steps; nothing to resume"
+        )
+    return ckpt
+
+
+def _write_metrics(
+    run_dir: Path,
+    state: TrainState,
+    model_name: str,
+    train_cfg: dict[str, Any],
+    test_loss: float | None,
+    device: torch.device,
+    env: D.DistEnv,
+    status: str,
+) -> dict[str, Any]:
+    rows = state.history
+    metrics = {
+        "model": model_name,
+        "status": status,
+        "epochs": train_cfg["epochs"],
+        "epochs_done": state.epoch,
+        "steps_done": state.step,
+        "max_steps": train_cfg["max_steps"],
+        "time_limit_min": train_cfg["time_limit"],
+        "final_val_loss": rows[-1]["val_loss"] if rows else None,
+        "best_val_loss": state.best_val_loss if rows else None,
+        "best_epoch": state.best_epoch if rows else None,
+        "final_train_loss": rows[-1]["train_loss"] if rows else None,
+        "test_loss": test_loss,
+        "num_parameters": sum(p.numel() for p in state.model.parameters() if p.requires_grad),
+        "samples_per_s": sum(r["samples_per_s"] for r in rows) / len(rows) if rows else None,
+        "train_seconds": sum(r["seconds"] for r in rows),
+        "device": str(device),
+        "world_size": env.world_size,
+    }
+    if env.is_main:
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        if rows:
+            from .plot import plot_loss_curve
+
+            plot_loss_curve(rows, run_dir / "loss.png", title=f"{model_name} ({run_dir.name})")
+    return metrics
+
+
+def train(
+    model_name: str,
+    config: dict[str, Any] | None,
+    data_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike | None,
+    *,
+    device: str = "cpu",
+    resume: str | os.PathLike | None = None,
+    epoch_callback: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
+
+    config: a resolved config (`nh_models.config.load_config`); missing keys take the
+    defaults. device: "cpu", "cuda", "cuda:N" or "auto". resume: a run folder to continue
+    from its checkpoint_last.pt (its saved config and data folder are used; `config`
+    may be None, otherwise it must equal the saved one; `out_dir` is ignored).
+    The run folder is created only once the data and the config have been checked.
+    Under torchrun every process calls this; rank 0 writes the files.
+    """
+    from nh_models.models import get_model
+
+    clock_start = time.perf_counter()
+    retain_freed_memory()  # no page faults on every step's fresh activations (runtime.py)
+    env = D.detect()
+    dev = D.resolve_device(device, env)
+    ckpt = None
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt = _check_resume(model_name, config, run_dir)
+        config = ckpt["config"]
+        data_dir = data_dir if data_dir is not None else ckpt.get("data_dir")
+    else:
+        if out_dir is None:
+            raise NHError("train needs an output run folder (out_dir)")
+        run_dir = Path(out_dir)
+        config = resolve_config(model_name, config)
+        if (run_dir / CHECKPOINT_NAMES["last"]).exists():
+            raise NHError(
+                f"run folder {str(run_dir)!r} already holds a run; resume it or choose another folder"
+            )
+    if data_dir is None:
+        raise NHError("train needs a data directory (--data)")
+    config = copy.deepcopy(config)
+    tc = config["train"]
+    dtype = DTYPES[tc["dtype"]]
+    if tc["compile"]:
+        _check_compiler(dev)  # before anything is written
+    if tc["batch_size"] % env.world_size:
+        raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
+
+    created = D.init(env, dev)
+    source: TrainSource | None = None
+    try:
+        datasets = _open_datasets(Path(data_dir), dtype, env, with_train=tc["fresh"] == 0)
+        source = TrainSource(Path(data_dir), datasets["train"], tc, env, dtype)
+
+        torch.manual_seed(tc["seed"])
+        model = get_model(model_name, config["model"]).to(device=dev, dtype=dtype)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=None)  # type: ignore[arg-type]
+        deadline = None
+        if ckpt is None and tc["time_limit"] > 0:
+            per_step, per_val, per_gen = _time_steps(state, source, tc, dev, datasets["val"])
+            left = tc["time_limit"] * 60.0 - (time.perf_counter() - clock_start)
+            plan = plan_budget(
+                left, per_step, per_val, per_gen, source.steps_per_epoch(), tc["num_workers"] > 0
+            )
+            plan_t = D.all_reduce_sum([float(x) if env.is_main else 0.0 for x in plan], env, dev)
+            tc["epochs"], tc["max_steps"] = int(plan_t[0]), int(plan_t[1])
+            if not env.distributed:
+                deadline = clock_start + tc["time_limit"] * 60.0
+            if progress and env.is_main:
+                tqdm.write(
+                    f"time limit {tc['time_limit']:g} min: {per_step * 1e3:.1f} ms/step, validation "
+                    f"{per_val:.2f} s -> {tc['epochs']} epochs, {tc['max_steps']} steps",
+                    file=sys.stderr,
+                )
+        state.scheduler = make_scheduler(optimizer, tc, total_steps(tc, source.steps_per_epoch()))
+        replan = None
+        if deadline is not None and tc["epochs"] > 1:
+
+            def replan(per_epoch: float) -> int:
+                """Re-plan the epochs left on the measured seconds per epoch (data, steps,
+                validation, checkpoints together); the schedule stretches to the new end."""
+                spe = source.steps_per_epoch()
+                more = int(BUDGET_MARGIN * (deadline - time.perf_counter()) // max(per_epoch, 1e-9))
+                tc["epochs"] = max(state.epoch + 1, state.epoch + more)
+                tc["max_steps"] = tc["epochs"] * spe
+                total = total_steps(tc, spe)
+                reschedule(state.scheduler, tc, total)
+                if env.is_main:
+                    write_text_atomic(
+                        run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
+                    )
+                    if progress:
+                        tqdm.write(
+                            f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs", file=sys.stderr
+                        )
+                return total
+
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if ckpt is None:
+                write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
+        if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
+            torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            state.scheduler.load_state_dict(ckpt["scheduler"])
+            state.epoch, state.history = ckpt["epoch"], [dict(r) for r in ckpt.get("history", [])]
+            state.step = ckpt.get("step", state.epoch * source.steps_per_epoch())
+            state.first_loss = ckpt.get("first_loss")
+            state.best_val_loss, state.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
+            ranks = ckpt.get("rng_ranks")
+            set_rng_state(ranks[env.rank] if ranks and len(ranks) == env.world_size else ckpt["rng"])
+        net: nn.Module = model
+        if env.distributed:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        if tc["compile"]:
+            net = torch.compile(net)
+        state.net = net
+
+        meta = {
+            "model_name": model_name,
+            "config": config,
+            "data_dir": str(Path(data_dir).resolve()),
+            "world_size": env.world_size,
+        }
+        try:
+            status = fit(
+                state,
+                source,
+                datasets["val"],
+                tc,
+                run_dir,
+                meta,
+                device=dev,
+                env=env,
+                progress=progress,
+                epoch_callback=epoch_callback,
+                deadline=deadline,
+                replan=replan,
+            )
+        except Diverged:
+            if state.history:
+                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="diverged")
+            raise
+        except BaseException:
+            if state.history:
+                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
+            raise
+
+        test_loss = None
+        if datasets["test"] is not None:
+            D.barrier(env)  # checkpoint_best.pt is on disk
+            best = load_checkpoint(run_dir / CHECKPOINT_NAMES["best"], dev)
+            model.load_state_dict(best["model"])
+            test_loss = evaluate(
+                model,
+                datasets["test"],
+                batch_size=tc["batch_size"],
+                device=dev,
+                env=env,
+                bf16=tc["bf16"],
+                num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
+            )
+        metrics = _write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
+        D.barrier(env)
+        return metrics
+    finally:
+        if source is not None:
+            source.close()
+        D.cleanup(created)
+
+
+def default_run_dir(out_dir: str | os.PathLike, model_name: str, seed: int) -> Path:
+    """`<out_dir>/<model>-<YYYYmmdd-HHMMSS>-s<seed>`; under torchrun the timestamp is replaced by
+    the rendezvous id, which every rank shares."""
+    env = D.detect()
+    if env.distributed:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        tag = f"ddp{env.world_size}" + (f"-{run_id[:12]}" if run_id and run_id != "none" else "")
+    else:
+        tag = time.strftime("%Y%m%d-%H%M%S")
+    return Path(out_dir) / f"{model_name}-{tag}-s{seed}"

@@ -1,0 +1,345 @@
+"""`nh tune`: Optuna (TPE) hyperparameter search with pruning, resumable.
+
+The objective only builds a config (the base config <- one sample of the
+search space), runs the trainer and returns the best validation loss; the
+trainer's `epoch_callback` reports each epoch's validation loss to Optuna,
+whose `MedianPruner` may stop the trial. A trial that raises, or whose loss is
+not finite, is recorded as failed and the study goes on.
+
+Search space files (`configs/<model>_tune.yaml`), one entry per parameter,
+grouped like a config:
+
+    model:
+      nodes: {type: int, low: 64, high: 512, step: 64}
+      branches: {type: categorical, choices: [10, 20, 32]}
+    train:
+      lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+
+The study lives in an Optuna storage (default `sqlite:///runs/tune.db`): the
+same command with the same storage and study name continues it, adding N
+trials. The best configuration is written to `<out>/best.yaml`, which
+`nh train MODEL --config <out>/best.yaml` accepts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from nh_data.errors import NHError
+from nh_data.fileio import write_text_atomic
+
+from ..evaluation.run import resolve_device
+from .config import check_sections, load_yaml, parse_number
+
+PARAM_TYPES = ("int", "float", "categorical")
+_ENTRY_KEYS = {
+    "int": {"type", "low", "high", "step", "log"},
+    "float": {"type", "low", "high", "step", "log"},
+    "categorical": {"type", "choices"},
+}
+
+
+class NonFiniteLoss(RuntimeError):
+    """A trial's validation loss became NaN or infinite."""
+
+
+def default_space_path(model_name: str) -> Path:
+    from .config import CONFIG_DIR
+
+    return CONFIG_DIR / f"{model_name}_tune.yaml"
+
+
+def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
+    """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}."""
+    path = Path(path)
+    data = load_yaml(path, "search space file")
+    if not isinstance(data, dict) or not data:
+        raise NHError(f"search space file {str(path)!r} must map sections model/train to parameters")
+    check_sections(data, path, "search space file")
+    space: dict[str, dict[str, dict[str, Any]]] = {"model": {}, "train": {}}
+    for section, params in data.items():
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise NHError(f"search space {path.name}: section {section!r} must be a mapping")
+        for key, entry in params.items():
+            where = f"search space {path.name}: {section}.{key}"
+            if not isinstance(entry, dict) or entry.get("type") not in PARAM_TYPES:
+                raise NHError(f"{where} needs a mapping with type one of {', '.join(PARAM_TYPES)}")
+            kind = entry["type"]
+            extra = sorted(set(entry) - _ENTRY_KEYS[kind])
+            if extra:
+                raise NHError(
+                    f"{where}: unknown field {extra[0]!r}; valid: {', '.join(sorted(_ENTRY_KEYS[kind]))}"
+                )
+            entry = dict(entry)
+            if kind == "categorical":
+                if not isinstance(entry.get("choices"), list) or not entry["choices"]:
+                    raise NHError(f"{where}: choices must be a non-empty list")
+            else:
+                if "low" not in entry or "high" not in entry:
+                    raise NHError(f"{where}: needs low and high")
+                cast = int if kind == "int" else float
+                for f in ("low", "high", "step"):
+                    if f in entry:
+                        entry[f] = cast(parse_number(entry[f], f"{where}.{f}"))
+                if not entry["low"] <= entry["high"]:
+                    raise NHError(f"{where}: low must be <= high")
+                if entry.get("log") and entry["low"] <= 0:
+                    raise NHError(f"{where}: a log scale needs low > 0")
+            space[section][str(key)] = entry
+    if not space["model"] and not space["train"]:
+        raise NHError(f"search space file {str(path)!r} defines no parameters")
+    return space
+
+
+def sample(trial, space: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One draw of the search space as nested overrides {"model": {...}, "train": {...}}."""
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for section, params in space.items():
+        for key, e in params.items():
+            name = f"{section}.{key}"
+            if e["type"] == "categorical":
+                out[section][key] = trial.suggest_categorical(name, e["choices"])
+            elif e["type"] == "int":
+                out[section][key] = trial.suggest_int(
+                    name, e["low"], e["high"], step=e.get("step", 1), log=bool(e.get("log", False))
+                )
+            else:
+                out[section][key] = trial.suggest_float(
+                    name, e["low"], e["high"], step=e.get("step"), log=bool(e.get("log", False))
+                )
+    return out
+
+
+def _storage_url(storage: str) -> str:
+    """Create the folder of a sqlite storage; reject what Optuna cannot open."""
+    if storage.startswith("sqlite:///"):
+        path = Path(storage[len("sqlite:///") :])
+        if not path.name:
+            raise NHError(f"storage {storage!r} names no database file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.is_dir():
+            raise NHError(f"storage {storage!r} is a directory, not a database file")
+        return storage
+    if "://" not in storage:
+        raise NHError(f"storage must be a database URL such as sqlite:///runs/tune.db, got {storage!r}")
+    return storage
+
+
+def _trials_csv(study) -> str:
+    buf = io.StringIO()
+    names = sorted({k for t in study.trials for k in t.params})
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["number", "state", "value", "last_epoch", "seconds", *names, "error"])
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
+        last = max(t.intermediate_values) if t.intermediate_values else ""
+        w.writerow(
+            [
+                t.number,
+                t.state.name,
+                "" if t.value is None else repr(t.value),
+                last,
+                seconds,
+                *[t.params.get(n, "") for n in names],
+                t.user_attrs.get("error", ""),
+            ]
+        )
+    return buf.getvalue()
+
+
+def tune(
+    model_name: str,
+    n_trials: int,
+    data_dir: str | os.PathLike,
+    *,
+    storage: str = "sqlite:///runs/tune.db",
+    study_name: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    base_config: str | os.PathLike | None = None,
+    space_path: str | os.PathLike | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or continue) an Optuna study of `n_trials` more trials; write best.yaml and trials.csv.
+
+    base_config: YAML the samples are laid over (default: configs/<model>.yaml);
+    space_path: search space (default: configs/<model>_tune.yaml); epochs:
+    overrides train.epochs of every trial (and turns off a time_limit of the base config).
+    Returns a summary dict.
+    """
+    import optuna
+
+    from ..data import ShardDataset
+    from ..models import MODEL_NAMES, model_config
+    from .config import TRAIN_KEYS, dump_config, load_config
+    from .trainer import train
+
+    if model_name not in MODEL_NAMES:
+        raise NHError(f"unknown model {model_name!r}; valid: {', '.join(MODEL_NAMES)}")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise NHError(f"--trials must be an integer >= 1, got {n_trials!r}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise NHError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    study_name = study_name or model_name
+    out = Path(out_dir) if out_dir is not None else Path("runs") / "tune" / study_name
+    space = read_space(space_path if space_path is not None else default_space_path(model_name))
+    # --epochs means epochs: it replaces a time budget of the base config
+    fixed = {"train": {"epochs": epochs, "time_limit": 0.0}} if epochs is not None else {}
+
+    def build(sampled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **fixed.get("train", {})}}
+        return load_config(model_name, base_config, overrides)
+
+    # fail fast on user errors: a bad base config, space keys the config does not have, missing data
+    load_config(model_name, base_config, fixed or None)
+    model_keys = {f.name for f in dataclasses.fields(type(model_config(model_name, None)))}
+    for section, valid in (("model", model_keys), ("train", set(TRAIN_KEYS))):
+        bad = sorted(set(space[section]) - valid)
+        if bad:
+            raise NHError(
+                f"search space: unknown {section} key {bad[0]!r}; valid keys: {', '.join(sorted(valid))}"
+            )
+    for split in ("train", "val"):
+        ShardDataset(data_dir, split)
+    resolve_device(device)  # cuda without CUDA: one error now, not a failed study
+    storage = _storage_url(storage)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    try:
+        # heartbeats: a trial whose process was killed is marked failed when the study next runs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+        study = optuna.create_study(
+            study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True, pruner=pruner
+        )
+    except Exception as exc:  # bad URL, unreadable database, ...
+        raise NHError(f"cannot open Optuna storage {storage!r}: {' '.join(str(exc).split())[:200]}") from None
+    owner = study.user_attrs.get("model")
+    if owner is None:
+        study.set_user_attr("model", model_name)
+    elif owner != model_name:
+        raise NHError(
+            f"study {study_name!r} in {storage} tunes {owner!r}, not {model_name!r}; choose another --study"
+        )
+    # a fresh sampler seed per call, so that a resumed study does not redraw its first trials
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=5)
+    trials_dir = out / "trials"
+
+    def objective(trial) -> float:
+        config = build(sample(trial, space))
+        trial.set_user_attr("config", config)
+        run_dir = trials_dir / f"trial_{trial.number:04d}"
+        k = 1
+        while run_dir.exists():  # a leftover of an earlier study with this output folder
+            run_dir = trials_dir / f"trial_{trial.number:04d}_{k}"
+            k += 1
+        trial.set_user_attr("run_dir", str(run_dir))
+
+        def report(epoch: int, val_loss: float) -> None:
+            if not math.isfinite(val_loss):
+                raise NonFiniteLoss(f"validation loss {val_loss} at epoch {epoch}")
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.3e})")
+
+        metrics = train(
+            model_name, config, data_dir, run_dir, device=device, epoch_callback=report, progress=False
+        )
+        best = metrics.get("best_val_loss")
+        if best is None or not math.isfinite(best):
+            raise NonFiniteLoss(f"best validation loss is {best}")
+        return float(best)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=n_trials,
+        desc=f"tune {study_name}",
+        unit="trial",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def log(study, trial) -> None:
+        bar.update()
+        if not progress:
+            return
+        value = "" if trial.value is None else f" val {trial.value:.4e}"
+        err = trial.user_attrs.get("error", "")
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+        )
+        tqdm.write(
+            f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
+            file=sys.stderr,
+        )
+        done = [t.value for t in study.trials if t.state.name == "COMPLETE"]
+        if done:
+            bar.set_postfix(best=f"{min(done):.3e}")
+
+    def wrapped(trial) -> float:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            raise
+
+    if progress:
+        print(
+            f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more",
+            file=sys.stderr,
+            flush=True,
+        )
+    with bar:
+        study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
+
+    states: dict[str, int] = {}
+    for t in study.trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "trials.csv", _trials_csv(study))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    summary: dict[str, Any] = {
+        "study": study_name,
+        "storage": storage,
+        "model": model_name,
+        "n_trials": len(study.trials),
+        "states": states,
+        "best_yaml": None,
+    }
+    if complete:
+        best = study.best_trial
+        header = (
+            f"# nh tune {model_name}: best of {len(study.trials)} trials in study {study_name!r} "
+            f"(trial {best.number}, best val loss {best.value:.6e})\n"
+        )
+        write_text_atomic(out / "best.yaml", header + dump_config(best.user_attrs["config"]))
+        summary.update(
+            best_value=best.value,
+            best_trial=best.number,
+            best_params=best.params,
+            best_yaml=str(out / "best.yaml"),
+            best_run=best.user_attrs.get("run_dir"),
+        )
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    if not complete:
+        raise NHError(f"no trial of study {study_name!r} completed ({states}); see {out / 'trials.csv'}")
+    return summary

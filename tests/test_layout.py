@@ -1,0 +1,138 @@
+"""The layout (issue 10): no import circle between the project's modules, no file over about
+700 lines in nh_data/ or nh_models/, nh_data never imports torch, one home for the problem's
+constants (SPEC section 1)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("nh_data", "nh_models")
+MAX_LINES = 700
+
+
+def _modules() -> dict[str, Path]:
+    """{dotted module name: file} of every module of the two packages (a package: its __init__)."""
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules that `name` imports anywhere in its file (lazy imports included)."""
+    is_pkg = path.name == "__init__.py"
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    found: set[str] = set()
+
+    def add(target: str) -> None:
+        if target in modules:
+            found.add(target)
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*anchor, *(node.module.split(".") if node.module else [])])
+            else:
+                mod = node.module or ""
+            for alias in node.names:  # `from pkg import sub` imports the submodule
+                if f"{mod}.{alias.name}" in modules:
+                    add(f"{mod}.{alias.name}")
+                else:
+                    add(mod)
+    found.discard(name)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_no_import_circle():
+    graph = _graph()
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n) :] + [n]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_the_graph_sees_relative_and_lazy_imports():
+    graph = _graph()
+    assert "nh_data.physics.potentials" in graph["nh_data.physics.orbits"]  # from .potentials import
+    assert "nh_models.evaluation.plots" in graph["nh_models.evaluation.run"]  # from . import plots (lazy)
+    assert "nh_models.training.checkpoint" in graph["nh_models.evaluation.run"]  # from ..training...
+
+
+@pytest.mark.parametrize("pkg", PACKAGES)
+def test_no_file_over_the_limit(pkg):
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_nh_data_never_imports_torch():
+    for path in sorted((ROOT / "nh_data").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), path
+
+
+def test_the_problem_is_stated_once():
+    """Every module that exposes a constant of SPEC section 1 exposes the one of nh_data.problem."""
+    import nh_data.initial
+    import nh_data.physics
+    import nh_data.potentials
+    import nh_data.schema
+    import nh_data.validate
+    from nh_data import problem
+
+    assert (problem.V0, problem.L, problem.T_END, problem.N_SENSORS, problem.WINDOW) == (2.0, 1.0, 2.0, 100, 100)
+    assert np.array_equal(problem.SENSORS, np.linspace(0, 1, 100))
+    assert nh_data.potentials.SENSORS is problem.SENSORS and nh_data.validate.SENSORS is problem.SENSORS
+    assert nh_data.potentials.V0 is problem.V0 and nh_data.physics.V0 is problem.V0
+    assert nh_data.initial.T_END is problem.T_END and nh_data.initial.WINDOW is problem.WINDOW
+    assert nh_data.schema.WINDOW is problem.WINDOW and nh_data.schema.N_SENSORS is problem.N_SENSORS
+    # and nowhere else is one of them assigned
+    pattern_names = {"V0", "N_SENSORS", "SENSORS", "T_END", "WINDOW"}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if path == ROOT / "nh_data" / "problem.py":
+                continue
+            for node in ast.parse(path.read_text(), str(path)).body:
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                for t in targets:
+                    assert not (isinstance(t, ast.Name) and t.id in pattern_names), f"{path}: {t.id} defined again"
