@@ -294,7 +294,8 @@ def test_unknown_key_lists_valid_keys():
     with pytest.raises(NHError) as err:
         model_config("traonet", {"d_model": 32, "heads": 4})
     assert str(err.value) == (
-        "unknown traonet config key 'heads'; valid keys: d_model, nhead, num_layers, dim_feedforward, dropout"
+        "unknown traonet config key 'heads'; valid keys: d_model, nhead, num_layers, dim_feedforward, dropout, "
+        "features, scale"
     )
     with pytest.raises(
         NHError, match="unknown deeponet config keys 'a', 'b'; valid keys: nodes, layers, branches"

@@ -250,6 +250,60 @@ def test_bad_deeponet_option_is_named():
         get_model("deeponet", {"trunk": "fourier"})
 
 
+# TraONet and FNO share the sensor-input and output options (models.base.sensor_inputs)
+DECODER_SMALL = {
+    "traonet": {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 16},
+    "fno": {"d_model": 16, "fourier_layers": 1, "modes": 4, "nhead": 2, "decoder_layers": 1, "dim_feedforward": 16},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECODER_SMALL))
+def test_energy_features_and_scaling_for_the_transformer_decoders(name):
+    torch.manual_seed(0)
+    small = DECODER_SMALL[name]
+    plain = get_model(name, small)
+    model = get_model(name, {**small, "features": "energy", "scale": True})
+    # one more input channel per sensor and E0 beside (q0, p0): the only new weights
+    assert model.num_parameters() - plain.num_parameters() == small["d_model"] * 2
+    V = torch.rand(4, 100) * 2 - 1
+    t, ic = torch.rand(4, 7) * 2, torch.rand(4, 2) * 0.2 + torch.tensor([0.4, 0.0])
+    q, p = model(V, t, ic)
+    assert q.shape == p.shape == (4, 7) and torch.isfinite(q).all() and torch.isfinite(p).all()
+    (q.square().mean() + p.square().mean()).backward()
+    assert all(w.grad is not None and torch.isfinite(w.grad).all() for w in model.parameters())
+    # scale: the raw outputs are mapped by the fixed constants (zeroed head: q = 0.5, p = 0)
+    for module in (model, plain):
+        torch.nn.init.zeros_(module.decoder.head.weight)
+        torch.nn.init.zeros_(module.decoder.head.bias)
+    with torch.no_grad():
+        q, p = model(V, t, ic)
+        q0, p0 = plain(V, t, ic)
+    assert torch.allclose(q, torch.full_like(q, 0.5)) and torch.allclose(p, torch.zeros_like(p))
+    assert torch.equal(q0, torch.zeros_like(q0))
+
+
+def test_the_sensor_channels_are_what_the_options_say():
+    from nh_models.models.base import sensor_inputs
+
+    V = torch.linspace(-1, 1, 100).unsqueeze(0).repeat(2, 1)
+    ic = torch.tensor([[0.5, 0.0], [0.5, 1.0]])
+    x, cond = sensor_inputs(V, ic, "energy", False)
+    assert x.shape == (2, 100, 2) and cond.shape == (2, 3)
+    assert torch.equal(x[..., 0], V) and torch.equal(x[..., 1], energy_features(V, ic)[:, :100])
+    assert torch.allclose(cond[:, 2], 0.5 * ic[:, 1] ** 2 + 0.5 * (V[:, 49] + V[:, 50]), atol=1e-2)
+    x, cond = sensor_inputs(V, ic, "sensors", True)
+    assert x.shape == (2, 100, 1) and torch.equal(cond, ic)
+
+
+@pytest.mark.parametrize("name", sorted(DECODER_SMALL))
+def test_bad_sensor_option_is_named(name):
+    cls = {"traonet": "TraONetConfig", "fno": "FNOConfig"}[name]
+    with pytest.raises(NHError, match=f"{cls}.features must be one of sensors, energy, got 'grid'"):
+        get_model(name, {**DECODER_SMALL[name], "features": "grid"})
+    with pytest.raises(NHError, match=f"{cls}.scale must be true or false, got 'yes'"):
+        get_model(name, {**DECODER_SMALL[name], "scale": "yes"})
+
+
 # ----------------------------------------------------------------- configs and presets
 
 

@@ -129,14 +129,54 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.GELU) -> nn.Seque
 
 
 class ICEmbedding(nn.Module):
-    """MLP embedding of the initial condition (q0, p0): (B, 2) -> (B, d_out)."""
+    """MLP embedding of the initial condition (q0, p0) (and E0 with `d_in` 3): (B, d_in) -> (B, d_out)."""
 
-    def __init__(self, d_hidden: int, d_out: int) -> None:
+    def __init__(self, d_hidden: int, d_out: int, d_in: int = 2) -> None:
         super().__init__()
-        self.net = mlp([2, d_hidden, d_out])
+        self.net = mlp([d_in, d_hidden, d_out])
 
     def forward(self, ic: Tensor) -> Tensor:
         return self.net(ic)  # (B, d_out)
+
+
+# ----------------------------------------------------------------- input and output options
+
+# `features`: what the encoder sees at each sensor. "sensors": V(x_j) (the paper); "energy":
+# V(x_j) and the signed root of E0 - V(x_j), with E0 handed to the decoder beside (q0, p0).
+FEATURES = ("sensors", "energy")
+# `scale: true`: V -> (V - V_SHIFT) / V_SCALE in, raw -> OUT_SHIFT + OUT_SCALE * raw out (q, p),
+# about the mean and spread of V, q and p over the training sets (strata and wall-start)
+V_SHIFT, V_SCALE = 1.2, 0.64
+OUT_SHIFT, OUT_SCALE = (0.5, 0.0), (0.33, 1.0)
+
+
+def check_input_options(config: Any) -> None:
+    """Raise NHError unless config.features is one of FEATURES and config.scale a bool."""
+    name = type(config).__name__
+    if config.features not in FEATURES:
+        raise NHError(f"{name}.features must be one of {', '.join(FEATURES)}, got {config.features!r}")
+    if not isinstance(config.scale, bool):
+        raise NHError(f"{name}.scale must be true or false, got {config.scale!r}")
+
+
+def sensor_inputs(V: Tensor, ic: Tensor, features: str, scale: bool) -> tuple[Tensor, Tensor]:
+    """The encoder's per-sensor channels and the decoder's condition for `features` and `scale`.
+
+    (B, 100), (B, 2) -> (B, 100, C) with C = 1 ("sensors") or 2 ("energy": V and the signed
+    root of `energy_features`), and (B, 2) (q0, p0) or (B, 3) (q0, p0, E0).
+    """
+    v = (V - V_SHIFT) / V_SCALE if scale else V
+    if features == "energy":
+        f = energy_features(V, ic)  # (B, 101)
+        return torch.stack([v, f[:, :-1]], dim=-1), torch.cat([ic, f[:, -1:]], dim=1)
+    return v.unsqueeze(-1), ic
+
+
+def scale_outputs(q: Tensor, p: Tensor, scale: bool) -> tuple[Tensor, Tensor]:
+    """Map the raw outputs to (q, p) with `scale: true`; the identity otherwise."""
+    if scale:
+        return OUT_SHIFT[0] + OUT_SCALE[0] * q, OUT_SHIFT[1] + OUT_SCALE[1] * p
+    return q, p
 
 
 def energy_features(V: Tensor, ic: Tensor) -> Tensor:

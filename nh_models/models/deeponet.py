@@ -42,20 +42,19 @@ from nh_data.problem import T_END
 
 from .base import (
     N_SENSORS,
+    V_SCALE,
+    V_SHIFT,
     ICEmbedding,
     OperatorModel,
+    check_input_options,
     check_inputs,
     check_positive_ints,
     energy_features,
     mlp,
+    scale_outputs,
 )
 
 TRUNKS = ("mlp", "chebyshev")
-FEATURES = ("sensors", "energy")
-# `scale: true`: V -> (V - V_SHIFT) / V_SCALE in, raw -> OUT_SHIFT + OUT_SCALE * raw out (q, p),
-# about the mean and spread of V, q and p over the training sets (strata and wall-start)
-V_SHIFT, V_SCALE = 1.2, 0.64
-OUT_SHIFT, OUT_SCALE = (0.5, 0.0), (0.33, 1.0)
 
 
 @dataclass
@@ -74,13 +73,9 @@ class DeepONetConfig:
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "nodes", "layers", "branches")
-        for key, valid in (("trunk", TRUNKS), ("features", FEATURES)):
-            if getattr(self, key) not in valid:
-                raise NHError(
-                    f"DeepONetConfig.{key} must be one of {', '.join(valid)}, got {getattr(self, key)!r}"
-                )
-        if not isinstance(self.scale, bool):
-            raise NHError(f"DeepONetConfig.scale must be true or false, got {self.scale!r}")
+        if self.trunk not in TRUNKS:
+            raise NHError(f"DeepONetConfig.trunk must be one of {', '.join(TRUNKS)}, got {self.trunk!r}")
+        check_input_options(self)
         if self.trunk == "chebyshev" and self.branches < 2:
             raise NHError("DeepONetConfig.branches must be >= 2 with trunk: chebyshev")
 
@@ -152,10 +147,7 @@ class DeepONet(OperatorModel):
     def forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         """V (B, 100), t (B, W), ic (B, 2) -> q, p (B, W); one trunk pass when t is shared."""
         check_inputs(V, t, ic)
-        q, p = self._raw(V, t, ic)
-        if self.config.scale:
-            return OUT_SHIFT[0] + OUT_SCALE[0] * q, OUT_SHIFT[1] + OUT_SCALE[1] * p
-        return q, p
+        return scale_outputs(*self._raw(V, t, ic), self.config.scale)
 
     def _raw(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         B, W = t.shape

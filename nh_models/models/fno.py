@@ -28,8 +28,11 @@ from .base import (
     N_SENSORS,
     OperatorModel,
     check_divisible,
+    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
+    scale_outputs,
+    sensor_inputs,
 )
 from .layers import QueryDecoder
 
@@ -37,7 +40,8 @@ from .layers import QueryDecoder
 @dataclass
 class FNOConfig:
     """The reference's configuration (SPEC section 8): d_model 128, 3 Fourier layers, 16 modes,
-    decoder 16 heads, 2 layers, feed-forward 128."""
+    decoder 16 heads, 2 layers, feed-forward 128. `features` and `scale` are the input and
+    output options of `base.sensor_inputs` (defaults: the reference's network)."""
 
     d_model: int = 128
     fourier_layers: int = 3
@@ -46,6 +50,8 @@ class FNOConfig:
     decoder_layers: int = 2
     dim_feedforward: int = 128
     dropout: float = 0.0
+    features: str = "sensors"
+    scale: bool = False
 
     def __post_init__(self) -> None:
         check_positive_ints(
@@ -55,6 +61,7 @@ class FNOConfig:
         check_divisible(self, "d_model", "nhead")
         if self.modes > N_SENSORS // 2:
             raise NHError(f"FNOConfig.modes must be at most {N_SENSORS // 2}, got {self.modes}")
+        check_input_options(self)
 
 
 def dft_matrices(n: int, modes: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -119,7 +126,8 @@ class FNO(OperatorModel):
     def __init__(self, config: FNOConfig) -> None:
         super().__init__(config)
         c = config
-        self.lift = nn.Linear(2, c.d_model)
+        energy = c.features == "energy"
+        self.lift = nn.Linear(3 if energy else 2, c.d_model)  # (V, [root,] x) at each sensor
         self.register_buffer(
             "sensors", torch.linspace(0.0, 1.0, N_SENSORS), persistent=False
         )  # sensor positions
@@ -128,14 +136,18 @@ class FNO(OperatorModel):
         )
         self.pointwise = nn.ModuleList(nn.Linear(c.d_model, c.d_model) for _ in range(c.fourier_layers))
         self.norm = nn.LayerNorm(c.d_model)
-        self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)
+        self.decoder = QueryDecoder(
+            c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=3 if energy else 2
+        )
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        v = self.lift(torch.stack([V, self.sensors.expand_as(V)], dim=-1))  # (B, 100, d_model)
+        sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
+        x = self.sensors.expand_as(V).unsqueeze(-1)  # (B, 100, 1) sensor positions
+        v = self.lift(torch.cat([sensors, x], dim=-1))  # (B, 100, d_model)
         last = len(self.spectral) - 1
         for i, (K, W) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
             v = K(v) + W(v)  # (B, 100, d_model)
             if i < last:
                 v = F.gelu(v)
         memory = self.norm(v)  # (B, 100, d_model)
-        return self.decoder(t, ic, memory)  # (B, W), (B, W)
+        return scale_outputs(*self.decoder(t, cond, memory), self.config.scale)  # (B, W), (B, W)

@@ -129,12 +129,14 @@ class TransformerEncoder(nn.Module):
 
 
 class QueryDecoder(nn.Module):
-    """Transformer decoder over query times: (t (B, W), ic (B, 2), memory (B, L, d)) -> q, p (B, W)."""
+    """Transformer decoder over query times: (t (B, W), ic (B, ic_dim), memory (B, L, d)) -> q, p (B, W)."""
 
-    def __init__(self, d_model: int, nhead: int, num_layers: int, d_ff: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, num_layers: int, d_ff: int, dropout: float, ic_dim: int = 2
+    ) -> None:
         super().__init__()
         self.time_embed = mlp([1, d_model, d_model])
-        self.ic_embed = ICEmbedding(d_model, d_model)
+        self.ic_embed = ICEmbedding(d_model, d_model, ic_dim)
         self.blocks = nn.ModuleList(DecoderBlock(d_model, nhead, d_ff, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 2)

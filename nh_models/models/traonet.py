@@ -17,8 +17,11 @@ from .base import (
     N_SENSORS,
     OperatorModel,
     check_divisible,
+    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
+    scale_outputs,
+    sensor_inputs,
     sinusoidal_table,
 )
 from .layers import QueryDecoder, TransformerEncoder
@@ -28,7 +31,8 @@ from .layers import QueryDecoder, TransformerEncoder
 class TraONetConfig:
     """Paper configuration (SPEC section 8): d_model 64, nhead 8, layers 3, feed-forward 512, dropout 0.
 
-    `num_layers` is the depth of the encoder and of the decoder.
+    `num_layers` is the depth of the encoder and of the decoder. `features` and `scale` are the
+    input and output options of `base.sensor_inputs` (defaults: the paper's network).
     """
 
     d_model: int = 64
@@ -36,11 +40,14 @@ class TraONetConfig:
     num_layers: int = 3
     dim_feedforward: int = 512
     dropout: float = 0.0
+    features: str = "sensors"
+    scale: bool = False
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "d_model", "nhead", "num_layers", "dim_feedforward")
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
+        check_input_options(self)
 
 
 class TraONet(OperatorModel):
@@ -49,13 +56,17 @@ class TraONet(OperatorModel):
     def __init__(self, config: TraONetConfig) -> None:
         super().__init__(config)
         c = config
-        self.embed = nn.Linear(1, c.d_model)
+        energy = c.features == "energy"
+        self.embed = nn.Linear(2 if energy else 1, c.d_model)
         self.register_buffer("pos", sinusoidal_table(N_SENSORS, c.d_model), persistent=False)  # (100, d)
         self.encoder = TransformerEncoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
-        self.decoder = QueryDecoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
+        self.decoder = QueryDecoder(
+            c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout, ic_dim=3 if energy else 2
+        )
         self.scale = math.sqrt(c.d_model)
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.embed(V.unsqueeze(-1)) * self.scale + self.pos  # (B, 100, d_model)
+        sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
+        x = self.embed(sensors) * self.scale + self.pos  # (B, 100, d_model)
         memory = self.encoder(x)  # (B, 100, d_model)
-        return self.decoder(t, ic, memory)  # (B, W), (B, W)
+        return scale_outputs(*self.decoder(t, cond, memory), self.config.scale)  # (B, W), (B, W)
