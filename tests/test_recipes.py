@@ -283,16 +283,18 @@ def test_energy_features_and_scaling_for_the_transformer_decoders(name):
 
 
 def test_the_sensor_channels_are_what_the_options_say():
-    from nh_models.models.base import sensor_inputs
+    from nh_models.models.base import input_widths, sensor_inputs
 
     V = torch.linspace(-1, 1, 100).unsqueeze(0).repeat(2, 1)
     ic = torch.tensor([[0.5, 0.0], [0.5, 1.0]])
     x, cond = sensor_inputs(V, ic, "energy", False)
     assert x.shape == (2, 100, 2) and cond.shape == (2, 3)
+    assert input_widths("energy") == (x.shape[-1], cond.shape[1])
     assert torch.equal(x[..., 0], V) and torch.equal(x[..., 1], energy_features(V, ic)[:, :100])
     assert torch.allclose(cond[:, 2], 0.5 * ic[:, 1] ** 2 + 0.5 * (V[:, 49] + V[:, 50]), atol=1e-2)
     x, cond = sensor_inputs(V, ic, "sensors", True)
     assert x.shape == (2, 100, 1) and torch.equal(cond, ic)
+    assert input_widths("sensors") == (x.shape[-1], cond.shape[1])
 
 
 @pytest.mark.parametrize("name", sorted(DECODER_SMALL))

@@ -159,13 +159,23 @@ def check_input_options(config: Any) -> None:
         raise NHError(f"{name}.scale must be true or false, got {config.scale!r}")
 
 
+def input_widths(features: str) -> tuple[int, int]:
+    """(channels per sensor, width of the decoder's condition) that `sensor_inputs` returns."""
+    return (2, 3) if features == "energy" else (1, 2)
+
+
+def scale_sensors(V: Tensor, scale: bool) -> Tensor:
+    """V -> (V - V_SHIFT) / V_SCALE with `scale: true`; V otherwise."""
+    return (V - V_SHIFT) / V_SCALE if scale else V
+
+
 def sensor_inputs(V: Tensor, ic: Tensor, features: str, scale: bool) -> tuple[Tensor, Tensor]:
     """The encoder's per-sensor channels and the decoder's condition for `features` and `scale`.
 
     (B, 100), (B, 2) -> (B, 100, C) with C = 1 ("sensors") or 2 ("energy": V and the signed
     root of `energy_features`), and (B, 2) (q0, p0) or (B, 3) (q0, p0, E0).
     """
-    v = (V - V_SHIFT) / V_SCALE if scale else V
+    v = scale_sensors(V, scale)
     if features == "energy":
         f = energy_features(V, ic)  # (B, 101)
         return torch.stack([v, f[:, :-1]], dim=-1), torch.cat([ic, f[:, -1:]], dim=1)

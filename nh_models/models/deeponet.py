@@ -42,8 +42,6 @@ from nh_data.problem import T_END
 
 from .base import (
     N_SENSORS,
-    V_SCALE,
-    V_SHIFT,
     ICEmbedding,
     OperatorModel,
     check_input_options,
@@ -52,6 +50,7 @@ from .base import (
     energy_features,
     mlp,
     scale_outputs,
+    scale_sensors,
 )
 
 TRUNKS = ("mlp", "chebyshev")
@@ -129,7 +128,7 @@ class DeepONet(OperatorModel):
 
     def branch(self, V: Tensor, ic: Tensor) -> Tensor:
         """(B, 100) sensors and (B, 2) initial conditions -> (B, 2K) coefficients."""
-        x = (V - V_SHIFT) / V_SCALE if self.config.scale else V
+        x = scale_sensors(V, self.config.scale)
         if self.config.features == "energy":
             x = torch.cat([x, energy_features(V, ic)], dim=1)  # (B, 201)
         h = self.branch_in(x) + self.ic_embed(ic)  # (B, h1)

@@ -31,6 +31,7 @@ from .base import (
     check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
+    input_widths,
     scale_outputs,
     sensor_inputs,
 )
@@ -126,8 +127,8 @@ class FNO(OperatorModel):
     def __init__(self, config: FNOConfig) -> None:
         super().__init__(config)
         c = config
-        energy = c.features == "energy"
-        self.lift = nn.Linear(3 if energy else 2, c.d_model)  # (V, [root,] x) at each sensor
+        channels, ic_dim = input_widths(c.features)
+        self.lift = nn.Linear(channels + 1, c.d_model)  # the sensor channels and x at each sensor
         self.register_buffer(
             "sensors", torch.linspace(0.0, 1.0, N_SENSORS), persistent=False
         )  # sensor positions
@@ -137,7 +138,7 @@ class FNO(OperatorModel):
         self.pointwise = nn.ModuleList(nn.Linear(c.d_model, c.d_model) for _ in range(c.fourier_layers))
         self.norm = nn.LayerNorm(c.d_model)
         self.decoder = QueryDecoder(
-            c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=3 if energy else 2
+            c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
         )
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:

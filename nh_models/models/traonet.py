@@ -20,6 +20,7 @@ from .base import (
     check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
+    input_widths,
     scale_outputs,
     sensor_inputs,
     sinusoidal_table,
@@ -56,12 +57,12 @@ class TraONet(OperatorModel):
     def __init__(self, config: TraONetConfig) -> None:
         super().__init__(config)
         c = config
-        energy = c.features == "energy"
-        self.embed = nn.Linear(2 if energy else 1, c.d_model)
+        channels, ic_dim = input_widths(c.features)
+        self.embed = nn.Linear(channels, c.d_model)
         self.register_buffer("pos", sinusoidal_table(N_SENSORS, c.d_model), persistent=False)  # (100, d)
         self.encoder = TransformerEncoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
         self.decoder = QueryDecoder(
-            c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout, ic_dim=3 if energy else 2
+            c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
         )
         self.scale = math.sqrt(c.d_model)
 
