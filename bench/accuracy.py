@@ -95,6 +95,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-sub", type=int, default=1000, help="test orbits for timing and RK4 at equal cost")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (training and evaluation)")
     ap.add_argument("--quiet", action="store_true", help="no evaluation progress on stderr")
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="name of the results block and of the run subfolder [default: the data folder's name]",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the runs and stop (several such runs side by side, each pinned to its own cores, "
+        "then one run without it evaluates them all)",
+    )
     return ap.parse_args(argv)
 
 
@@ -241,8 +252,8 @@ def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpe
                 shutil.rmtree(spec.run_dir)
             t0 = time.perf_counter()
             try:
-                metrics = train(
-                    spec.model, spec.config, data_dir, spec.run_dir, device=device, progress=False
+                metrics = train(  # the test split is scored below, by evaluate_runs (and --max-test)
+                    spec.model, spec.config, data_dir, spec.run_dir, device=device, progress=False, test=False
                 )
             except NHError as exc:
                 spec.error = str(exc)
@@ -250,8 +261,7 @@ def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpe
                 continue
             print(
                 f"{head}: {metrics.get('status')} after {(time.perf_counter() - t0) / 60:.2f} min, "
-                f"{metrics.get('epochs_done')} epochs, best val {fmt(metrics.get('best_val_loss'))}, "
-                f"test {fmt(metrics.get('test_loss'))}",
+                f"{metrics.get('epochs_done')} epochs, best val {fmt(metrics.get('best_val_loss'))}",
                 flush=True,
             )
         spec.train_metrics = metrics
@@ -802,6 +812,7 @@ def render_block(
     args: argparse.Namespace,
     plot_name: str,
     failed: list[RunSpec],
+    train_threads: list[int] | None = None,
 ) -> str:
     """The markdown between the markers of data folder `name` (markers included)."""
     from nh_data.schema import read_manifest
@@ -833,6 +844,13 @@ def render_block(
         "",
         f"- command: `{command}`",
         f"- machine: {machine_line(device)}",
+        *(
+            [
+                f"- training: torch threads per run {', '.join(map(str, train_threads))} (each run's metrics.json)"
+            ]
+            if train_threads
+            else []
+        ),
         f"- date: {when}",
         f"- data: {dataset_line(data_dir, manifest)}",
         f"- scored on {base['n_test']} test orbits"
@@ -970,7 +988,9 @@ def run(args: argparse.Namespace, command: str) -> Path:
     recipes = parse_recipes(args.recipes, seeds)
     physics_names(args.physics)  # NHError for an unknown potential, before any training
     device = resolve_device(args.device)
-    name = data_dir.resolve().name
+    name = args.name or data_dir.resolve().name
+    if not name or "/" in name or name.startswith("."):
+        raise NHError(f"--name must be a plain folder name, got {name!r}")
     out = Path(args.out) / name
     results = Path(args.results)
 
@@ -982,6 +1002,9 @@ def run(args: argparse.Namespace, command: str) -> Path:
     specs = done
     if not specs:
         raise NHError("every training run failed (see above)")
+    if args.train_only:
+        print(f"trained {len(specs)} runs in {out} (--train-only: no evaluation)", flush=True)
+        return out
     print("evaluating every run on the test split", flush=True)
     metrics = evaluate_all(specs, data_dir, args, out)
     print("data baselines: mean predictor, rank-K floor, RK4", flush=True)
@@ -994,8 +1017,9 @@ def run(args: argparse.Namespace, command: str) -> Path:
 
     plot = results.parent / f"{results.stem}_{name}.png"
     plot_curves(specs, metrics, base, f"{data_dir} — {fmt(args.budget)} min training budget per run", plot)
+    threads = sorted({s.train_metrics["torch_threads"] for s in specs if "torch_threads" in s.train_metrics})
     block = render_block(
-        name, command, data_dir, device, entries, base, rk4, metrics, args, plot.name, failed
+        name, command, data_dir, device, entries, base, rk4, metrics, args, plot.name, failed, threads
     )
     upsert_block(results, name, block)
     return results
@@ -1010,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     except NHError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    print(f"results: {results}", flush=True)
+    print(f"results: {results}", flush=True)  # (the run folder with --train-only)
     return 0
 
 

@@ -294,8 +294,8 @@ def test_unknown_key_lists_valid_keys():
     with pytest.raises(NHError) as err:
         model_config("traonet", {"d_model": 32, "heads": 4})
     assert str(err.value) == (
-        "unknown traonet config key 'heads'; valid keys: d_model, nhead, num_layers, dim_feedforward, dropout, "
-        "features, scale"
+        "unknown traonet config key 'heads'; valid keys: basis, head_nodes, head_layers, head_width, patch, "
+        "d_model, nhead, num_layers, dim_feedforward, dropout, features, scale, decoder"
     )
     with pytest.raises(
         NHError, match="unknown deeponet config keys 'a', 'b'; valid keys: nodes, layers, branches"
@@ -364,7 +364,8 @@ def test_paper_config_files(name):
     # the model section is exactly the paper configuration: every key, the dataclass defaults
     # (DeepONet's options beyond the paper, absent from the file, default to the paper's network)
     assert {**dataclasses.asdict(model_config(name)), **data["model"]} == dataclasses.asdict(model_config(name))
-    assert set(dataclasses.asdict(model_config(name))) - set(data["model"]) <= {"trunk", "features", "scale"}
+    beyond = {"trunk", "features", "scale", "decoder", "basis", "head_nodes", "head_layers", "head_width", "patch"}
+    assert set(dataclasses.asdict(model_config(name))) - set(data["model"]) <= beyond
     assert list(data["train"]) == TRAIN_KEYS
     assert data["train"] == {
         "epochs": 250, "batch_size": 100, "lr": PAPER_LR[name], "infimum_lr": 1e-5, "weight_decay": 0.01,

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+import nh_models.training.trainer as T
 from nh_data.errors import NHError
 from nh_models.data import ShardDataset
 from nh_models.models import get_model
@@ -146,6 +147,16 @@ def test_run_folder_contents(tiny, tmp_path):
 
     with pytest.raises(NHError, match="already holds a run"):
         train("deeponet", _cfg(TINY_DEEPONET), tiny, run, progress=False)
+
+
+def test_training_without_the_test_pass_leaves_test_loss_empty(tiny, tmp_path, monkeypatch):
+    """`test=False` (bench/accuracy.py scores the test split itself): no pass over the test split."""
+    seen = []
+    real = T.evaluate
+    monkeypatch.setattr(T, "evaluate", lambda model, ds, **kw: seen.append(ds.split) or real(model, ds, **kw))
+    metrics = train("deeponet", _cfg(TINY_DEEPONET, epochs=2), tiny, tmp_path / "run", progress=False, test=False)
+    assert metrics["test_loss"] is None and metrics["status"] == "completed"
+    assert seen == ["val", "val"] and metrics["torch_threads"] == torch.get_num_threads()
 
 
 def test_checkpoint_rebuilds_the_model_with_identical_outputs(tmp_path):

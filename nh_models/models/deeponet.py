@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nh_data.errors import NHError
-from nh_data.problem import T_END
 
 from .base import (
     N_SENSORS,
@@ -52,6 +51,7 @@ from .base import (
     scale_outputs,
     scale_sensors,
 )
+from .heads import chebyshev_basis, chebyshev_expand, shared_grid
 
 TRUNKS = ("mlp", "chebyshev")
 
@@ -79,30 +79,12 @@ class DeepONetConfig:
             raise NHError("DeepONetConfig.branches must be >= 2 with trunk: chebyshev")
 
 
-def chebyshev_basis(t: Tensor, K: int) -> Tensor:
-    """T_0..T_{K-1} at x = 2 t / T - 1 (the window [0, T] mapped to [-1, 1]): (*S,) -> (*S, K)."""
-    x = (t * (2.0 / T_END) - 1.0).clamp(-1.0, 1.0)
-    n = torch.arange(K, dtype=t.dtype, device=t.device)
-    return torch.cos(torch.acos(x).unsqueeze(-1) * n)  # T_n(cos a) = cos(n a), one fused pass
-
-
 def inner_product(branch: Tensor, trunk: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
     """(B, 2K) branch and (B, W, 2K) trunk features -> q, p (B, W): first K for q, last K for p."""
     B, W, K2 = trunk.shape
     prod = trunk.view(B, W, 2, K2 // 2) * branch.view(B, 1, 2, K2 // 2)  # (B, W, 2, K)
     out = prod.sum(-1) + bias  # (B, W, 2)
     return out[..., 0], out[..., 1]
-
-
-def shared_grid(t: Tensor) -> bool:
-    """True when every row of t (B, W) holds the same times (then the trunk runs once).
-
-    Under torch.compile always False: a data-dependent branch would break the graph, and
-    the per-point path computes the same values.
-    """
-    if torch.compiler.is_compiling():
-        return False
-    return t.shape[0] == 1 or bool((t == t[:1]).all())
 
 
 class DeepONet(OperatorModel):
@@ -151,15 +133,7 @@ class DeepONet(OperatorModel):
     def _raw(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         B, W = t.shape
         if self.chebyshev:  # one basis for q and p; (B, W, K) x (B, K) per channel
-            coef = self.branch(V, ic).view(B, 2, -1)  # (B, 2, K)
-            if shared_grid(t):
-                basis = chebyshev_basis(t[0], self.config.branches)  # (W, K), once for the batch
-                q = torch.addmm(self.bias[0], coef[:, 0], basis.t())
-                p = torch.addmm(self.bias[1], coef[:, 1], basis.t())
-                return q, p
-            basis = chebyshev_basis(t, self.config.branches)  # (B, W, K)
-            out = torch.bmm(basis, coef.transpose(1, 2)) + self.bias  # (B, W, 2)
-            return out[..., 0], out[..., 1]
+            return chebyshev_expand(self.branch(V, ic).view(B, 2, -1), t, self.bias)
         if shared_grid(t):
             coef = self.branch(V, ic).view(B, 2, -1)  # (B, 2, K)
             basis = self.trunk(t[0]).view(W, 2, -1)  # (W, 2, K), once for the whole batch

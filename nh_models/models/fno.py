@@ -35,14 +35,16 @@ from .base import (
     scale_outputs,
     sensor_inputs,
 )
+from .heads import CHEBYSHEV, SequenceOptions, TokenBasisHead, patchify
 from .layers import QueryDecoder
 
 
 @dataclass
-class FNOConfig:
+class FNOConfig(SequenceOptions):
     """The reference's configuration (SPEC section 8): d_model 128, 3 Fourier layers, 16 modes,
     decoder 16 heads, 2 layers, feed-forward 128. `features` and `scale` are the input and
-    output options of `base.sensor_inputs` (defaults: the reference's network)."""
+    output options of `base.sensor_inputs`; `decoder: chebyshev` replaces the decoder over
+    query times by the basis head of `heads` (defaults: the reference's network)."""
 
     d_model: int = 128
     fourier_layers: int = 3
@@ -53,6 +55,7 @@ class FNOConfig:
     dropout: float = 0.0
     features: str = "sensors"
     scale: bool = False
+    decoder: str = "attention"
 
     def __post_init__(self) -> None:
         check_positive_ints(
@@ -60,9 +63,10 @@ class FNOConfig:
         )
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
-        if self.modes > N_SENSORS // 2:
-            raise NHError(f"FNOConfig.modes must be at most {N_SENSORS // 2}, got {self.modes}")
         check_input_options(self)
+        self.check_head(("attention", CHEBYSHEV))
+        if self.modes > self.tokens // 2:
+            raise NHError(f"FNOConfig.modes must be at most {self.tokens // 2}, got {self.modes}")
 
 
 def dft_matrices(n: int, modes: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -128,27 +132,34 @@ class FNO(OperatorModel):
         super().__init__(config)
         c = config
         channels, ic_dim = input_widths(c.features)
-        self.lift = nn.Linear(channels + 1, c.d_model)  # the sensor channels and x at each sensor
+        # the sensor channels (of `patch` neighbouring sensors) and the position of each token
+        self.lift = nn.Linear(c.patch * channels + 1, c.d_model)
         self.register_buffer(
-            "sensors", torch.linspace(0.0, 1.0, N_SENSORS), persistent=False
-        )  # sensor positions
+            "sensors", torch.linspace(0.0, 1.0, N_SENSORS).view(-1, c.patch).mean(1), persistent=False
+        )  # (L,) token positions: the sensors' (patch 1) or each group's mean
         self.spectral = nn.ModuleList(
-            SpectralConv1d(c.d_model, c.d_model, c.modes) for _ in range(c.fourier_layers)
+            SpectralConv1d(c.d_model, c.d_model, c.modes, n=c.tokens) for _ in range(c.fourier_layers)
         )
         self.pointwise = nn.ModuleList(nn.Linear(c.d_model, c.d_model) for _ in range(c.fourier_layers))
         self.norm = nn.LayerNorm(c.d_model)
-        self.decoder = QueryDecoder(
-            c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
-        )
+        if c.decoder == CHEBYSHEV:
+            self.head = TokenBasisHead(c.d_model, c.tokens, ic_dim, c)
+        else:
+            self.decoder = QueryDecoder(
+                c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
+            )
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
-        x = self.sensors.expand_as(V).unsqueeze(-1)  # (B, 100, 1) sensor positions
-        v = self.lift(torch.cat([sensors, x], dim=-1))  # (B, 100, d_model)
+        sensors = patchify(sensors, self.config.patch)  # (B, L, patch * C), L = 100 / patch
+        x = self.sensors.expand(V.shape[0], -1).unsqueeze(-1)  # (B, L, 1) token positions
+        v = self.lift(torch.cat([sensors, x], dim=-1))  # (B, L, d_model)
         last = len(self.spectral) - 1
         for i, (K, W) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
-            v = K(v) + W(v)  # (B, 100, d_model)
+            v = K(v) + W(v)  # (B, L, d_model)
             if i < last:
                 v = F.gelu(v)
-        memory = self.norm(v)  # (B, 100, d_model)
+        memory = self.norm(v)  # (B, L, d_model)
+        if self.config.decoder == CHEBYSHEV:
+            return scale_outputs(*self.head(memory, cond, t), self.config.scale)
         return scale_outputs(*self.decoder(t, cond, memory), self.config.scale)  # (B, W), (B, W)

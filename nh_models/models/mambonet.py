@@ -22,7 +22,17 @@ from torch import Tensor, nn
 
 from nh_data.errors import NHError
 
-from .base import OperatorModel, check_divisible, check_nonnegative_floats, check_positive_ints
+from .base import (
+    OperatorModel,
+    check_divisible,
+    check_input_options,
+    check_nonnegative_floats,
+    check_positive_ints,
+    input_widths,
+    scale_outputs,
+    sensor_inputs,
+)
+from .heads import CHEBYSHEV, SequenceOptions, TokenBasisHead, patchify
 from .layers import QueryDecoder
 from .scan import selective_scan
 
@@ -30,9 +40,12 @@ SCANS = ("fast", "pscan", "seq")
 
 
 @dataclass
-class MambONetConfig:
+class MambONetConfig(SequenceOptions):
     """Paper configuration (SPEC section 8): d_model 128, 4 Mamba layers, decoder 4 heads,
     4 layers, feed-forward 1024. d_state, d_conv and expand are mambapy's defaults.
+    `features` and `scale` are the input and output options of `base.sensor_inputs`;
+    `decoder: chebyshev` replaces the decoder over query times by the basis head of `heads`
+    (defaults: the paper's network).
     """
 
     d_model: int = 128
@@ -45,6 +58,9 @@ class MambONetConfig:
     dim_feedforward: int = 1024
     dropout: float = 0.0
     scan: str = "fast"
+    features: str = "sensors"
+    scale: bool = False
+    decoder: str = "attention"
 
     def __post_init__(self) -> None:
         check_positive_ints(
@@ -62,6 +78,8 @@ class MambONetConfig:
         check_divisible(self, "d_model", "nhead")
         if self.scan not in SCANS:
             raise NHError(f"MambONetConfig.scan must be one of {', '.join(SCANS)}, got {self.scan!r}")
+        check_input_options(self)
+        self.check_head(("attention", CHEBYSHEV))
 
 
 def mamba_block(block: MambaBlock, x: Tensor, scan: str) -> Tensor:
@@ -98,7 +116,8 @@ class MambONet(OperatorModel):
     def __init__(self, config: MambONetConfig) -> None:
         super().__init__(config)
         c = config
-        self.embed = nn.Linear(1, c.d_model)
+        channels, ic_dim = input_widths(c.features)
+        self.embed = nn.Linear(c.patch * channels, c.d_model)
         self.mamba = Mamba(
             MambaConfig(
                 d_model=c.d_model,
@@ -109,9 +128,17 @@ class MambONet(OperatorModel):
             )
         )
         self.norm = nn.LayerNorm(c.d_model)
-        self.decoder = QueryDecoder(c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout)
+        if c.decoder == CHEBYSHEV:
+            self.head = TokenBasisHead(c.d_model, c.tokens, ic_dim, c)
+        else:
+            self.decoder = QueryDecoder(
+                c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
+            )
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.embed(V.unsqueeze(-1))  # (B, 100, d_model)
-        memory = self.norm(mamba_forward(self.mamba, x, self.config.scan))  # (B, 100, d_model)
-        return self.decoder(t, ic, memory)  # (B, W), (B, W)
+        sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
+        x = self.embed(patchify(sensors, self.config.patch))  # (B, L, d_model), L = 100 / patch
+        memory = self.norm(mamba_forward(self.mamba, x, self.config.scan))  # (B, L, d_model)
+        if self.config.decoder == CHEBYSHEV:
+            return scale_outputs(*self.head(memory, cond, t), self.config.scale)
+        return scale_outputs(*self.decoder(t, cond, memory), self.config.scale)  # (B, W), (B, W)

@@ -1,7 +1,8 @@
 """TraONet: a Transformer encoder over the 100 sensor values, a Transformer decoder over query times.
 
 Encoder tokens: a linear embedding of each sensor value V(x_j), scaled by sqrt(d_model),
-plus the sinusoidal encoding of the sensor index j. Decoder tokens: an MLP embedding
+plus the sinusoidal encoding of the sensor index j (with `patch` > 1: of each group of
+`patch` neighbouring sensors and the group's index). Decoder tokens: an MLP embedding
 of each query time plus the MLP embedding of (q0, p0); they attend to each other and
 to the encoder memory (see `layers.QueryDecoder`).
 """
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from .base import (
-    N_SENSORS,
     OperatorModel,
     check_divisible,
     check_input_options,
@@ -25,15 +25,17 @@ from .base import (
     sensor_inputs,
     sinusoidal_table,
 )
+from .heads import CHEBYSHEV, SequenceOptions, TokenBasisHead, patchify
 from .layers import QueryDecoder, TransformerEncoder
 
 
 @dataclass
-class TraONetConfig:
+class TraONetConfig(SequenceOptions):
     """Paper configuration (SPEC section 8): d_model 64, nhead 8, layers 3, feed-forward 512, dropout 0.
 
     `num_layers` is the depth of the encoder and of the decoder. `features` and `scale` are the
-    input and output options of `base.sensor_inputs` (defaults: the paper's network).
+    input and output options of `base.sensor_inputs`; `decoder: chebyshev` replaces the
+    decoder over query times by the basis head of `heads` (defaults: the paper's network).
     """
 
     d_model: int = 64
@@ -43,12 +45,14 @@ class TraONetConfig:
     dropout: float = 0.0
     features: str = "sensors"
     scale: bool = False
+    decoder: str = "attention"
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "d_model", "nhead", "num_layers", "dim_feedforward")
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
         check_input_options(self)
+        self.check_head(("attention", CHEBYSHEV))
 
 
 class TraONet(OperatorModel):
@@ -58,16 +62,21 @@ class TraONet(OperatorModel):
         super().__init__(config)
         c = config
         channels, ic_dim = input_widths(c.features)
-        self.embed = nn.Linear(channels, c.d_model)
-        self.register_buffer("pos", sinusoidal_table(N_SENSORS, c.d_model), persistent=False)  # (100, d)
+        self.embed = nn.Linear(c.patch * channels, c.d_model)
+        self.register_buffer("pos", sinusoidal_table(c.tokens, c.d_model), persistent=False)  # (L, d)
         self.encoder = TransformerEncoder(c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout)
-        self.decoder = QueryDecoder(
-            c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
-        )
+        if c.decoder == CHEBYSHEV:
+            self.head = TokenBasisHead(c.d_model, c.tokens, ic_dim, c)
+        else:
+            self.decoder = QueryDecoder(
+                c.d_model, c.nhead, c.num_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
+            )
         self.scale = math.sqrt(c.d_model)
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
-        x = self.embed(sensors) * self.scale + self.pos  # (B, 100, d_model)
-        memory = self.encoder(x)  # (B, 100, d_model)
+        x = self.embed(patchify(sensors, self.config.patch)) * self.scale + self.pos  # (B, L, d_model)
+        memory = self.encoder(x)  # (B, L, d_model), L = 100 / patch
+        if self.config.decoder == CHEBYSHEV:
+            return scale_outputs(*self.head(memory, cond, t), self.config.scale)
         return scale_outputs(*self.decoder(t, cond, memory), self.config.scale)  # (B, W), (B, W)

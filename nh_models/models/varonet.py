@@ -6,6 +6,11 @@
     h0 = W_z z + E(q0, p0),  c0 = c                         decoder initial state, one per output
     q = W_q BiLSTM_q(t; h0_q, c0),   p = W_p BiLSTM_p(t; h0_p, c0)
 
+With `decoder: chebyshev` the two LSTM decoders give way to the basis head of `heads`: the
+latent z of every encoder layer and direction, flattened, is mapped to the Chebyshev
+coefficients of q and p. `features` and `scale` are the input and output options of
+`base.sensor_inputs` (the encoder reads C channels per sensor).
+
 `regularizer()` returns kl_weight * KL(N(mu, sigma^2) || N(0, 1)) of the last training-mode
 forward pass (the KL averaged over batch, layers and latent components); zero in eval mode.
 """
@@ -17,11 +22,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import ICEmbedding, OperatorModel, check_nonnegative_floats, check_positive_ints
+from .base import (
+    ICEmbedding,
+    OperatorModel,
+    check_input_options,
+    check_nonnegative_floats,
+    check_positive_ints,
+    input_widths,
+    scale_outputs,
+    sensor_inputs,
+)
+from .heads import CHEBYSHEV, BasisHead, SequenceOptions, patchify
 
 
 @dataclass
-class VaRONetConfig:
+class VaRONetConfig(SequenceOptions):
     """Paper configuration (SPEC section 8): hidden 512, layers 4, latent 30, dropout 0, kl_weight 0.1
     (the reference's tuned value: 0.055)."""
 
@@ -30,10 +45,15 @@ class VaRONetConfig:
     latent_size: int = 30
     dropout: float = 0.0
     kl_weight: float = 0.1
+    features: str = "sensors"
+    scale: bool = False
+    decoder: str = "lstm"
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "hidden_size", "num_layers", "latent_size")
         check_nonnegative_floats(self, "dropout", "kl_weight")
+        check_input_options(self)
+        self.check_head(("lstm", CHEBYSHEV))
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -69,27 +89,42 @@ class VaRONet(OperatorModel):
         super().__init__(config)
         c = config
         drop = c.dropout if c.num_layers > 1 else 0.0  # nn.LSTM warns about dropout with one layer
+        channels, ic_dim = input_widths(c.features)
         self.encoder = nn.LSTM(
-            1, c.hidden_size, c.num_layers, batch_first=True, dropout=drop, bidirectional=True
+            c.patch * channels,
+            c.hidden_size,
+            c.num_layers,
+            batch_first=True,
+            dropout=drop,
+            bidirectional=True,
         )
         self.fc_mu = nn.Linear(c.hidden_size, c.latent_size)
         self.fc_logvar = nn.Linear(c.hidden_size, c.latent_size)
-        self.fc_z_q = nn.Linear(c.latent_size, c.hidden_size)
-        self.fc_z_p = nn.Linear(c.latent_size, c.hidden_size)
-        self.ic_embed = ICEmbedding(c.hidden_size, c.hidden_size)
-        self.decoder_q = _Decoder(c.hidden_size, c.num_layers, drop)
-        self.decoder_p = _Decoder(c.hidden_size, c.num_layers, drop)
+        if c.decoder == CHEBYSHEV:
+            self.head = BasisHead(2 * c.num_layers * c.latent_size, ic_dim, c)
+        else:
+            self.fc_z_q = nn.Linear(c.latent_size, c.hidden_size)
+            self.fc_z_p = nn.Linear(c.latent_size, c.hidden_size)
+            self.ic_embed = ICEmbedding(c.hidden_size, c.hidden_size, ic_dim)
+            self.decoder_q = _Decoder(c.hidden_size, c.num_layers, drop)
+            self.decoder_p = _Decoder(c.hidden_size, c.num_layers, drop)
         self._kl: Tensor | None = None
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
-        _, (h, c) = self.encoder(V.unsqueeze(-1))  # (2 layers, B, H) each
+        sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
+        _, (h, c) = self.encoder(
+            patchify(sensors, self.config.patch)
+        )  # (2 layers, B, H) each: 2 directions x num_layers
         mu, logvar = self.fc_mu(h), self.fc_logvar(h)  # (2 layers, B, Z) each
         z = reparameterize(mu, logvar, sample=self.training)  # (2 layers, B, Z)
         self._kl = gaussian_kl(mu, logvar) if self.training else None
-        e = self.ic_embed(ic).unsqueeze(0)  # (1, B, H)
+        if self.config.decoder == CHEBYSHEV:
+            q, p = self.head(z.transpose(0, 1).flatten(1), cond, t)  # z: (B, 2 layers * Z)
+            return scale_outputs(q, p, self.config.scale)
+        e = self.ic_embed(cond).unsqueeze(0)  # (1, B, H)
         q = self.decoder_q(t, self.fc_z_q(z) + e, c)  # (B, W)
         p = self.decoder_p(t, self.fc_z_p(z) + e, c)  # (B, W)
-        return q, p
+        return scale_outputs(q, p, self.config.scale)
 
     def regularizer(self) -> Tensor:
         """kl_weight * KL of the last training-mode forward; zero in eval mode or before any forward."""

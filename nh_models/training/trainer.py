@@ -368,12 +368,17 @@ def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], devi
         if len(times) >= 5 and time.perf_counter() - t_begin > 3.0:
             break
     per_step = float(np.median(times)) if times else 0.0  # the median: robust to a busy moment
-    n_val = min(len(val_ds), 2000)
+    # validation: up to 2,000 orbits, or as many batches as 3 s allow (a slow network, e.g. the
+    # paper's VaRONet at a few orbits per second, is not timed on 2,000), scaled to the split
+    n_val, done = min(len(val_ds), 2000), 0
     t0 = time.perf_counter()
     model.eval()
     for idx in eval_batches(n_val, tc["batch_size"]):
         eval_step(model, _to_device(val_ds.get_batch(idx), device), bf16=tc["bf16"])
-    per_val = (time.perf_counter() - t0) * len(val_ds) / n_val
+        done += len(idx)
+        if time.perf_counter() - t0 > 3.0:
+            break
+    per_val = (time.perf_counter() - t0) * len(val_ds) / max(done, 1)
     t0 = time.perf_counter()  # a checkpoint: last and (often) best, written and fsynced
     with tempfile.TemporaryFile() as f:
         for _ in range(2):
@@ -488,6 +493,7 @@ def _write_metrics(
         "train_seconds": sum(r["seconds"] for r in rows),
         "device": str(device),
         "world_size": env.world_size,
+        "torch_threads": torch.get_num_threads(),
     }
     if env.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -508,6 +514,7 @@ def train(
     resume: str | os.PathLike | None = None,
     epoch_callback: Callable[[int, float], None] | None = None,
     progress: bool = True,
+    test: bool = True,
 ) -> dict[str, Any]:
     """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
 
@@ -515,6 +522,8 @@ def train(
     defaults. device: "cpu", "cuda", "cuda:N" or "auto". resume: a run folder to continue
     from its checkpoint_last.pt (its saved config and data folder are used; `config`
     may be None, otherwise it must equal the saved one; `out_dir` is ignored).
+    test: score the best checkpoint on the test split at the end (metrics `test_loss`;
+    None without it: a caller that scores the run itself, like bench/accuracy.py, skips it).
     The run folder is created only once the data and the config have been checked.
     Under torchrun every process calls this; rank 0 writes the files.
     """
@@ -655,7 +664,7 @@ def train(
             raise
 
         test_loss = None
-        if datasets["test"] is not None:
+        if test and datasets["test"] is not None:
             D.barrier(env)  # checkpoint_best.pt is on disk
             best = load_checkpoint(run_dir / CHECKPOINT_NAMES["best"], dev)
             model.load_state_dict(best["model"])
