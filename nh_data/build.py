@@ -575,7 +575,11 @@ def build_dataset(
     try:
         with ExitStack() as stack:
             stack.enter_context(FolderLock(out_dir))
-            client = stack.enter_context(cluster.connect(target)) if target is not None else None
+            client = None
+            if target is not None:
+                if "local" in target:  # compiled before the local workers fork
+                    _warm_up(config)
+                client = stack.enter_context(cluster.connect(target))
             return _build_locked(
                 out_dir, config, specs[i:j], specs, int(workers), client, overwrite, progress
             )
@@ -636,10 +640,10 @@ def _run(
         total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
     )
     try:
-        _warm_up(config)
-        if client is not None:
+        if client is not None:  # its workers load or compile the kernels themselves
             _run_dask(out_dir, config, todo, client, bar, {} if verified is None else verified)
         else:
+            _warm_up(config)
             _run_shards(out_dir, config, todo, workers, bar)
     except OSError as exc:  # disk full, permissions discovered late...: one line, exit 2
         raise NHError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,15 +87,24 @@ def connect(target: dict) -> Iterator[object]:
     """A `distributed.Client` for `target` (from `parse_scheduler`), closed on exit.
 
     {"local": N} starts a LocalCluster of N single-threaded worker processes on this
-    machine (stopped on exit); an address is reached within CONNECT_TIMEOUT_S or NHError.
+    machine (stopped on exit), forked on Linux like the process pool: they inherit the
+    kernels this process compiled (a spawned worker spends seconds importing and loading
+    them); an address is reached within CONNECT_TIMEOUT_S or NHError.
     """
     distributed = _distributed()
     cluster = None
     if "local" in target:
-        cluster = distributed.LocalCluster(
-            n_workers=target["local"], threads_per_worker=1, processes=True,
-            dashboard_address=None, silence_logs=logging.ERROR,
-        )  # fmt: skip
+        import dask
+
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        try:
+            with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+                cluster = distributed.LocalCluster(
+                    n_workers=target["local"], threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                )  # fmt: skip
+        except Exception as exc:
+            raise NHError(f"could not start a local Dask cluster: {_first_line(exc)}") from None
         client = distributed.Client(cluster)
     else:
         address, where = target["address"], target["where"]
