@@ -56,7 +56,7 @@ def data() -> None:
               "80/20 (the paper) plus a test split of 0.4 n.")
 @click.option("--preset", default=None, help="normal (10,000) | more (100,000) | much (1,000,000).")
 @click.option("--out", "out", default=None, help="Output directory [parquet_data/<preset or n>].")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--ic", default="strata", show_default=True, help="strata (4 orbits/potential) | wall (0, 0).")
 @click.option("--times", default="random", show_default=True, help="random | uniform.")
@@ -66,7 +66,14 @@ def data() -> None:
 @click.option("--shards", default=None, help="Build only shards I:J of the full plan.")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset built with another configuration.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_size, shards, overwrite, quiet):
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+              help="Build on a Dask cluster: a scheduler's address (tcp://host:8786) or local[:N] (N worker "
+              "processes here); needs the [cluster] extra and an output folder every worker sees.")
+@click.option("--scheduler-file", default=None, metavar="FILE",
+              help="Build on the Dask cluster whose scheduler wrote FILE (dask-jobqueue, dask-mpi, "
+              "`dask scheduler --scheduler-file`).")
+def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_size, shards, overwrite, quiet,
+               scheduler, scheduler_file):  # fmt: skip
     """Build (or resume) a certified dataset of random potentials and orbits."""
     from nh_data.build import build_dataset
 
@@ -75,6 +82,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
     m = build_dataset(
         out, n, preset=preset, seed=seed, workers=workers, ic=ic, times=times, integrator=integrator,
         dt=dt, shard_size=shard_size, shards=shards, overwrite=overwrite, progress=not quiet,
+        scheduler=scheduler, scheduler_file=scheduler_file,
     )  # fmt: skip
     if not m.get("complete", True):
         click.echo(f"{out}: built shards {', '.join(m['shards_built'])}; {m['shards_missing']} still missing")

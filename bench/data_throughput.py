@@ -9,9 +9,13 @@ Prints:
 4. end-to-end build rate with 1 and 2 worker processes (scaling);
 5. wall time of ``nh data build --preset normal --workers 2`` (all three splits);
 6. peak RSS of builds at two sizes (N = 10,000 vs 100,000; --quick: 2,000 vs 20,000),
-   read from /proc (VmHWM of the build process) and getrusage (largest worker).
+   read from /proc (VmHWM of the build process) and getrusage (largest worker);
+7. the Dask row: the same build (n = 40,000; --quick: 2,000) by the process pool with
+   ``--workers 2`` and by ``--scheduler local:2`` (a LocalCluster of 2 worker processes),
+   side by side, with Dask's overhead in % (needs the [cluster] extra).
 
-Run: ``PYTHONPATH=. python bench/data_throughput.py [--quick]``.
+Run: ``PYTHONPATH=. python bench/data_throughput.py [--quick]``; the Dask row alone:
+``PYTHONPATH=. python bench/data_throughput.py --dask-only [--n 40000]``.
 """
 
 from __future__ import annotations
@@ -245,11 +249,31 @@ def timed_build(n: int, workers: int, out: Path, extra: list[str] | None = None)
     return res
 
 
+def dask_row(n: int) -> None:
+    """Process pool (--workers 2) against a LocalCluster of 2 worker processes: same build, one run each."""
+    k = "1000" if n >= 10_000 else "100"
+    with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
+        tmp = Path(tmp)
+        pool = timed_build(n, 2, tmp / "pool", ["--shard-size", k])
+        dask = timed_build(n, 1, tmp / "dask", ["--shard-size", k, "--scheduler", "local:2"])
+        same = (tmp / "pool" / "manifest.json").read_bytes() == (tmp / "dask" / "manifest.json").read_bytes()
+        overhead = 100 * (dask["wall"] / pool["wall"] - 1)
+        print(f"build n={n:,} ({4 * n:,} orbits, shards of {k} potentials), 2 workers: "
+              f"process pool {pool['wall']:.2f} s | Dask LocalCluster {dask['wall']:.2f} s "
+              f"(cluster start-up included) -> Dask overhead {overhead:+.1f} %; identical bytes: {same}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
+    ap.add_argument("--dask-only", action="store_true", help="only the Dask row (7.)")
+    ap.add_argument("--n", type=int, default=None, help="potentials of the Dask row [40,000; --quick: 2,000]")
     args = ap.parse_args()
     quick = args.quick
+    n_dask = args.n if args.n is not None else (2000 if quick else 40_000)
+    if args.dask_only:
+        dask_row(n_dask)
+        return
     n_pot = 100 if quick else 500
     n_scipy = 12 if quick else 40
 
@@ -330,6 +354,7 @@ def main() -> None:
               f"N={big:,}: main {rb['rss_main_mib']:.0f} MiB, largest worker {rb['rss_worker_mib']:.0f} MiB "
               f"(ratio {max(rb['rss_main_mib'], rb['rss_worker_mib']) / max(rs['rss_main_mib'], rs['rss_worker_mib']):.2f}); "
               f"N={big:,} took {rb['wall']:.1f} s")  # fmt: skip
+    dask_row(n_dask)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ a rerun keeps a shard only if the file's checksum matches its record. Nothing
 is ever written under a final name before it is complete (temporary name in
 the same folder, fsync, verify, ``os.replace``). ``manifest.json`` is written
 last, once every shard of the dataset exists.
+
+Workers: one shard is one task, `build_shard`, run by this process (``workers=1``), a
+pool of forked processes, or the workers of a Dask cluster (``scheduler=``,
+`nh_data.cluster`); whoever runs it, the bytes are the same. A build holds the folder's
+lock (`nh_data.lock`) from start to end: a second build into the folder is refused.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import metadata
 from multiprocessing import get_context
@@ -32,10 +40,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import cluster
 from . import ground_truth as gt
 from .errors import NHError
 from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
+from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .potentials import potential_rejections, sample_potentials
 from .problem import N_SENSORS, T_END, V0, WINDOW
 from .schema import (
@@ -60,7 +70,10 @@ POTENTIAL_REASONS = ("potential_non_finite", "potential_abs_V_gt_10")
 ORBIT_REASONS = gt.REASONS[1:]
 ALL_REASONS = POTENTIAL_REASONS + ORBIT_REASONS
 _SHARD_RE = re.compile(r"^(train|val|test)-\d{5}\.parquet$")
-_TMP_RE = re.compile(r"^\.(.+)\.tmp-(\d+)$")
+#: a shard being written: .<file>.tmp-<pid>-<thread>@<host> (older builds: .<file>.tmp-<pid>)
+_TMP_RE = re.compile(r"^\.(.+)\.tmp-(\d+)(?:-\d+@(.+))?$")
+#: a JSON file being written by `fileio.write_json_atomic` (mkstemp names carry no pid)
+_JSON_TMP_RE = re.compile(r"^\.(.+\.json)\.[A-Za-z0-9_]+\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -324,7 +337,8 @@ def compute_shard(config: dict, spec: ShardSpec, progress=None) -> tuple[pa.Tabl
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Unique per writer: Dask workers on several hosts, with several threads, share the folder."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}@{socket.gethostname()}")
 
 
 def write_shard(out_dir: Path, config: dict, spec: ShardSpec, progress=None) -> dict:
@@ -354,7 +368,8 @@ def write_shard(out_dir: Path, config: dict, spec: ShardSpec, progress=None) -> 
     return record
 
 
-def _worker(out_dir: str, config: dict, spec: ShardSpec) -> dict:
+def build_shard(out_dir: str, config: dict, spec: ShardSpec) -> dict:
+    """The shard task: what a pool process or a Dask worker runs (`write_shard`). Returns the record."""
     return write_shard(Path(out_dir), config, spec)
 
 
@@ -392,36 +407,42 @@ def _existing_config(out_dir: Path) -> dict | None:
 
 
 def _ours(name: str) -> bool:
-    return bool(_SHARD_RE.match(name)) or name in (MANIFEST, STATE_DIR) or bool(_TMP_RE.match(name))
+    ours = (MANIFEST, STATE_DIR, LOCK, BREAK)
+    return name in ours or bool(_SHARD_RE.match(name) or _TMP_RE.match(name) or _JSON_TMP_RE.match(name))
 
 
 def _remove_ours(out_dir: Path) -> None:
     for entry in out_dir.iterdir():
-        if _ours(entry.name):
+        if _ours(entry.name) and entry.name not in (LOCK, BREAK):
             if entry.is_dir():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _clean_tmp(out_dir: Path, files: set[str] | None = None) -> None:
+    """Remove temporary files left by killed writers.
 
-
-def _clean_tmp(out_dir: Path) -> None:
-    """Remove temporary files left by killed builds (their process is gone)."""
+    files=None (before a build, under the folder lock): every JSON temporary, and the shard
+    temporaries of processes gone from this host (those of other hosts cannot be checked
+    here). files=set (after the build's tasks all finished): every temporary of those
+    shards and their records, whoever wrote it: a Dask worker killed mid-write on any host.
+    """
+    here = socket.gethostname()
     for d in (out_dir, out_dir / STATE_DIR):
         if not d.is_dir():
             continue
         for entry in d.iterdir():
-            m = _TMP_RE.match(entry.name)
-            if m and not _pid_alive(int(m.group(2))):
+            m, j = _TMP_RE.match(entry.name), _JSON_TMP_RE.match(entry.name)
+            if files is not None:
+                gone = bool(m and m.group(1) in files) or bool(
+                    j and j.group(1).removesuffix(".json") in files
+                )
+            elif m:
+                gone = (m.group(3) or here) == here and not pid_alive(int(m.group(2)))
+            else:
+                gone = bool(j)
+            if gone:
                 entry.unlink(missing_ok=True)
 
 
@@ -520,37 +541,73 @@ def build_dataset(
     shards: str | tuple[int, int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    scheduler: str | None = None,
+    scheduler_file: str | os.PathLike | None = None,
 ) -> dict:
     """Build (or resume) the dataset in `out_dir`; return its manifest.
 
     With `shards` = "I:J" only those shards of the full plan are built; the
     manifest is written (and returned) once every shard exists, otherwise the
     return value is ``{"complete": False, "shards_built": [...], "shards_missing": k}``.
-    Bad input raises NHError before anything is written.
+    `scheduler` (a Dask scheduler address, or "local[:N]") or `scheduler_file` runs the
+    shards on a Dask cluster instead of `workers` processes (`nh_data.cluster`), with
+    the same bytes. Bad input raises NHError before anything is written; so does a
+    folder another build holds (`nh_data.lock`).
     """
     config = resolve_config(
         n, preset=preset, seed=seed, ic=ic, times=times, integrator=integrator, dt=dt, shard_size=shard_size
     )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers <= 0:
         raise NHError(f"--workers must be a positive integer, got {workers}")
+    target = cluster.parse_scheduler(scheduler, scheduler_file)
+    if target is not None and workers != 1:
+        raise NHError(
+            "--workers sizes the process pool; with a Dask scheduler its workers build (local:N: N processes)"
+        )
     specs = plan(config)
     if isinstance(shards, tuple):
         shards = f"{shards[0]}:{shards[1]}"
     i, j = parse_shards(shards, len(specs))
     out_dir = Path(out_dir)
     _check_writable(out_dir)
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(FolderLock(out_dir))
+            client = None
+            if target is not None:
+                if "local" in target:  # compiled before the local workers fork
+                    _warm_up(config)
+                client = stack.enter_context(cluster.connect(target))
+            return _build_locked(
+                out_dir, config, specs[i:j], specs, int(workers), client, overwrite, progress
+            )
+    except BaseException:
+        if created:  # nothing of this build left: leave no empty folder either
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _build_locked(out_dir, config, chosen, specs, workers, client, overwrite, progress) -> dict:
+    """`build_dataset` once the folder's lock is held (and the cluster reached)."""
     _prepare_dir(out_dir, config, overwrite)
     _clean_tmp(out_dir)
 
-    todo = [s for s in specs[i:j] if _valid_record(out_dir, s) is None]
+    todo = [s for s in chosen if _valid_record(out_dir, s) is None]
+    verified: dict[str, dict] = {}  # records whose sha256 the Dask client checked already
     if todo:
-        _run(out_dir, config, todo, int(workers), progress)
+        _run(out_dir, config, todo, workers, progress, client, verified)
+        _clean_tmp(out_dir, {s.file for s in todo})
 
-    records = [_valid_record(out_dir, s) for s in specs]
+    records = [verified.get(s.file) or _valid_record(out_dir, s) for s in specs]
     if any(r is None for r in records):
         return {
             "complete": False,
-            "shards_built": [s.file for s in specs[i:j]],
+            "shards_built": [s.file for s in chosen],
             "shards_missing": sum(r is None for r in records),
         }
     manifest = make_manifest(config, records)
@@ -566,7 +623,15 @@ def build_dataset(
     return manifest
 
 
-def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progress: bool) -> None:
+def _run(
+    out_dir: Path,
+    config: dict,
+    todo: list[ShardSpec],
+    workers: int,
+    progress: bool,
+    client=None,
+    verified: dict | None = None,
+) -> None:
     from tqdm import tqdm
 
     total = sum(s.count for s in todo)
@@ -575,8 +640,11 @@ def _run(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, progr
         total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
     )
     try:
-        _warm_up(config)
-        _run_shards(out_dir, config, todo, workers, bar)
+        if client is not None:  # its workers load or compile the kernels themselves
+            _run_dask(out_dir, config, todo, client, bar, {} if verified is None else verified)
+        else:
+            _warm_up(config)
+            _run_shards(out_dir, config, todo, workers, bar)
     except OSError as exc:  # disk full, permissions discovered late...: one line, exit 2
         raise NHError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     finally:
@@ -594,7 +662,17 @@ def _run_shards(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int
     # the kernels use no threads, and the bar's monitor thread is off.
     ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-        futs = {pool.submit(_worker, str(out_dir), config, s): s for s in todo}
+        futs = {pool.submit(build_shard, str(out_dir), config, s): s for s in todo}
         for fut in as_completed(futs):
             fut.result()
             bar.update(futs[fut].count)
+
+
+def _run_dask(out_dir: Path, config: dict, todo: list[ShardSpec], client, bar, verified: dict) -> None:
+    """Build the shards `todo` as tasks of a Dask cluster; each one's sha256 is checked here as it comes."""
+
+    def done(spec: ShardSpec, record: dict) -> None:
+        verified[spec.file] = record
+        bar.update(spec.count)
+
+    cluster.run_shards(client, build_shard, out_dir, config, todo, done)

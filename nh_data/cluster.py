@@ -1,0 +1,174 @@
+"""Shards as Dask tasks: `nh data build --scheduler ADDRESS | local[:N]` or `--scheduler-file FILE`.
+
+The client (the `nh data build` process) keeps the plan, the progress bar and the
+manifest; each shard is one task that runs the very function the process pool runs
+(`nh_data.build.build_shard`, passed in by the caller), so the bytes are the same by
+construction. Workers write into the output folder, which they and the client must see
+as one shared filesystem at the same path. Dask itself retries the task of a worker that
+died; a task that fails for a reason of its own ends the build with one line.
+
+Dask (`dask.distributed`) is an optional extra, imported only here and only when a
+scheduler is given: ``pip install "neural-hamilton[cluster]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import NHError
+from .fileio import sha256_file
+
+EXTRA = 'pip install "neural-hamilton[cluster]"'
+#: seconds to reach a scheduler before giving up (a bad address fails this fast)
+CONNECT_TIMEOUT_S = 5
+_LOCAL_RE = re.compile(r"local(?::(\d+))?")
+
+
+def parse_scheduler(scheduler: str | None, scheduler_file: str | os.PathLike | None) -> dict | None:
+    """Validate --scheduler / --scheduler-file without importing Dask.
+
+    Returns None (no cluster: the process pool), {"local": N} or {"address": A, "where": text}.
+    """
+    if scheduler is None and scheduler_file is None:
+        return None
+    if scheduler is not None and scheduler_file is not None:
+        raise NHError("give --scheduler or --scheduler-file, not both")
+    if scheduler_file is not None:
+        path = Path(scheduler_file)
+        if not path.is_file():
+            raise NHError(f"--scheduler-file {path}: no such file (the scheduler writes it when it starts)")
+        try:
+            address = json.loads(path.read_text()).get("address")
+        except (OSError, ValueError, AttributeError):
+            address = None
+        if not isinstance(address, str) or not address:
+            raise NHError(
+                f'--scheduler-file {path}: not a Dask scheduler file (JSON with an "address", as written by '
+                "`dask scheduler --scheduler-file`)"
+            )
+        return {"address": address, "where": f"from {path}"}
+    text = str(scheduler).strip()
+    m = _LOCAL_RE.fullmatch(text)
+    if m:
+        n = int(m.group(1)) if m.group(1) is not None else (os.cpu_count() or 1)
+        if n <= 0:
+            raise NHError(f"--scheduler local:N needs N >= 1, got {text!r}")
+        return {"local": n}
+    if not text or any(c.isspace() for c in text):
+        raise NHError(
+            f"--scheduler must be a scheduler address (tcp://host:8786) or local[:N], got {scheduler!r}"
+        )
+    return {"address": text, "where": ""}
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise NHError(f"--scheduler needs Dask, an optional extra: {EXTRA}") from None
+    return distributed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def connect(target: dict) -> Iterator[object]:
+    """A `distributed.Client` for `target` (from `parse_scheduler`), closed on exit.
+
+    {"local": N} starts a LocalCluster of N single-threaded worker processes on this
+    machine (stopped on exit), forked on Linux like the process pool: they inherit the
+    kernels this process compiled (a spawned worker spends seconds importing and loading
+    them); an address is reached within CONNECT_TIMEOUT_S or NHError.
+    """
+    distributed = _distributed()
+    cluster = None
+    if "local" in target:
+        import dask
+
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        try:
+            with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+                cluster = distributed.LocalCluster(
+                    n_workers=target["local"], threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                )  # fmt: skip
+        except Exception as exc:
+            raise NHError(f"could not start a local Dask cluster: {_first_line(exc)}") from None
+        client = distributed.Client(cluster)
+    else:
+        address, where = target["address"], target["where"]
+        try:
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:
+            at = f"{address} ({where})" if where else address
+            raise NHError(f"cannot reach the Dask scheduler at {at}: {_first_line(exc)}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def describe_failure(file: str, exc: BaseException) -> str:
+    """One line for a shard task that failed: which shard, and why."""
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return f"shard {file}: every worker that ran it died (out of memory? see the workers' logs)"
+    if name == "CancelledError":
+        return f"shard {file}: cancelled by the cluster (did the scheduler stop?)"
+    if isinstance(exc, OSError):
+        path = exc.filename2 or exc.filename  # os.replace(tmp, final): the final name
+        where = f" ({path})" if path else ""
+        return f"shard {file}: cannot write{where}: {exc.strerror or _first_line(exc)}"
+    return f"shard {file}: {name}: {_first_line(exc)}"
+
+
+def check_shard(out_dir: Path, record: dict) -> None:
+    """NHError unless the shard a worker reported has, seen from here, the sha256 it reported."""
+    path = out_dir / record["file"]
+    try:
+        sha = sha256_file(path)
+    except FileNotFoundError:
+        sha = None
+    if sha != record["sha256"]:
+        state = "is missing" if sha is None else "holds other bytes than the worker wrote"
+        raise NHError(
+            f"shard {record['file']}: a worker wrote it but {path} {state} here; the output folder must be "
+            "one shared filesystem that every worker and this client see at the same path"
+        )
+
+
+def run_shards(client, task: Callable, out_dir: Path, config: dict, todo: list, done: Callable) -> None:
+    """Submit `task(out_dir, config, spec)` for every spec of `todo`; as each finishes, check
+    its shard here (`check_shard`) and call `done(spec, record)`, in this process. NHError
+    (one line) on the first task that fails; unfinished tasks are cancelled however the loop ends."""
+    distributed = _distributed()
+    run = uuid.uuid4().hex[:8]
+    where = str(Path(out_dir).resolve())  # the workers' working folders differ from ours
+    futures = {
+        client.submit(task, where, config, spec, key=f"nh-shard-{spec.file}-{run}", retries=0): spec
+        for spec in todo
+    }
+    try:
+        for fut in distributed.as_completed(futures):
+            spec = futures[fut]
+            try:
+                record = fut.result()
+            except Exception as exc:
+                raise NHError(describe_failure(spec.file, exc)) from None
+            check_shard(Path(out_dir), record)
+            done(spec, record)
+    finally:
+        client.cancel(list(futures))
