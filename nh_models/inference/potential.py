@@ -143,6 +143,13 @@ def read_potential_file(path: str | Path) -> np.ndarray:
     return _from_table(a, str(path))
 
 
+def _is_file(spec: str) -> bool:
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a file
+        return False
+
+
 def resolve_potential(spec: str) -> Potential:
     """A potential from SPEC: a physics name, a file or a formula in q (see the module docstring)."""
     from nh_data.physics import POTENTIALS
@@ -151,7 +158,7 @@ def resolve_potential(spec: str) -> Potential:
     if spec in POTENTIALS:
         pot = POTENTIALS[spec]
         return Potential(spec, "physics", pot.sensors(), pot)
-    if Path(spec).suffix.lower() in FILE_SUFFIXES or Path(spec).is_file():
+    if Path(spec).suffix.lower() in FILE_SUFFIXES or _is_file(spec):
         return Potential(Path(spec).name, "file", read_potential_file(spec))
     f = Formula(spec)
     return Potential(f"V(q) = {f.text}", "formula", f(SENSORS), f)
