@@ -544,7 +544,7 @@ def train(
     if tc["compile"]:
         _check_compiler(dev)  # before anything is written
     if env.is_main:
-        check_available(tc["log"])
+        check_available(tc.get("log", "none"))  # a run saved before `log` existed: none
     if tc["batch_size"] % env.world_size:
         raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
 
@@ -603,7 +603,7 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             if ckpt is None:
                 write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
-            tracker = state.tracker = open_tracker(tc["log"], run_dir, config, model_name)
+            tracker = state.tracker = open_tracker(tc.get("log", "none"), run_dir, config, model_name)
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
             torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
         if ckpt is not None:
