@@ -174,9 +174,12 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", "out_dir", default="runs", show_default=True, help="Parent folder of the run folder.")
 @click.option("--resume", default=None, metavar="RUN", help="Continue the stopped run in folder RUN.")
+@click.option("--log", "log", type=click.Choice(["none", "tensorboard", "wandb"]), default=None,
+              help="Training logs: TensorBoard events in RUN/tensorboard, or W&B (offline unless logged in) "
+              "[default: train.log, none].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, lr, seed, device, out_dir, resume,
-           quiet) -> None:  # fmt: skip
+           log, quiet) -> None:  # fmt: skip
     """Train MODEL; command-line values override the config file; run it under torchrun for DDP."""
     import os
     from pathlib import Path
@@ -184,7 +187,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
     from nh_models.training.trainer import default_run_dir, train
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "time_limit": time_limit,
-                 "fresh": fresh}  # fmt: skip
+                 "fresh": fresh, "log": log}  # fmt: skip
     if resume is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
         if config_file is not None:
@@ -286,6 +289,64 @@ def demo(out_dir, size, device, quiet) -> None:
     result = run_demo(out_dir, size=size, device=device, progress=not quiet)
     click.echo(f"demo finished in {result['seconds']:.0f} s ({result['cpu_seconds']:.0f} CPU-s); "
                f"report: {result['report']}")
+
+
+# ============================================================ nh predict / calibrate  (issue 12)
+
+
+@nh.command("predict")
+@click.argument("run", metavar="RUN")
+@click.option("--potential", "spec", required=True, metavar="SPEC",
+              help="A name of `nh physics` (sho, morse, ...), a file (.csv/.npy/.parquet: 100 sensor values "
+              "or columns q, V) or a formula in q such as '8*(q-0.5)**2'.")
+@click.option("--ic", required=True, metavar="Q0,P0", help="Initial condition.")
+@click.option("--t-max", "t_max", default="2", show_default=True, metavar="T",
+              help="End time; beyond 2, windows are chained as in `nh eval`.")
+@click.option("--times", type=int, default=100, show_default=True, metavar="N", help="Uniform times on [0, T].")
+@click.option("--band", type=float, default=None, metavar="LEVEL",
+              help="Band level [default: 0.9 when the run has a calibration].")
+@click.option("--check", is_flag=True, help="Also integrate with the certified integrator (and the exact V).")
+@click.option("--out", "out", default="prediction.parquet", show_default=True,
+              help="Output table: .parquet or .csv.")
+@click.option("--plot", is_flag=True, help="Also write a PNG beside --out.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> None:
+    """Predict the orbit of a trained RUN on any potential, with its calibrated error band."""
+    from nh_data.physics import parse_float, parse_ic
+    from nh_models.evaluation.run import resolve_device
+    from nh_models.inference.check import format_check
+    from nh_models.inference.run import predict_command
+
+    r = predict_command(run, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
+                        check=check, out=out, plot=plot, device=resolve_device(device))  # fmt: skip
+    for w in r["warnings"]:
+        click.echo(f"Warning: {w}", err=True)
+    b = r["bands"]
+    band_text = "no band (the run has no calibration.json: `nh calibrate RUN`)" if b is None else (
+        f"band at {b.level:g} (stratum {b.stratum}): q +-{b.half_q:.3g}, p +-{b.half_p:.3g}")  # fmt: skip
+    for note in b.notes if b is not None else []:
+        click.echo(f"Note: {note}", err=True)
+    click.echo(f"{r['model']} on {r['potential']}: {band_text}; H0 = {r['H'][0]:.6g}, "
+               f"max |H - H0| = {r['H'][1]:.3g}")  # fmt: skip
+    if r["check"] is not None:
+        click.echo(format_check(r["check"], b))
+    click.echo(f"written: {r['out']}" + (f", {r['plot']}" if r["plot"] else ""))
+
+
+@nh.command("calibrate")
+@click.argument("run", metavar="RUN")
+@click.option("--data", "data_dir", default=None, help="Dataset folder with a val split [default: the run's].")
+@click.option("--score", type=click.Choice(["scaled", "max"]), default="scaled", show_default=True,
+              help="Nonconformity score: q and p errors over their train RMS (scaled), or raw (max).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+def calibrate_(run, data_dir, score, device) -> None:
+    """Split-conformal bands of RUN on the validation split, per energy stratum -> RUN/calibration.json."""
+    from nh_models.calibration import calibrate
+    from nh_models.evaluation.run import resolve_device
+
+    cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device))
+    click.echo(f"{path}: {cal['n']} val orbits; " + ", ".join(
+        f"{k} (n={v['n']}) Q0.9={v['quantiles']['0.9']}" for k, v in cal["strata"].items() if k != "all"))
 
 
 # ============================================================ entry point

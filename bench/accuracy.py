@@ -252,8 +252,16 @@ def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpe
                 shutil.rmtree(spec.run_dir)
             t0 = time.perf_counter()
             try:
-                metrics = train(  # the test split is scored below, by evaluate_runs (and --max-test)
-                    spec.model, spec.config, data_dir, spec.run_dir, device=device, progress=False, test=False
+                # the test split is scored below by evaluate_runs (--max-test); bands: `nh calibrate RUN`
+                metrics = train(
+                    spec.model,
+                    spec.config,
+                    data_dir,
+                    spec.run_dir,
+                    device=device,
+                    progress=False,
+                    test=False,
+                    calibrate=False,
                 )
             except NHError as exc:
                 spec.error = str(exc)

@@ -16,6 +16,8 @@ The package, by what each part does (docs/architecture.md):
     training/    trainer, schedules, steps, training source, checkpoints, configs, DDP, tuning
     evaluation/  metrics, work-precision, structure (energy, det J, chaining), integrator
                  baselines (oracle), test split and physics cases, `nh eval`, report, plots
+    inference/   `nh predict`: potentials from names, files, formulas; chained prediction, bands
+    calibration.py  split-conformal error bands (`nh calibrate`, end of `nh train`)
     demo.py      the one-command demo;  runtime.py  process settings;  testing.py  test data
 
 `nh_models.train`, `nh_models.evaluate` and `nh_models.tune` are the old paths of
@@ -43,6 +45,11 @@ _API = {
     "load_config": "training.config",
     "load_run": "training.checkpoint",
     "load_checkpoint": "training.checkpoint",
+    # using a trained operator (nh predict, nh calibrate)
+    "predict": "inference.predict",
+    "resolve_potential": "inference.potential",
+    "calibrate": "calibration",
+    "load_calibration": "calibration",
     # evaluation, search, demo
     "evaluate_runs": "evaluation.run",
     "OracleModel": "evaluation.oracle",

@@ -66,7 +66,11 @@ def test_eval_two_runs_into_one_report(tiny_run, tmp_path):
     assert r["rk4_equal_cost"]["dt"] > 0 and r["work_precision"]["time_per_traj_s"] > 0
     assert "mean_abs_detJ_minus_1" in r["detJ"] and "mean_max_abs_dH" in r["energy"]
     assert set(metrics["integrators"]["work_precision"]) == {"rk4", "leapfrog", "yoshida4"}
+    cov = r["coverage"]  # nh train calibrated the run: band coverage on the test split, chained windows
+    assert cov["strata"]["overall"]["n"] == 40 and set(cov["strata"]["overall"]["coverage"]) == {"0.5", "0.9", "0.99"}
+    assert [c["window"] for c in cov["chained"]] == list(range(1, 11))
     report = (out / "report.md").read_text()
+    assert "## Calibrated bands (test split)" in report and "guarantee holds for the first window only" in report
     table = report.split("## Comparison")[1].split("##")[0]
     assert "| run | deeponet |" in table and "| run#2 | deeponet |" in table
     assert (out / "physics_sho.png").is_file() and (out / "work_precision.png").is_file()

@@ -154,8 +154,10 @@ def test_training_without_the_test_pass_leaves_test_loss_empty(tiny, tmp_path, m
     seen = []
     real = T.evaluate
     monkeypatch.setattr(T, "evaluate", lambda model, ds, **kw: seen.append(ds.split) or real(model, ds, **kw))
-    metrics = train("deeponet", _cfg(TINY_DEEPONET, epochs=2), tiny, tmp_path / "run", progress=False, test=False)
+    run = tmp_path / "run"
+    metrics = train("deeponet", _cfg(TINY_DEEPONET, epochs=2), tiny, run, progress=False, test=False, calibrate=False)
     assert metrics["test_loss"] is None and metrics["status"] == "completed"
+    assert not (run / "calibration.json").exists()
     assert seen == ["val", "val"] and metrics["torch_threads"] == torch.get_num_threads()
 
 

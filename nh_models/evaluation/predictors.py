@@ -55,6 +55,7 @@ class Candidate:
     model: torch.nn.Module | None = None
     run: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: Any = None  # the run's nh_models.calibration.Calibration, if it has one
 
     @classmethod
     def from_model(cls, label: str, model: torch.nn.Module, device="cpu", batch_size=2048, **kw) -> Candidate:

@@ -96,6 +96,17 @@ def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves:
     return out
 
 
+def _coverage(cal, cand: Candidate, scores: np.ndarray, u: np.ndarray, sub: TestData, settings: EvalSettings):
+    """Band coverage per stratum on the test split, and its decay along chained windows."""
+    from .coverage import N_CHAIN, chained_coverage, coverage_summary
+
+    out = coverage_summary(cal, scores, u)
+    few = sub.take(np.arange(min(N_CHAIN, len(sub.u))))
+    n_windows = int(round(settings.t_long / settings.window))
+    out["chained"] = chained_coverage(cal, cand.predict, few.V, few.ic, few.u, n_windows, settings.window)
+    return out
+
+
 def _evaluate_candidate(
     cand: Candidate,
     test: TestData | TestSplit | None,
@@ -114,6 +125,7 @@ def _evaluate_candidate(
     out: dict[str, Any] = {"run": cand.run, **cand.info}
     if test is not None:
         errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
+        cal, scores = cand.calibration, []
         bs = settings.batch_size
         for b in tqdm(
             test.batches(bs),
@@ -127,7 +139,11 @@ def _evaluate_candidate(
             q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
             for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
                 errs[k].append(v)
+            if cal is not None:
+                scores.append(cal.scores_of(q_hat, p_hat, b.q, b.p))
         out["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
+        if cal is not None:
+            out["coverage"] = _coverage(cal, cand, np.concatenate(scores), test.u, sub, settings)
 
         q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
         dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
@@ -284,6 +300,7 @@ def evaluate_runs(
     checkpoint); if that is gone too, the test-set parts are skipped with a note.
     physics: "all", "none" or "name,name". Returns (metrics, path of report.md).
     """
+    from ..calibration import load_calibration
     from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
 
     if not runs:
@@ -299,6 +316,11 @@ def evaluate_runs(
     for label, r, path in zip(_labels([str(r) for r in runs]), runs, paths, strict=True):
         ckpt = load_checkpoint(path, device)
         model = build_model(ckpt, device)
+        try:
+            cal = load_calibration(r, ckpt["digest"])
+        except NHError as exc:  # a stale or damaged calibration: evaluate without bands
+            _log(f"{label}: no band coverage ({exc})", progress)
+            cal = None
         if data_dir is None and ckpt.get("data_dir") and Path(ckpt["data_dir"]).is_dir():
             data_dir = ckpt["data_dir"]
             _log(f"test data: {data_dir} (where {label} was trained)", progress)
@@ -311,6 +333,7 @@ def evaluate_runs(
                 settings.batch_size,
                 run=str(r),
                 info={"model": model.name, "n_params": int(n_params)},
+                calibration=cal,
             )
         )
     if data_dir is None:

@@ -20,7 +20,9 @@ file fails earlier. Every such failure is an NHError naming the file.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 import random
 import struct
@@ -31,12 +33,13 @@ import numpy as np
 import torch
 
 from nh_data.errors import NHError
-from nh_data.fileio import atomic_write
+from nh_data.fileio import atomic_write, write_text_atomic
 
 FORMAT = "nh-checkpoint"
 VERSION = 1
 REQUIRED = ("model_name", "config", "model", "epoch")
 CHECKPOINT_NAMES = {"best": "checkpoint_best.pt", "last": "checkpoint_last.pt"}
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "samples_per_s", "seconds")
 
 
 # ----------------------------------------------------------------- RNG states as plain data
@@ -196,3 +199,13 @@ def load_run(
     """(model in eval mode, resolved config) from a run folder's 'best' or 'last' checkpoint."""
     ckpt = load_checkpoint(checkpoint_path(run_dir, which), device)
     return build_model(ckpt, device), ckpt["config"]
+
+
+def write_history(history: list[dict[str, float]], path: Path) -> None:
+    """history.csv of a run: one row per epoch, HISTORY_FIELDS, floats at full precision."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, buf.getvalue())

@@ -30,6 +30,8 @@ import yaml
 
 from nh_data.errors import NHError
 
+from .tracking import LOGGERS
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PAPER_CONFIG_DIR = CONFIG_DIR / "paper"
 SECTIONS = ("model", "train")
@@ -57,6 +59,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_steps": 0,  # optimizer steps in all (0: epochs x steps per epoch)
     "fresh": 0,  # > 0: every epoch trains on this many fresh potentials drawn like the data's
     "fresh_reuse": 1,  # passes over each fresh set
+    "log": "none",  # training logs: none | tensorboard (RUN/tensorboard) | wandb (offline unless logged in)
 }
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DTYPES = ("float32", "float64")
@@ -172,8 +175,9 @@ def validate_train(train: dict[str, Any]) -> dict[str, Any]:
         "max_steps": _as_int("max_steps", train["max_steps"], 0),
         "fresh": _as_int("fresh", train["fresh"], 0),
         "fresh_reuse": _as_int("fresh_reuse", train["fresh_reuse"], 1),
+        "log": train["log"],
     }
-    for key, valid in (("schedule", SCHEDULES), ("loss", LOSSES)):
+    for key, valid in (("schedule", SCHEDULES), ("loss", LOSSES), ("log", LOGGERS)):
         if out[key] not in valid:
             raise NHError(f"train.{key} must be one of {', '.join(valid)}, got {out[key]!r}")
     if out["warmup"] >= 1:

@@ -16,6 +16,8 @@ runs DistributedDataParallel; only rank 0 writes. The run folder holds
     history.csv          epoch, train_loss, val_loss, lr, samples_per_s, seconds
     metrics.json         final/best validation loss, test loss, parameter count, samples/s
     loss.png             loss curves
+    calibration.json     split-conformal error bands on the val split (nh_models.calibration)
+    tensorboard/, wandb/ training logs with `log: tensorboard | wandb` (tracking.py)
 
 `resume=run_dir` continues a stopped run from checkpoint_last.pt; on CPU it ends with
 the same weights, bit for bit, as a run that was never stopped.
@@ -44,8 +46,6 @@ passes over each set), validating and testing on the folder's val and test split
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import itertools
 import json
 import math
@@ -66,9 +66,11 @@ from tqdm import tqdm
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
+from ..calibration import calibrate_finished_run
 from ..data import ShardDataset, eval_batches, has_split, iterate_batches
 from ..runtime import retain_freed_memory
 from . import distributed as D
+from .budget import BUDGET_MARGIN, plan_budget
 from .checkpoint import (
     CHECKPOINT_NAMES,
     checkpoint_path,
@@ -76,16 +78,16 @@ from .checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    write_history,
 )
 from .config import dump_config, resolve_config
 from .schedules import make_scheduler, reschedule
 from .source import TrainSource
 from .steps import _check_compiler, _to_device, eval_step, evaluate, train_step
+from .tracking import NullTracker, check_available, open_tracker
 
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "lr", "samples_per_s", "seconds")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EXPLODE_FACTOR = 100.0  # a batch loss this many times the first one stops the run
-BUDGET_MARGIN = 0.95  # the plan fills this fraction of the remaining time budget
 REPLAN_AFTER = 20.0  # seconds of epochs after which a time-limited run re-plans on measured epochs
 
 
@@ -110,6 +112,7 @@ class TrainState:
     best_val_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    tracker: Any = field(default_factory=NullTracker)  # TensorBoard / W&B logs (tracking.py)
 
 
 def check_loss(value: float, state: TrainState, epoch: int, lr: float) -> None:
@@ -181,7 +184,9 @@ def train_epoch(
                 state.scheduler.step()
             state.step += 1
             if k % check_every == 0 or state.first_loss is None:
-                check_loss(loss.item(), state, state.epoch + 1, lr)
+                value = loss.item()
+                check_loss(value, state, state.epoch + 1, lr)
+                state.tracker.log_step(state.step, value)
             loss_sum += loss.double() * B
             n_seen += B
             bar.update(B * env.world_size)
@@ -196,15 +201,6 @@ def train_epoch(
     if n:
         check_loss(mean, state, state.epoch + 1, state.optimizer.param_groups[0]["lr"])
     return mean, n / max(seconds, 1e-12), seconds, timed_out
-
-
-def _write_history(history: list[dict[str, float]], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(path, buf.getvalue())
 
 
 def _gather_rng(env: D.DistEnv) -> list[dict[str, Any]] | None:
@@ -240,7 +236,7 @@ def _save(state: TrainState, run_dir: Path, meta: dict[str, Any], env: D.DistEnv
     save_checkpoint(run_dir / CHECKPOINT_NAMES["last"], payload)
     if is_best:
         save_checkpoint(run_dir / CHECKPOINT_NAMES["best"], payload)
-    _write_history(state.history, run_dir / "history.csv")
+    write_history(state.history, run_dir / "history.csv")
 
 
 def total_steps(tc: dict[str, Any], steps_per_epoch: int) -> int:
@@ -324,6 +320,7 @@ def fit(
                 file=sys.stderr,
             )
         _save(state, run_dir, meta, env, is_best)
+        state.tracker.log_epoch(state.step, state.history[-1])
         if epoch_callback is not None:
             epoch_callback(state.epoch, val_loss)
         if timed_out and state.step < total:
@@ -388,21 +385,6 @@ def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], devi
     per_val += time.perf_counter() - t0
     set_rng_state(rng)
     return per_step, per_val, gen
-
-
-def plan_budget(seconds: float, per_step: float, per_val: float, per_gen: float, steps_per_epoch: int,
-                fresh_workers: bool) -> tuple[int, int]:  # fmt: skip
-    """(epochs, max_steps) that fill `seconds` of training: whole epochs of `steps_per_epoch`
-    steps plus one validation pass (and one fresh set, half hidden behind training when
-    loader workers make it) each; a single epoch shortened to fit when even one is too long."""
-    usable = max(0.0, BUDGET_MARGIN * seconds)
-    fixed = per_val + (0.5 if fresh_workers else 1.0) * per_gen
-    epoch_s = steps_per_epoch * per_step + fixed
-    epochs = int(usable // epoch_s) if epoch_s > 0 else 1
-    if epochs >= 1:
-        return epochs, epochs * steps_per_epoch
-    steps = int((usable - fixed) // per_step) if per_step > 0 else steps_per_epoch
-    return 1, max(1, min(steps, steps_per_epoch))
 
 
 # ----------------------------------------------------------------- the entry point
@@ -515,6 +497,7 @@ def train(
     epoch_callback: Callable[[int, float], None] | None = None,
     progress: bool = True,
     test: bool = True,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
     """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
 
@@ -524,6 +507,7 @@ def train(
     may be None, otherwise it must equal the saved one; `out_dir` is ignored).
     test: score the best checkpoint on the test split at the end (metrics `test_loss`;
     None without it: a caller that scores the run itself, like bench/accuracy.py, skips it).
+    calibrate: write the split-conformal bands (calibration.json) at the end.
     The run folder is created only once the data and the config have been checked.
     Under torchrun every process calls this; rank 0 writes the files.
     """
@@ -555,11 +539,14 @@ def train(
     dtype = DTYPES[tc["dtype"]]
     if tc["compile"]:
         _check_compiler(dev)  # before anything is written
+    if env.is_main:
+        check_available(tc.get("log", "none"))  # a run saved before `log` existed: none
     if tc["batch_size"] % env.world_size:
         raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
 
     created = D.init(env, dev)
     source: TrainSource | None = None
+    tracker = NullTracker()
     try:
         datasets = _open_datasets(Path(data_dir), dtype, env, with_train=tc["fresh"] == 0)
         source = TrainSource(Path(data_dir), datasets["train"], tc, env, dtype)
@@ -612,6 +599,7 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             if ckpt is None:
                 write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
+            tracker = state.tracker = open_tracker(tc.get("log", "none"), run_dir, config, model_name)
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
             torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
         if ckpt is not None:
@@ -678,9 +666,12 @@ def train(
                 num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
             )
         metrics = _write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
+        if calibrate and env.is_main:
+            calibrate_finished_run(run_dir, Path(data_dir), str(dev), progress)
         D.barrier(env)
         return metrics
     finally:
+        tracker.close()
         if source is not None:
             source.close()
         D.cleanup(created)

@@ -1,0 +1,254 @@
+"""Split-conformal error bands for a trained operator, per energy stratum (calibration.json).
+
+The band is *simultaneous* over one window: at level 1 - alpha, the whole true orbit (q and
+p at every time of the window) lies inside for at least a fraction 1 - alpha of orbits
+drawn like the calibration ones (the split-conformal guarantee; Vovk et al., Lei et al.
+2018). The per-orbit nonconformity score is
+
+    s = max over the window of max(|q_hat - q| / sigma_q, |p_hat - p| / sigma_p)
+
+and the band at level 1 - alpha is q_hat +- Q sigma_q, p_hat +- Q sigma_p with Q the
+ceil((n + 1)(1 - alpha))-th smallest of the n calibration scores of the orbit's energy
+stratum (infinite when that exceeds n). Score kinds:
+
+- "max":    sigma_q = sigma_p = 1 (one width for q and p);
+- "scaled": sigma_q, sigma_p = the RMS errors of q and of p on a sample of the *train*
+            split, fixed before calibration (so the validation scores stay exchangeable):
+            q and p get widths in proportion to their typical errors.
+
+Calibration uses the run's best checkpoint on the validation split of its data folder. The
+file is plain data (JSON): the sorted scores of every stratum, so any level can be asked,
+the quantiles at LEVELS for reading, and the checkpoint's digest (a calibration made for
+other weights is refused). Same run, same data -> same file, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nh_data.errors import NHError
+from nh_data.fileio import write_json_atomic
+
+FILE = "calibration.json"
+FORMAT = "nh-calibration"
+VERSION = 1
+LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
+SCORE_KINDS = ("max", "scaled")
+DEFAULT_KIND = "scaled"
+POOLED = "all"  # every calibration orbit together: the band of an orbit outside the calibrated strata
+N_SIGMA = 2000  # train orbits that fix sigma_q, sigma_p of the "scaled" score
+BATCH = 1024
+
+
+def conformal_quantile(sorted_scores: np.ndarray, level: float) -> float:
+    """The ceil((n + 1) level)-th smallest score (1-based); inf when that rank exceeds n."""
+    if not 0.0 < level < 1.0:
+        raise NHError(f"band level must lie in (0, 1), got {level!r}")
+    n = len(sorted_scores)
+    k = math.ceil((n + 1) * level - 1e-12)
+    return float(sorted_scores[k - 1]) if 1 <= k <= n else math.inf
+
+
+def nonconformity(q_hat, p_hat, q, p, sigma_q: float = 1.0, sigma_p: float = 1.0) -> np.ndarray:
+    """Per-orbit score max_t max(|q_hat - q| / sigma_q, |p_hat - p| / sigma_p); inputs (B, W) -> (B,)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = np.maximum(np.abs(q_hat - q) / sigma_q, np.abs(p_hat - p) / sigma_p).max(axis=1)
+    return np.where(np.isfinite(s), s, np.inf)
+
+
+@dataclass
+class Calibration:
+    """A loaded calibration.json: sorted scores per stratum and the score's sigmas."""
+
+    kind: str
+    sigma_q: float
+    sigma_p: float
+    scores: dict[str, np.ndarray]  # stratum -> sorted scores (POOLED included)
+    meta: dict[str, Any]
+
+    @property
+    def strata(self) -> list[str]:
+        return [s for s in self.scores if s != POOLED]
+
+    def quantile(self, stratum: str, level: float) -> float:
+        """Q of the stratum at `level` (the pooled scores for a stratum not calibrated)."""
+        return conformal_quantile(self.scores.get(stratum, self.scores[POOLED]), level)
+
+    def half_widths(self, stratum: str, level: float) -> tuple[float, float]:
+        """Half-widths (of the q band, of the p band) for an orbit of `stratum` at `level`."""
+        Q = self.quantile(stratum, level)
+        return Q * self.sigma_q, Q * self.sigma_p
+
+    def scores_of(self, q_hat, p_hat, q, p) -> np.ndarray:
+        return nonconformity(q_hat, p_hat, q, p, self.sigma_q, self.sigma_p)
+
+
+def _split_arrays(data_dir, split: str, rows: np.ndarray | None = None):
+    """V, t, ic, q, p (float64 numpy) and u of a split (or of `rows` of it)."""
+    import torch
+
+    from .data import ShardDataset
+
+    ds = ShardDataset(data_dir, split, dtype=torch.float64)
+    idx = np.arange(len(ds)) if rows is None else rows
+    u = np.asarray(ds.column("u"), dtype=np.float64)[idx]
+    out = {k: [] for k in ("V", "t", "ic", "q", "p")}
+    for s in range(0, len(idx), BATCH):
+        b = ds.get_batch(idx[s : s + BATCH])
+        for k in out:
+            out[k].append(b[k].double().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}, u, len(ds)
+
+
+def _predict_all(predict, a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return predict(a["V"], a["t"], a["ic"])
+
+
+def fit_sigmas(predict, data_dir, seed: int = 0) -> tuple[float, float]:
+    """RMS errors of q and of p on up to N_SIGMA orbits of the train split (the "scaled" score)."""
+    from .data import has_split
+
+    if not has_split(data_dir, "train"):
+        raise NHError(f"{data_dir} has no train split to fix the scaled score; use kind 'max'")
+    import torch
+
+    from .data import ShardDataset
+
+    n = len(ShardDataset(data_dir, "train", dtype=torch.float64))
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(N_SIGMA, n), replace=False))
+    a, _, _ = _split_arrays(data_dir, "train", rows)
+    q_hat, p_hat = _predict_all(predict, a)
+    sq = float(np.sqrt(np.mean((q_hat - a["q"]) ** 2)))
+    sp = float(np.sqrt(np.mean((p_hat - a["p"]) ** 2)))
+    if not (math.isfinite(sq) and math.isfinite(sp) and sq > 0 and sp > 0):
+        raise NHError(
+            "the run's errors on the train split are not finite and positive; cannot scale the score"
+        )
+    return sq, sp
+
+
+def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int = 0) -> dict[str, Any]:
+    """Calibration data (JSON-ready) of a predictor on the val split of `data_dir`."""
+    from .evaluation.metrics import STRATA, WALL, stratum_labels
+
+    if kind not in SCORE_KINDS:
+        raise NHError(f"calibration score must be one of {', '.join(SCORE_KINDS)}, got {kind!r}")
+    sigma_q, sigma_p = fit_sigmas(predict, data_dir, seed) if kind == "scaled" else (1.0, 1.0)
+    a, u, n = _split_arrays(data_dir, "val")
+    if n < 2:
+        raise NHError(f"the val split of {data_dir} has {n} orbits; calibration needs at least 2")
+    q_hat, p_hat = _predict_all(predict, a)
+    s = nonconformity(q_hat, p_hat, a["q"], a["p"], sigma_q, sigma_p)
+    labels = stratum_labels(u)
+    strata: dict[str, Any] = {}
+    for name in [x[0] for x in STRATA] + [WALL, POOLED]:
+        sel = np.sort(s if name == POOLED else s[labels == name])
+        if len(sel):
+            strata[name] = {
+                "n": int(len(sel)),
+                "quantiles": {f"{lv:g}": _finite(conformal_quantile(sel, lv)) for lv in LEVELS},
+                "scores": [float(x) if math.isfinite(x) else None for x in sel],
+            }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "method": "split conformal, simultaneous over the window, per energy stratum of u",
+        "score": {"kind": kind, "sigma_q": sigma_q, "sigma_p": sigma_p},
+        "split": "val",
+        "n": int(n),
+        "strata": strata,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def calibrate(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    kind: str = DEFAULT_KIND,
+    device: str = "cpu",
+) -> tuple[dict[str, Any], Path]:
+    """`nh calibrate`: calibrate the run's best checkpoint on the val split; write RUN/calibration.json.
+
+    data_dir None: the folder the run was trained on (recorded in its checkpoint).
+    Returns (the calibration data, its path).
+    """
+    from .evaluation.predictors import model_predictor
+    from .training.checkpoint import build_model, checkpoint_path, load_checkpoint
+
+    run = Path(run_dir)
+    ckpt = load_checkpoint(checkpoint_path(run, "best"), device)
+    if data_dir is None:
+        data_dir = ckpt.get("data_dir")
+        if not data_dir or not Path(data_dir).is_dir():
+            raise NHError(f"the data folder of {run} ({data_dir}) is gone; give --data DIR")
+    if not Path(data_dir).is_dir():
+        raise NHError(f"data directory {str(data_dir)!r} does not exist")
+    predict = model_predictor(build_model(ckpt, device), device)
+    cal = calibrate_predictor(predict, data_dir, kind=kind)
+    cal["run"] = {"model": ckpt["model_name"], "epoch": int(ckpt["epoch"]), "digest": ckpt["digest"]}
+    cal["data_dir"] = str(Path(data_dir).resolve())
+    path = run / FILE
+    write_json_atomic(path, cal)
+    return cal, path
+
+
+def from_dict(obj: dict[str, Any], where: str = FILE) -> Calibration:
+    """A Calibration from calibration.json's data (NHError when it is not one)."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        raise NHError(f"{where} is not a Neural Hamilton calibration (format {FORMAT} v{VERSION})")
+    try:
+        score = obj["score"]
+        scores = {
+            k: np.sort(np.array([math.inf if x is None else float(x) for x in v["scores"]]))
+            for k, v in obj["strata"].items()
+        }
+        cal = Calibration(score["kind"], float(score["sigma_q"]), float(score["sigma_p"]), scores, obj)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NHError(f"{where} is malformed ({exc!r})") from None
+    if POOLED not in cal.scores or not len(cal.scores[POOLED]):
+        raise NHError(f"{where} holds no scores")
+    return cal
+
+
+def load_calibration(run_dir: str | os.PathLike, digest: str | None = None) -> Calibration | None:
+    """The run's calibration, or None when it has none. A calibration of other weights
+    (`digest` given and different) is an NHError: run `nh calibrate RUN` again."""
+    path = Path(run_dir) / FILE
+    if not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NHError(f"{path} is not valid JSON ({exc})") from None
+    cal = from_dict(obj, str(path))
+    if digest is not None and obj.get("run", {}).get("digest") not in (None, digest):
+        raise NHError(
+            f"{path} was made for other weights than the run's best checkpoint; run `nh calibrate {run_dir}`"
+        )
+    return cal
+
+
+def calibrate_finished_run(run_dir: Path, data_dir: Path, device: str, progress: bool) -> None:
+    """What `nh train` runs at its end: the scaled score, or the raw one when the data folder
+    has no train split to scale it; a line on stderr."""
+    import sys
+
+    try:
+        cal, path = calibrate(run_dir, data_dir, kind=DEFAULT_KIND, device=device)
+    except NHError:
+        cal, path = calibrate(run_dir, data_dir, kind="max", device=device)
+    if progress:
+        q = cal["strata"][POOLED]["quantiles"]["0.9"]
+        print(f"calibrated on {cal['n']} val orbits ({cal['score']['kind']} score, Q0.9 = {q}): {path}",
+              file=sys.stderr)  # fmt: skip
