@@ -26,7 +26,15 @@ from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = {"latent": 8, "nodes": 16, "encoder_layers": 2, "hyper_layers": 2, "steps": 6, "shears": 2, "ridges": 4}
+TINY = {
+    "latent": 8,
+    "nodes": 16,
+    "encoder_layers": 2,
+    "hyper_layers": 2,
+    "steps": 6,
+    "shears": 2,
+    "ridges": 4,
+}
 
 
 def random_problem(B: int, seed: int, dtype=torch.float64):
@@ -151,7 +159,9 @@ def test_without_corrections_the_map_is_leapfrog_on_the_sensor_force():
             pp -= 0.5 * h * 2 * k * (qq - c)
             qq += h * pp
             pp -= 0.5 * h * 2 * k * (qq - c)
-        assert q[i, 0].item() == pytest.approx(qq, abs=1e-11) and p[i, 0].item() == pytest.approx(pp, abs=1e-11)
+        assert q[i, 0].item() == pytest.approx(qq, abs=1e-11) and p[i, 0].item() == pytest.approx(
+            pp, abs=1e-11
+        )
 
 
 # ----------------------------------------------------------------- configs
@@ -221,11 +231,15 @@ def test_nh_eval_measures_det_j_one_to_round_off(trained, tmp_path):
 
 def test_small_config_reduces_validation_loss_tenfold(tmp_path):
     data = tmp_path / "data"
-    write_synthetic_dataset(data, n_train=1000, n_val=200, n_test=0, seed=0)
-    cfg = load_config("symponet", CONFIG_DIR / "symponet_small.yaml", {"epochs": 8})
+    write_synthetic_dataset(data, n_train=400, n_val=100, n_test=0, seed=0)
+    # 6 epochs of 8 batches: about 20x (4 epochs: 14x, 8 epochs: 32x); seconds of CPU
+    cfg = load_config("symponet", CONFIG_DIR / "symponet_small.yaml", {"epochs": 6, "batch_size": 50})
     torch.manual_seed(cfg["train"]["seed"])  # the trainer's initial weights
     untrained = evaluate(
-        get_model("symponet", cfg["model"]), ShardDataset(data, "val"), batch_size=200, device=torch.device("cpu")
+        get_model("symponet", cfg["model"]),
+        ShardDataset(data, "val"),
+        batch_size=100,
+        device=torch.device("cpu"),
     )
     metrics = train("symponet", cfg, data, tmp_path / "run", progress=False)
     assert metrics["best_val_loss"] * 10 <= untrained, (untrained, metrics["best_val_loss"])

@@ -72,4 +72,12 @@ def get_model(name: str, config: dict[str, Any] | None = None) -> OperatorModel:
     return model_cls(model_config(name, config))
 
 
-__all__ = ["MODEL_NAMES", "PAPER_MODEL_NAMES", "N_SENSORS", "OperatorModel", "get_model", "model_classes", "model_config"]
+__all__ = [
+    "MODEL_NAMES",
+    "PAPER_MODEL_NAMES",
+    "N_SENSORS",
+    "OperatorModel",
+    "get_model",
+    "model_classes",
+    "model_config",
+]

@@ -63,7 +63,7 @@ class SympONetConfig:
     nodes: int = 256
     encoder_layers: int = 3
     hyper_layers: int = 3
-    steps: int = 24
+    steps: int = 48
     shears: int = 2
     ridges: int = 8
     scale: bool = True
@@ -122,7 +122,9 @@ def force_matrix() -> np.ndarray:
     Q, D = quintic_matrices()
     windows = np.stack([Q[i : i + 6] for i in range(N_SENSORS - 1)])  # (99, 6, 100): c_{i-2..i+3}
     full = np.einsum("imv,mr->vir", windows, D / DX).reshape(N_SENSORS, -1)  # (100, 495) from V
-    return np.ascontiguousarray(np.cumsum(full[::-1], axis=0)[::-1][1:])  # row k: sum of rows j > k (V_j = V_0 + sum dV)
+    return np.ascontiguousarray(
+        np.cumsum(full[::-1], axis=0)[::-1][1:]
+    )  # row k: sum of rows j > k (V_j = V_0 + sum dV)
 
 
 _FORCE = torch.from_numpy(force_matrix())  # float64 master, cast per call
@@ -206,8 +208,15 @@ class SympONet(OperatorModel):
         amp, w, c = self.hyper(V, t)
         q, p = ic[:, :1].expand(B, W), ic[:, 1:].expand(B, W)
         # one view per learned function, taken once: every use then adds to the same gradient
-        fs = [(a[..., 0, :], wg[:, 0], cg[:, 0]) for a, wg, cg in zip(amp.unbind(2), w.unbind(1), c.unbind(1))]
-        gs = [(a[..., 1, :], wg[:, 1], cg[:, 1]) for a, wg, cg in zip(amp.unbind(2), w.unbind(1), c.unbind(1))]
+        per_group = zip(amp.unbind(2), w.unbind(1), c.unbind(1), strict=True)
+        fs, gs = zip(
+            *[
+                ((a[..., 0, :], wg[:, 0], cg[:, 0]), (a[..., 1, :], wg[:, 1], cg[:, 1]))
+                for a, wg, cg in per_group
+            ],
+            strict=True,
+        )
+        fs, gs = list(fs), list(gs)
         N = self.config.steps
         if N:
             table = force_table(V)
