@@ -97,13 +97,14 @@ def quintic_matrices() -> tuple[np.ndarray, np.ndarray]:
 
     The interpolant is s(x) = sum_j c_j b((x - x_j) / dx), j = -2..101, through the 100
     sensors, closed by four end conditions (the fifth difference of c vanishes on the first
-    two and the last two windows of six coefficients: no spurious wiggle at the walls). On
+    two and the last two windows of six coefficients: the end coefficients continue a
+    quintic; cubics are reproduced exactly). On
     the interval [x_i, x_i+1) with s = (x - x_i) / dx, s'(x) = sum_m c_{i-2+m} P_m(s) / dx,
     P_m(s) = sum_r D[m, r] s^r.
     """
     n, m = N_SENSORS, N_SENSORS + 4
     A = np.zeros((m, m))
-    for i in range(n):  # interpolation: c_{i-1} + 26 c_i ... at array offset +2
+    for i in range(n):  # s(x_i) = (c_i-2 + 26 c_i-1 + 66 c_i + 26 c_i+1 + c_i+2) / 120 = V_i
         for d in range(-2, 3):
             A[i, i + 2 + d] = _quintic_bspline(np.array([float(d)]))[0]
     diff5 = np.array([(-1) ** k * math.comb(5, k) for k in range(6)], dtype=np.float64)
@@ -122,9 +123,8 @@ def force_matrix() -> np.ndarray:
     Q, D = quintic_matrices()
     windows = np.stack([Q[i : i + 6] for i in range(N_SENSORS - 1)])  # (99, 6, 100): c_{i-2..i+3}
     full = np.einsum("imv,mr->vir", windows, D / DX).reshape(N_SENSORS, -1)  # (100, 495) from V
-    return np.ascontiguousarray(
-        np.cumsum(full[::-1], axis=0)[::-1][1:]
-    )  # row k: sum of rows j > k (V_j = V_0 + sum dV)
+    # row k: the sum of rows j > k (V_j = V_0 + sum_k<j dV_k; V_0 drops out of V')
+    return np.ascontiguousarray(np.cumsum(full[::-1], axis=0)[::-1][1:])
 
 
 _FORCE = torch.from_numpy(force_matrix())  # float64 master, cast per call
