@@ -12,7 +12,7 @@ def test_nh_models_exports_resolve():
     for name in nh_models.__all__:
         obj = getattr(nh_models, name)
         assert getattr(obj, "__name__", name) == name or name == "MODEL_NAMES", name
-    assert nh_models.MODEL_NAMES == ("deeponet", "varonet", "traonet", "mambonet", "fno")
+    assert nh_models.MODEL_NAMES == ("deeponet", "varonet", "traonet", "mambonet", "fno", "symponet")
     assert inspect.isclass(nh_models.ShardDataset) and callable(nh_models.get_model)
 
 

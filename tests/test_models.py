@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from nh_data.errors import NHError
-from nh_models.models import MODEL_NAMES, OperatorModel, get_model, model_config
+from nh_models.models import MODEL_NAMES, PAPER_MODEL_NAMES, OperatorModel, get_model, model_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "paper"  # the paper's, unchanged
 
@@ -36,6 +36,8 @@ TINY = {
         "decoder_layers": 1,
         "dim_feedforward": 32,
     },
+    "symponet": {"latent": 8, "nodes": 16, "encoder_layers": 2, "hyper_layers": 2, "steps": 4, "shears": 1,
+                 "ridges": 4},
 }
 
 
@@ -287,7 +289,7 @@ def test_spectral_conv_equals_fft_reference():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(NHError) as err:
         get_model("resnet")
-    assert str(err.value) == "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno"
+    assert str(err.value) == "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno, symponet"
 
 
 def test_unknown_key_lists_valid_keys():
@@ -357,7 +359,12 @@ PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_but_symponet_is_the_papers():
+    assert PAPER_MODEL_NAMES == tuple(n for n in MODEL_NAMES if n != "symponet")
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PAPER_MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", PAPER_MODEL_NAMES)
 def test_paper_config_files(name):
     data = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     assert list(data) == ["model", "train"]

@@ -1,4 +1,4 @@
-"""The five operator networks of Neural Hamilton and their registry.
+"""The operator networks of Neural Hamilton (the paper's five and SympONet) and their registry.
 
     model = get_model("mambonet")                 # paper configuration (SPEC section 8)
     model = get_model("traonet", {"d_model": 32})  # paper defaults <- given keys
@@ -18,7 +18,9 @@ from nh_data.errors import NHError
 
 from .base import N_SENSORS, OperatorModel
 
-MODEL_NAMES = ("deeponet", "varonet", "traonet", "mambonet", "fno")
+MODEL_NAMES = ("deeponet", "varonet", "traonet", "mambonet", "fno", "symponet")
+# the models of the paper: those with a configuration in configs/paper/
+PAPER_MODEL_NAMES = MODEL_NAMES[:5]
 
 # name -> (module, config dataclass, model class); modules are imported on first use
 _REGISTRY: dict[str, tuple[str, str, str]] = {
@@ -27,6 +29,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "traonet": ("traonet", "TraONetConfig", "TraONet"),
     "mambonet": ("mambonet", "MambONetConfig", "MambONet"),
     "fno": ("fno", "FNOConfig", "FNO"),
+    "symponet": ("symponet", "SympONetConfig", "SympONet"),
 }
 
 
@@ -69,4 +72,12 @@ def get_model(name: str, config: dict[str, Any] | None = None) -> OperatorModel:
     return model_cls(model_config(name, config))
 
 
-__all__ = ["MODEL_NAMES", "N_SENSORS", "OperatorModel", "get_model", "model_classes", "model_config"]
+__all__ = [
+    "MODEL_NAMES",
+    "PAPER_MODEL_NAMES",
+    "N_SENSORS",
+    "OperatorModel",
+    "get_model",
+    "model_classes",
+    "model_config",
+]

@@ -1,0 +1,232 @@
+"""SympONet: an operator network whose map (q0, p0) -> (q(t), p(t)) is symplectic by construction.
+
+Not a network of the paper (there is no paper configuration). For every sensor vector V and
+every time t the predicted map is a composition of shears of the phase plane,
+
+    kick   p <- p - h F(q)        drift   q <- q + h G(p)
+
+each of which has Jacobian [[1, 0], [-h F'(q), 1]] or [[1, h G'(p)], [0, 1]], determinant 1,
+whatever F and G are (in one dimension every F(q) is the derivative of some U(q)). Every
+step size h is proportional to t, so the map is the identity at t = 0, exactly. (q0, p0)
+enter only as the arguments of the shears: nothing of the initial condition reaches their
+parameters (that is why the energy features of models.base are not an option here).
+
+The map at time t, with h = t / steps:
+
+1. `steps` Strang (leapfrog) steps on the sensors' own force plus a learned correction:
+   p <- p - h/2 F(q), then `steps` times [q <- q + h G(p); p <- p - h F(q)] (the last kick a
+   half one), with F(q) = V'(q) + f_0(q) and G(p) = p + g_0(p). V' is the derivative of the
+   quintic spline through the 100 sensors (C4, so that finite-difference Jacobians of the map
+   are accurate); the prior alone is a symplectic integrator of the sensor potential.
+2. `shears` learned pairs p <- p - t f_k(q), q <- q + t g_k(p), k = 1..shears: a near-identity
+   correction of what is left.
+
+Each learned function is a sum of `ridges` ridge functions with a closed-form value (no
+nested autograd): f(x) = sum_i a_i tanh(w_i x + c_i), the derivative of
+U(x) = sum_i (a_i / w_i) log cosh(w_i x + c_i). A hypernetwork sets their parameters: an MLP
+encodes the (scaled) sensors into a latent z; the directions and offsets (w_i, c_i) are a
+linear function of z (one set per orbit), the amplitudes a_i an MLP of (z, t) (one set per
+query point). `steps: 0` leaves only the learned shears (a SympNet whose layers are set by
+the potential and the time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nh_data.errors import NHError
+
+from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
+
+DX = 1.0 / (N_SENSORS - 1)  # sensor spacing on [0, 1]
+
+
+@dataclass
+class SympONetConfig:
+    """Recommended size (configs/symponet.yaml); there is no paper configuration.
+
+    `latent`: width of z; `nodes`, `encoder_layers`, `hyper_layers`: width and Linear-layer
+    counts of the sensor encoder and of the amplitude network; `steps`: leapfrog steps of the
+    sensor-force prior (0: none); `shears`: learned (kick, drift) pairs after it; `ridges`:
+    ridge functions per learned kick or drift; `scale`: centre and scale V on the way into the
+    encoder (the prior always uses V itself; the outputs are never rescaled, which would
+    break the area preservation).
+    """
+
+    latent: int = 128
+    nodes: int = 256
+    encoder_layers: int = 3
+    hyper_layers: int = 3
+    steps: int = 48
+    shears: int = 2
+    ridges: int = 8
+    scale: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, "latent", "nodes", "encoder_layers", "hyper_layers", "ridges")
+        for name in ("steps", "shears"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise NHError(f"SympONetConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.steps == 0 and self.shears == 0:
+            raise NHError("SympONetConfig needs steps >= 1 or shears >= 1 (else the map is the identity)")
+        if not isinstance(self.scale, bool):
+            raise NHError(f"SympONetConfig.scale must be true or false, got {self.scale!r}")
+
+
+# ----------------------------------------------------------------- the sensor force (quintic spline)
+
+
+def _quintic_bspline(u: np.ndarray, derivative: int = 0) -> np.ndarray:
+    """The centred cardinal quintic B-spline (support [-3, 3]) or its first derivative at u."""
+    power = 5 - derivative
+    out = np.zeros_like(u, dtype=np.float64)
+    for k in range(7):
+        out += (-1) ** k * math.comb(6, k) * np.clip(u + 3 - k, 0.0, None) ** power
+    return out / math.factorial(power)
+
+
+def quintic_matrices() -> tuple[np.ndarray, np.ndarray]:
+    """(Q, D): spline coefficients c = Q V (104, 100) and the derivative polynomials D (6, 5).
+
+    The interpolant is s(x) = sum_j c_j b((x - x_j) / dx), j = -2..101, through the 100
+    sensors, closed by four end conditions (the fifth difference of c vanishes on the first
+    two and the last two windows of six coefficients: the end coefficients continue a
+    quintic; cubics are reproduced exactly). On
+    the interval [x_i, x_i+1) with s = (x - x_i) / dx, s'(x) = sum_m c_{i-2+m} P_m(s) / dx,
+    P_m(s) = sum_r D[m, r] s^r.
+    """
+    n, m = N_SENSORS, N_SENSORS + 4
+    A = np.zeros((m, m))
+    for i in range(n):  # s(x_i) = (c_i-2 + 26 c_i-1 + 66 c_i + 26 c_i+1 + c_i+2) / 120 = V_i
+        for d in range(-2, 3):
+            A[i, i + 2 + d] = _quintic_bspline(np.array([float(d)]))[0]
+    diff5 = np.array([(-1) ** k * math.comb(5, k) for k in range(6)], dtype=np.float64)
+    for row, start in zip(range(n, m), (0, 1, m - 7, m - 6), strict=True):
+        A[row, start : start + 6] = diff5
+    Q = np.linalg.solve(A, np.eye(m)[:, :n])  # (104, 100)
+    s = np.linspace(0.0, 1.0, 9)
+    D = np.stack([np.polyfit(s, _quintic_bspline(s + 2 - k, 1), 4)[::-1] for k in range(6)])  # (6, 5)
+    return Q, D
+
+
+def force_matrix() -> np.ndarray:
+    """M (99, 495): the per-interval polynomial coefficients of V' from the sensor differences,
+    table = diff(V) M. V' ignores a constant, so it is written in the 99 differences
+    V_j+1 - V_j (exact in float32 for neighbouring values): no cancellation of large terms."""
+    Q, D = quintic_matrices()
+    windows = np.stack([Q[i : i + 6] for i in range(N_SENSORS - 1)])  # (99, 6, 100): c_{i-2..i+3}
+    full = np.einsum("imv,mr->vir", windows, D / DX).reshape(N_SENSORS, -1)  # (100, 495) from V
+    # row k: the sum of rows j > k (V_j = V_0 + sum_k<j dV_k; V_0 drops out of V')
+    return np.ascontiguousarray(np.cumsum(full[::-1], axis=0)[::-1][1:])
+
+
+_FORCE = torch.from_numpy(force_matrix())  # float64 master, cast per call
+
+
+def force_table(V: Tensor) -> Tensor:
+    """Per-interval polynomial coefficients of V'(x) from the sensors: (B, 100) -> (B, 99, 5)."""
+    return (torch.diff(V, dim=1) @ _FORCE.to(V)).view(V.shape[0], N_SENSORS - 1, 5)
+
+
+def sensor_force(table: Tensor, q: Tensor) -> Tensor:
+    """V'(q) of the quintic sensor spline, q clamped to [0, 1]: (B, 99, 5), (B, W) -> (B, W)."""
+    pos = q.clamp(0.0, 1.0) * (N_SENSORS - 1)
+    i = pos.detach().floor().clamp(max=N_SENSORS - 2)
+    s = pos - i
+    coef = table.gather(1, i.long().unsqueeze(-1).expand(*q.shape, 5))  # (B, W, 5)
+    out = coef[..., 4]
+    for r in range(3, -1, -1):  # Horner
+        out = torch.addcmul(coef[..., r], out, s)
+    return out
+
+
+# ----------------------------------------------------------------- the network
+
+
+def ridge(x: Tensor, amp: Tensor, w: Tensor, c: Tensor) -> Tensor:
+    """sum_i amp_i tanh(w_i x + c_i): x (B, W), amp (B, W, n), w and c (B, n) -> (B, W)."""
+    arg = torch.addcmul(c.unsqueeze(1), x.unsqueeze(-1), w.unsqueeze(1))  # (B, W, n)
+    return (amp * torch.tanh(arg)).sum(-1)
+
+
+class SympONet(OperatorModel):
+    name = "symponet"
+
+    def __init__(self, config: SympONetConfig) -> None:
+        super().__init__(config)
+        n = config.ridges
+        self.groups = config.shears + (1 if config.steps else 0)  # sets of (f, g)
+        hidden = [config.nodes] * (config.encoder_layers - 1)
+        self.encoder = mlp([N_SENSORS, *hidden, config.latent])
+        # directions and offsets of every ridge function: a linear function of z
+        self.ridge_head = nn.Linear(config.latent, self.groups * 2 * 2 * n)
+        # amplitudes: MLP of (z, t); first layer A z + a t + b
+        n_amp = self.groups * 2 * n
+        width = config.nodes if config.hyper_layers > 1 else n_amp
+        self.amp_in = nn.Linear(config.latent, width)
+        self.amp_t = nn.Parameter(torch.randn(width) / math.sqrt(2.0))
+        amp_hidden = [config.nodes] * (config.hyper_layers - 1)
+        self.amp_rest = mlp([*amp_hidden, n_amp]) if amp_hidden else None
+        self._init_heads()
+
+    def _init_heads(self) -> None:
+        """Ridges spread over the phase plane (q in [0, 1], p in [-2, 2]); amplitudes near 0."""
+        n, G = self.config.ridges, self.groups
+        with torch.no_grad():
+            self.ridge_head.weight.mul_(0.1)
+            bias = self.ridge_head.bias.view(G, 2, 2, n)  # group, (f of q | g of p), (w | c)
+            sign = torch.randint(0, 2, (G, 2, n)).float() * 2 - 1
+            w = sign * torch.cat(
+                [torch.empty(G, 1, n).uniform_(2.0, 8.0), torch.empty(G, 1, n).uniform_(0.5, 3.0)], dim=1
+            )
+            centre = torch.cat([torch.rand(G, 1, n), torch.empty(G, 1, n).uniform_(-2.0, 2.0)], dim=1)
+            bias[:, :, 0] = w
+            bias[:, :, 1] = -w * centre
+            last = self.amp_rest[-1] if self.amp_rest is not None else self.amp_in
+            last.weight.mul_(0.01)  # the prior alone at first: corrections grow from ~0
+            last.bias.zero_()
+
+    def hyper(self, V: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The ridge parameters: amplitudes (B, W, G, 2, n), directions and offsets (B, G, 2, n)."""
+        B, W = t.shape
+        n, G = self.config.ridges, self.groups
+        z = self.encoder(scale_sensors(V, self.config.scale))  # (B, latent)
+        wc = self.ridge_head(z).view(B, G, 2, 2, n)
+        h = torch.addcmul(self.amp_in(z).unsqueeze(1), t.unsqueeze(-1), self.amp_t)  # (B, W, nodes)
+        amp = self.amp_rest(F.gelu(h)) if self.amp_rest is not None else h
+        return amp.view(B, W, G, 2, n), wc[:, :, :, 0], wc[:, :, :, 1]
+
+    def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        B, W = t.shape
+        amp, w, c = self.hyper(V, t)
+        q, p = ic[:, :1].expand(B, W), ic[:, 1:].expand(B, W)
+        # one view per learned function, taken once: every use then adds to the same gradient
+        per_group = zip(amp.unbind(2), w.unbind(1), c.unbind(1), strict=True)
+        fs, gs = zip(
+            *[
+                ((a[..., 0, :], wg[:, 0], cg[:, 0]), (a[..., 1, :], wg[:, 1], cg[:, 1]))
+                for a, wg, cg in per_group
+            ],
+            strict=True,
+        )
+        fs, gs = list(fs), list(gs)
+        N = self.config.steps
+        if N:
+            table = force_table(V)
+            f0, g0 = fs.pop(0), gs.pop(0)
+            h = t / N
+            p = p - 0.5 * h * (sensor_force(table, q) + ridge(q, *f0))
+            for k in range(N):
+                q = q + h * (p + ridge(p, *g0))
+                p = p - (h if k < N - 1 else 0.5 * h) * (sensor_force(table, q) + ridge(q, *f0))
+        for f, g in zip(fs, gs, strict=True):
+            p = p - t * ridge(q, *f)
+            q = q + t * ridge(p, *g)
+        return q, p
