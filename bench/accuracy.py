@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--data", required=True, help="dataset folder of `nh data build` (needs train/val/test)")
     ap.add_argument("--budget", type=float, required=True, help="training wall-clock budget per run, minutes")
     ap.add_argument(
-        "--models", default="deeponet,traonet,varonet,mambonet,fno", help="comma-separated models"
+        "--models", default="deeponet,traonet,varonet,mambonet,fno,symponet", help="comma-separated models"
     )
     ap.add_argument(
         "--recipes",
@@ -183,11 +183,15 @@ def parse_recipes(text: str, seeds: list[int]) -> dict[str, list[int]]:
 
 def plan_runs(models: list[str], recipes: dict[str, list[int]], budget: float, out: Path) -> list[RunSpec]:
     """Every (model, recipe, seed) with its resolved config (time_limit = budget); configs checked now."""
+    from nh_models.models import PAPER_MODEL_NAMES
     from nh_models.training.config import load_config
 
     specs = []
     for model in models:
         for recipe, seeds in recipes.items():
+            if recipe == "paper" and model not in PAPER_MODEL_NAMES:
+                print(f"{model}: not a network of the paper, no paper recipe to train", flush=True)
+                continue
             path = recipe_path(model, recipe)
             for seed in seeds:
                 overrides = {

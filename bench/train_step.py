@@ -191,7 +191,7 @@ def loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated (default: all five)")
+    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated (default: all six)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--quick", action="store_true", help="short timings, inference batch 100, no baselines")
