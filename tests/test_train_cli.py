@@ -92,7 +92,7 @@ def test_cli_resumes_a_stopped_run(data, tmp_path):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("unknown model", "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno"),
+        ("unknown model", "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno, symponet"),
         ("missing data", "data directory '{tmp}/nowhere' does not exist"),
         ("empty data", "data directory '{tmp}/empty' holds no dataset"),
         ("no data option", "no dataset at parquet_data/normal (the default --data); build it with "

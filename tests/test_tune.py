@@ -199,7 +199,7 @@ def test_bad_model_data_and_study_owner_exit_2(setup, tmp_path):
     args = _tune_args(setup, 1)
     bad = CliRunner().invoke(nh, ["tune", "nonet", "--trials", "1"])
     assert bad.exit_code == 2 and bad.stderr.strip() == (
-        "Error: unknown model 'nonet'; valid: deeponet, varonet, traonet, mambonet, fno"
+        "Error: unknown model 'nonet'; valid: deeponet, varonet, traonet, mambonet, fno, symponet"
     )
     nodata = list(args)
     nodata[nodata.index("--data") + 1] = str(tmp_path / "none")
