@@ -115,15 +115,13 @@ class BasisHead(nn.Module):
         self.K = K
         self.inp = nn.Linear(n_in, nodes)
         self.cond = ICEmbedding(nodes, nodes, cond_dim)
-        self.rest = mlp([nodes] * options.head_layers + [2 * K]) if options.head_layers > 1 else None
-        self.out = None if self.rest is not None else nn.Linear(nodes, 2 * K)
+        self.rest = mlp([nodes] * options.head_layers + [2 * K])  # head_layers Linear layers after inp
         self.bias = nn.Parameter(torch.zeros(2))  # (b_q, b_p)
 
     def coefficients(self, x: Tensor, cond: Tensor) -> Tensor:
         """(B, n_in), (B, cond_dim) -> (B, 2, K)."""
         h = F.gelu(self.inp(x) + self.cond(cond))  # (B, nodes)
-        coef = self.rest(h) if self.rest is not None else self.out(h)  # (B, 2K)
-        return coef.view(-1, 2, self.K)
+        return self.rest(h).view(-1, 2, self.K)  # (B, 2, K)
 
     def forward(self, x: Tensor, cond: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         return chebyshev_expand(self.coefficients(x, cond), t, self.bias)
