@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import cli
 from nh_data.build import build_dataset, plan, resolve_config
 from nh_data.errors import NHError
 from nh_data.fileio import sha256_file
-from nh_data.schema import SCHEMA, STATE_DIR, WINDOW, read_manifest
+from nh_data.schema import SCHEMA, WINDOW, read_manifest
 from nh_data.validate import read_shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +102,7 @@ def test_different_seed_different_data(tmp_path):
     assert shard_hashes(tmp_path / "a") != shard_hashes(tmp_path / "b")
 
 
-def test_resume_after_sigkill(tmp_path):
+def test_resume_after_sigkill(tmp_path, kill_build_part_way):
     args = dict(seed=5, shard_size=5)
     n = 300
     ref = build_dataset(tmp_path / "ref", n, progress=False, **args)
@@ -114,14 +112,7 @@ def test_resume_after_sigkill(tmp_path):
         f"build_dataset({str(out)!r}, {n}, seed=5, shard_size=5, progress=False)"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
-    state = out / STATE_DIR
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(state.glob("*.parquet.json"))) < 3:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(state.glob("*.parquet.json")))
+    done = kill_build_part_way([sys.executable, "-c", code], out, env=env, cwd=REPO)
     assert 3 <= done < len(ref["shards"]), "the build must be killed part-way"
     assert not (out / "manifest.json").exists()
     for p in out.glob("*.parquet"):  # nothing partial under a final name

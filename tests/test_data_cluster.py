@@ -116,20 +116,13 @@ def test_worker_killed_mid_shard_same_dataset(tmp_path, reference, dask_cluster)
     assert not (out / LOCK).exists()
 
 
-def test_client_killed_then_same_command_resumes(tmp_path, dask_cluster):
+def test_client_killed_then_same_command_resumes(tmp_path, dask_cluster, kill_build_part_way):
     lc, _ = dask_cluster
     out = tmp_path / "killed"
     n, args = 120, ["--seed", "5", "--shard-size", "2"]
     cmd = [sys.executable, "-m", "cli", "data", "build", "--n", str(n), *args, "--out", str(out), "--quiet"]
     cmd += ["--scheduler", lc.scheduler_address]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    state = out / STATE_DIR
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(state.glob("*.parquet.json"))) < 3:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(state.glob("*.parquet.json")))
+    done = kill_build_part_way(cmd, out, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert 3 <= done < 60, "the client must be killed part-way"
     assert not (out / "manifest.json").exists()
     assert (out / LOCK).exists()  # stale: its process is gone

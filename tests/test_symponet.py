@@ -15,13 +15,11 @@ from cli import nh
 from nh_data.errors import NHError
 from nh_data.potentials import sample_potentials
 from nh_data.spline import spline_dV
-from nh_models.data import ShardDataset
 from nh_models.models import get_model
 from nh_models.models.symponet import force_table, sensor_force
 from nh_models.testing import write_synthetic_dataset
 from nh_models.training.checkpoint import build_model, load_checkpoint
 from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR, load_config
-from nh_models.training.steps import evaluate
 from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -229,17 +227,11 @@ def test_nh_eval_measures_det_j_one_to_round_off(trained, tmp_path):
     assert run["detJ"]["max_abs_detJ_minus_1"] < 1e-8 and run["detJ"]["median_abs_detJ_minus_1"] < 1e-9
 
 
-def test_small_config_reduces_validation_loss_tenfold(tmp_path):
+def test_small_config_reduces_validation_loss_tenfold(tmp_path, untrained_val_loss):
     data = tmp_path / "data"
     write_synthetic_dataset(data, n_train=400, n_val=100, n_test=0, seed=0)
     # 6 epochs of 8 batches: about 20x (4 epochs: 14x, 8 epochs: 32x); seconds of CPU
     cfg = load_config("symponet", CONFIG_DIR / "symponet_small.yaml", {"epochs": 6, "batch_size": 50})
-    torch.manual_seed(cfg["train"]["seed"])  # the trainer's initial weights
-    untrained = evaluate(
-        get_model("symponet", cfg["model"]),
-        ShardDataset(data, "val"),
-        batch_size=100,
-        device=torch.device("cpu"),
-    )
+    untrained = untrained_val_loss("symponet", cfg, data, batch_size=100)
     metrics = train("symponet", cfg, data, tmp_path / "run", progress=False)
     assert metrics["best_val_loss"] * 10 <= untrained, (untrained, metrics["best_val_loss"])

@@ -379,17 +379,11 @@ def test_compile_without_a_cpu_compiler_is_one_clear_error(tiny, tmp_path, monke
 # ----------------------------------------------------------------- the small configs learn
 
 
-def test_deeponet_small_reduces_validation_loss_tenfold(tmp_path):
+def test_deeponet_small_reduces_validation_loss_tenfold(tmp_path, untrained_val_loss):
     data = tmp_path / "data"
     write_synthetic_dataset(data, n_train=2000, n_val=500, n_test=0, seed=0)
     cfg = load_config("deeponet", CONFIG_DIR / "deeponet_small.yaml")
-    torch.manual_seed(cfg["train"]["seed"])  # the trainer's initial weights
-    untrained = evaluate(
-        get_model("deeponet", cfg["model"]),
-        ShardDataset(data, "val"),
-        batch_size=500,
-        device=torch.device("cpu"),
-    )
+    untrained = untrained_val_loss("deeponet", cfg, data, batch_size=500)
     metrics = train("deeponet", cfg, data, tmp_path / "run", progress=False)
     assert metrics["best_val_loss"] * 10 <= untrained, (untrained, metrics["best_val_loss"])
 
