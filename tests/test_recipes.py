@@ -80,10 +80,16 @@ def test_cosine_schedule_is_stepped_per_optimizer_step(synth, tmp_path):
 # ----------------------------------------------------------------- time budget
 
 
-def test_plan_fills_the_budget_with_whole_epochs_or_one_short_epoch():
+def test_plan_fills_the_budget_with_whole_epochs_and_a_last_shorter_one_or_one_short_epoch():
     assert T.plan_budget(100.0, 0.01, 1.0, 0.0, 50, False) == (63, 63 * 50)  # 95 s / 1.5 s per epoch
     # one epoch is longer than the budget: a single epoch cut to the steps that fit
     assert T.plan_budget(10.0, 1.0, 0.5, 0.0, 100, False) == (1, 9)
+    # 95 s hold 8 epochs of 11 s; the 7 s left hold a last epoch of 24 steps beside its 1 s validation
+    assert T.plan_budget(100.0, 0.25, 1.0, 0.0, 40, False) == (9, 8 * 40 + 24)
+    # what is left after the whole epochs is under a tenth of an epoch (4 steps): no last epoch
+    assert T.fill(88.0 + 1.0 + 3 * 0.25, 0.25, 1.0, 40) == (8, 8 * 40)  # 3 steps < 4 = a tenth
+    assert T.fill(88.0 + 1.0 + 4 * 0.25, 0.25, 1.0, 40) == (9, 8 * 40 + 4)
+    assert T.fill(0.5, 0.25, 1.0, 40) == (0, 0)
 
 
 def test_time_limit_plans_the_run_and_leaves_a_complete_run_folder(synth, tmp_path):
@@ -100,6 +106,20 @@ def test_time_limit_plans_the_run_and_leaves_a_complete_run_folder(synth, tmp_pa
     assert (
         m["train_seconds"] < 0.08 * 60 + 5
     )  # within the budget (+ one step and the slack of a busy machine)
+
+
+def test_the_replan_fills_the_rest_of_the_budget_and_records_it(synth, tmp_path, monkeypatch):
+    # plan 2 epochs of a 6 s budget, re-plan after the first: the rest is filled with epochs
+    monkeypatch.setattr(T, "plan_budget", lambda *a, **k: (2, 2 * 8))
+    monkeypatch.setattr(T, "REPLAN_AFTER", 0.0)
+    run = tmp_path / "r"
+    m = T.train("deeponet", _cfg(time_limit=0.1, epochs=1000), synth, run, progress=False)
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert saved["epochs"] > 2 and saved["max_steps"] > 2 * 8  # stretched to the new end
+    assert saved["max_steps"] == m["max_steps"] and saved["epochs"] - 1 <= saved["max_steps"] / 8 <= saved["epochs"]
+    if m["status"] == "completed":
+        assert m["steps_done"] == saved["max_steps"] and m["epochs_done"] == saved["epochs"]
+    assert m["train_seconds"] < 0.1 * 60 + 5
 
 
 def test_time_limited_stop_resumes_to_the_planned_end(synth, tmp_path, monkeypatch):

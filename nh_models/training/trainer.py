@@ -70,7 +70,7 @@ from ..calibration import calibrate_finished_run
 from ..data import ShardDataset, eval_batches, has_split, iterate_batches
 from ..runtime import retain_freed_memory
 from . import distributed as D
-from .budget import BUDGET_MARGIN, plan_budget
+from .budget import BUDGET_MARGIN, fill, plan_budget
 from .checkpoint import (
     CHECKPOINT_NAMES,
     checkpoint_path,
@@ -580,9 +580,12 @@ def train(
                 """Re-plan the epochs left on the measured seconds per epoch (data, steps,
                 validation, checkpoints together); the schedule stretches to the new end."""
                 spe = source.steps_per_epoch()
-                more = int(BUDGET_MARGIN * (deadline - time.perf_counter()) // max(per_epoch, 1e-9))
-                tc["epochs"] = max(state.epoch + 1, state.epoch + more)
-                tc["max_steps"] = tc["epochs"] * spe
+                per_step = sum(h["seconds"] for h in state.history[-2:]) / (min(2, len(state.history)) * spe)
+                more, steps = fill(BUDGET_MARGIN * (deadline - time.perf_counter()), per_step,
+                                   max(per_epoch - spe * per_step, 0.0), spe)  # fmt: skip
+                if more == 0:  # the deadline guard ends this one
+                    more, steps = 1, spe
+                tc["epochs"], tc["max_steps"] = state.epoch + more, state.step + steps
                 total = total_steps(tc, spe)
                 reschedule(state.scheduler, tc, total)
                 if env.is_main:
