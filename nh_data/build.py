@@ -570,6 +570,8 @@ def build_dataset(
     i, j = parse_shards(shards, len(specs))
     out_dir = Path(out_dir)
     _check_writable(out_dir)
+    if target is not None:
+        cluster.preload()  # the import of Dask overlaps the kernels' warm-up
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

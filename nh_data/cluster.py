@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,7 +70,31 @@ def parse_scheduler(scheduler: str | None, scheduler_file: str | os.PathLike | N
     return {"address": text, "where": ""}
 
 
+_preload: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Start importing `distributed` in a background thread. The import costs about half a
+    second of one core, as much as Dask's whole overhead on a small build; the caller's own
+    start-up work (compiling or loading the kernels, which run without the GIL) overlaps it.
+    `connect` waits for it; a missing extra is reported there."""
+    global _preload
+    if _preload is not None:
+        return
+
+    def work() -> None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            pass
+
+    _preload = threading.Thread(target=work, name="nh-import-dask", daemon=True)
+    _preload.start()
+
+
 def _distributed():
+    if _preload is not None:
+        _preload.join()
     try:
         import distributed
     except ImportError:
