@@ -338,14 +338,18 @@ def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> Non
 @click.option("--data", "data_dir", default=None, help="Dataset folder with a val split [default: the run's].")
 @click.option("--score", type=click.Choice(["scaled", "max"]), default="scaled", show_default=True,
               help="Nonconformity score: q and p errors over their train RMS (scaled), or raw (max).")
+@click.option("--fresh", type=int, default=0, show_default=True, metavar="N",
+              help="Calibrate on the orbits of N new potentials drawn like the data's (0: its val split).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def calibrate_(run, data_dir, score, device) -> None:
-    """Split-conformal bands of RUN on the validation split, per energy stratum -> RUN/calibration.json."""
+def calibrate_(run, data_dir, score, fresh, device) -> None:
+    """Split-conformal bands of RUN on its val split (or fresh orbits), per energy stratum -> RUN/calibration.json."""
     from nh_models.calibration import calibrate
     from nh_models.evaluation.run import resolve_device
 
-    cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device))
-    click.echo(f"{path}: {cal['n']} val orbits; " + ", ".join(
+    if fresh < 0:
+        raise NHError(f"--fresh must be 0 or a positive number of potentials, got {fresh}")
+    cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device), fresh=fresh, progress=True)
+    click.echo(f"{path}: {cal['n']} {cal['split']} orbits; " + ", ".join(
         f"{k} (n={v['n']}) Q0.9={v['quantiles']['0.9']}" for k, v in cal["strata"].items() if k != "all"))
 
 

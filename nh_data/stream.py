@@ -4,7 +4,9 @@ Training can draw new orbits every epoch instead of re-reading a fixed train spl
 engine certifies ~23,000 orbits/s). Chunk `index` of the stream of `seed` takes every
 random number from ``SeedSequence(seed, spawn_key=(FRESH_SPLIT_CODE, index))``; the
 dataset's shards use split codes 0/1/2 (train/val/test, `build.shard_rng`), so a fresh
-stream never replays a shard of any dataset, even one built with the same seed. A chunk
+stream never replays a shard of any dataset, even one built with the same seed. The
+calibration stream (`stream="calibration"`, code 4; `nh calibrate --fresh`) never replays a
+training orbit of any run, whatever its seed. A chunk
 is drawn and certified exactly like a shard (`build.sample_rows`, the dataset's resolved
 build configuration: ic strata or wall, times random or uniform, integrator, dt), so it is a
 pure function of (config, seed, index, potentials): any process can regenerate it.
@@ -27,6 +29,9 @@ from .schema import read_manifest
 
 #: spawn_key split code of fresh streams (train/val/test shards use 0/1/2)
 FRESH_SPLIT_CODE = 3
+#: spawn_key split code of calibration streams (`nh calibrate --fresh`): never a training orbit
+CALIBRATION_SPLIT_CODE = 4
+STREAM_CODES = {"train": FRESH_SPLIT_CODE, "calibration": CALIBRATION_SPLIT_CODE}
 #: config keys `fresh_chunk` reads (every resolved build configuration has them)
 CONFIG_KEYS = ("V0", "ic", "times", "integrator", "dt")
 
@@ -38,9 +43,11 @@ def _check_count(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def fresh_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of chunk `index` of the fresh stream of `seed` (PCG64)."""
-    ss = np.random.SeedSequence(int(seed), spawn_key=(FRESH_SPLIT_CODE, int(index)))
+def fresh_rng(seed: int, index: int, stream: str = "train") -> np.random.Generator:
+    """The generator of chunk `index` of the fresh `stream` ("train" or "calibration") of `seed` (PCG64)."""
+    if stream not in STREAM_CODES:
+        raise NHError(f"fresh data: stream must be one of {', '.join(STREAM_CODES)}, got {stream!r}")
+    ss = np.random.SeedSequence(int(seed), spawn_key=(STREAM_CODES[stream], int(index)))
     return np.random.Generator(np.random.PCG64(ss))
 
 
@@ -74,8 +81,10 @@ def check_stream(config: dict, seed: int, potentials: int) -> tuple[int, int]:
     return seed, potentials
 
 
-def fresh_chunk(config: dict, seed: int, index: int, potentials: int) -> dict[str, np.ndarray]:
-    """Chunk `index` of the fresh stream of `seed`: the certified orbits of `potentials` new potentials.
+def fresh_chunk(
+    config: dict, seed: int, index: int, potentials: int, stream: str = "train"
+) -> dict[str, np.ndarray]:
+    """Chunk `index` of the fresh `stream` of `seed`: the certified orbits of `potentials` new potentials.
 
     config: a dataset's resolved build configuration (`read_build_config`). Drawn from
     `fresh_rng(seed, index)` and certified like a shard: rejected potentials and orbits
@@ -86,5 +95,5 @@ def fresh_chunk(config: dict, seed: int, index: int, potentials: int) -> dict[st
     """
     seed, potentials = check_stream(config, seed, potentials)
     index = _check_count(index, "index", 0)
-    cols, _ = sample_rows(config, fresh_rng(seed, index), potentials, pid0=index * potentials)
+    cols, _ = sample_rows(config, fresh_rng(seed, index, stream), potentials, pid0=index * potentials)
     return cols

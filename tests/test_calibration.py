@@ -17,8 +17,10 @@ from nh_models.calibration import (
     calibrate,
     calibrate_predictor,
     conformal_quantile,
+    fresh_arrays,
     from_dict,
     load_calibration,
+    target_level,
 )
 from nh_models.evaluation.cases import load_test
 from nh_models.evaluation.coverage import chained_coverage, coverage_summary
@@ -70,8 +72,11 @@ def test_coverage_on_held_out_orbits(data, kind):
     cov = coverage_summary(cal, scores, test.u)
     overall = cov["strata"]["overall"]
     assert overall["n"] == 2000
-    for level in ("0.5", "0.9", "0.99"):  # E[coverage] in [level, level + 1/(n+1)]; binomial spread on 2,000
-        assert abs(overall["coverage"][level] - float(level)) < 0.035, (level, overall)
+    assert cal.margin == 0.1
+    for level in ("0.5", "0.9", "0.99"):  # E[coverage] in [aim, aim + 1/(n+1)]; binomial spread on 2,000
+        aim = target_level(float(level), cal.margin)  # 0.55, 0.91, 0.991
+        assert abs(overall["coverage"][level] - aim) < 0.035, (level, overall)
+        assert overall["coverage"][level] > float(level) - 0.01
     for name, row in cov["strata"].items():
         if row["n"] >= 300:
             assert row["coverage"]["0.9"] > 0.85, (name, row)
@@ -106,7 +111,14 @@ def test_training_calibrates_and_calibration_is_deterministic(run):
     assert cal["score"] == {"kind": "max", "sigma_q": 1.0, "sigma_p": 1.0}
     scores = cal["strata"][POOLED]["scores"]
     assert scores == sorted(scores) and len(scores) == 64
-    assert cal["strata"][POOLED]["quantiles"]["0.9"] == scores[math.ceil(65 * 0.9) - 1]
+    # rank ceil(65 * 0.91) = 60 with the margin (0.9 aims at 0.91), ceil(65 * 0.9) = 59 without
+    assert cal["margin"] == 0.1 and cal["strata"][POOLED]["quantiles"]["0.9"] == scores[60 - 1]
+    plain = from_dict(dict(cal, margin=0.0))
+    assert plain.quantile(POOLED, 0.9) == scores[59 - 1] == conformal_quantile(np.array(scores), 0.9)
+    old = {k: v for k, v in cal.items() if k != "margin"}  # a file written before the margin existed
+    assert from_dict(old).margin == 0.0
+    with pytest.raises(Exception, match="margin"):
+        from_dict(dict(cal, margin=1.5))
 
 
 def test_calibration_of_other_weights_is_refused(run, tmp_path):
@@ -121,3 +133,44 @@ def test_calibration_of_other_weights_is_refused(run, tmp_path):
         load_calibration(other, digest=json.loads((run / "run" / FILE).read_text())["run"]["digest"])
     res = CliRunner().invoke(nh, ["calibrate", str(tmp_path / "none")])
     assert res.exit_code == 2 and res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1
+
+
+def test_target_level_holds_back_a_share_of_the_miscoverage():
+    assert target_level(0.9, 0.1) == pytest.approx(0.91) and target_level(0.99, 0.1) == pytest.approx(0.991)
+    assert target_level(0.9, 0.0) == 0.9
+    with pytest.raises(Exception, match=r"in \(0, 1\)"):
+        target_level(1.0, 0.1)
+
+
+def _stay(V, t, ic):
+    """A predictor that never moves: q(t) = q0, p(t) = p0."""
+    return np.broadcast_to(ic[:, :1], t.shape).copy(), np.broadcast_to(ic[:, 1:], t.shape).copy()
+
+
+def test_fresh_calibration_orbits_are_new_certified_and_deterministic(tiny_dataset):
+    from nh_data.stream import fresh_chunk, read_build_config
+
+    a, u, n = fresh_arrays(tiny_dataset, 7)
+    assert n == len(u) == len(a["V"]) and 20 <= n <= 28  # 4 strata orbits per potential, few rejected
+    assert a["V"].shape == (n, 100) and a["ic"].shape == (n, 2) and a["q"].shape == a["t"].shape
+    b, _, _ = fresh_arrays(tiny_dataset, 7)
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # same folder, same orbits
+    # never the orbits of a training stream (any seed's chunk 0 uses another spawn key)
+    train = fresh_chunk(read_build_config(tiny_dataset), 0, 0, 7)
+    assert not np.isin(a["V"][:, 50], train["V"][:, 50]).any()
+    # the calibration file says where its orbits came from
+    cal = calibrate_predictor(_stay, tiny_dataset, kind="max", fresh=7)
+    assert cal["split"] == "fresh" and cal["n"] == n and cal["fresh"]["potentials"] == 7
+    assert cal["strata"][POOLED]["scores"] == calibrate_predictor(_stay, tiny_dataset, kind="max", fresh=7)[
+        "strata"
+    ][POOLED]["scores"]
+    with pytest.raises(Exception, match="positive number of potentials"):
+        fresh_arrays(tiny_dataset, 0)
+
+
+def test_calibrate_cli_fresh_errors(run):
+    res = CliRunner().invoke(nh, ["calibrate", str(run / "run"), "--fresh", "-1"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "--fresh" in res.stderr
+    # a synthetic folder has no engine build configuration to draw fresh orbits from
+    res = CliRunner().invoke(nh, ["calibrate", str(run / "run"), "--fresh", "5"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "build configuration" in res.stderr, res.output
