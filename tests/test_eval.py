@@ -25,6 +25,7 @@ from nh_models.evaluation import (
     Candidate,
     EvalSettings,
     TestSplit,
+    autograd_jacobian_det,
     chain,
     energy_error,
     equal_cost,
@@ -298,6 +299,42 @@ def test_det_j_of_a_float32_network_is_resolved_in_float64():
     det64 = jacobian_det(float64_predictor(cand, "cpu", 64), V, t, ic, eps=1e-6)
     assert np.abs(det64 - 1).max() < 1e-8
     assert net.omega.dtype == torch.float32  # the evaluated network itself is untouched
+
+
+def test_autograd_det_j_is_exact_where_finite_differences_are_not(monkeypatch):
+    net = _RotationNet()
+    V = np.zeros((5, 100))
+    t = np.repeat(np.linspace(0, 2, 20)[None], 5, 0)
+    ic = np.stack([np.linspace(0.1, 0.9, 5), np.linspace(-1, 1, 5)], axis=1)
+    det = autograd_jacobian_det(net, V, t, ic, batch_size=2)  # batches of 2, 2 and 1 orbits
+    assert det.shape == (5, 20) and np.abs(det - 1).max() < 1e-13
+    assert net.omega.dtype == torch.float32  # a float64 copy was differentiated
+
+    class Damped(torch.nn.Module):  # q - 0.5 and p shrink by exp(-t / 2): det J = exp(-t)
+        def forward(self, V, t, ic):
+            return 0.5 + (ic[:, :1] - 0.5) * torch.exp(-t / 2), ic[:, 1:] * torch.exp(-t / 2)
+
+    np.testing.assert_allclose(autograd_jacobian_det(Damped(), V, t, ic), np.exp(-t), rtol=1e-14)
+
+    # the same numbers in reverse mode (a network with an operation forward mode lacks) ...
+    def no_jvp(*a, **k):
+        raise NotImplementedError("no forward AD rule")
+
+    monkeypatch.setattr(torch.func, "jvp", no_jvp)
+    np.testing.assert_allclose(autograd_jacobian_det(Damped(), V, t, ic), np.exp(-t), rtol=1e-14)
+    assert np.abs(autograd_jacobian_det(net, V, t, ic) - 1).max() < 1e-13
+    # ... and with one backward pass per query time (a network vmap cannot batch)
+    grad = torch.autograd.grad
+
+    def no_vmap(*a, **k):
+        if k.get("is_grads_batched"):
+            raise RuntimeError("no batching rule")
+        return grad(*a, **k)
+
+    # a module computing outside torch has no gradient: None (nh eval then uses finite differences)
+    assert autograd_jacobian_det(OracleModel(), V, t, ic) is None
+    monkeypatch.setattr(torch.autograd, "grad", no_vmap)
+    np.testing.assert_allclose(autograd_jacobian_det(Damped(), V, t, ic), np.exp(-t), rtol=1e-14)
 
 
 def test_streamed_test_split_equals_the_loaded_one(harmonic):

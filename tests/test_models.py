@@ -392,3 +392,23 @@ def test_paper_config_files(name):
     print(f"{name}: {n:,} parameters")
     assert low <= n <= high
     assert n == expected
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_exact_det_j_agrees_with_finite_differences(name):
+    """nh eval's det J of a network (automatic differentiation, forward mode where the network's
+    operations allow, `for_derivatives`) against fourth-order finite differences in float64."""
+    import numpy as np
+
+    from nh_models.evaluation import autograd_jacobian_det, jacobian_det
+    from nh_models.evaluation.predictors import model_predictor
+
+    model = tiny(name).double().eval()
+    V, t, ic, _, _ = (x.numpy() for x in harmonic_batch(3, 6, dtype=torch.float64))
+    exact = autograd_jacobian_det(model, V, t, ic)
+    fd = jacobian_det(model_predictor(model), V, t, ic, eps=1e-4)
+    assert exact.shape == (3, 6) and np.abs(exact - fd).max() < 1e-6, np.abs(exact - fd).max()
+    with torch.no_grad():  # the form for derivatives computes the same function
+        a = model(*(torch.from_numpy(x) for x in (V, t, ic)))
+        b = model.for_derivatives()(*(torch.from_numpy(x) for x in (V, t, ic)))
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(a, b, strict=True))

@@ -12,7 +12,8 @@ The pieces are plain functions on numpy arrays and "predictors" (callables
   their native grid at several dt, a model as one point; `equal_cost` finds
   the RK4 step that costs what the model costs, and RK4's error there.
 - `structure`: `energy_error`, |H(q, p) - H(q0, p0)| along predicted trajectories;
-  `jacobian_det`, det d(q, p)(t) / d(q0, p0) by central differences; `chain`,
+  `jacobian_det`, det d(q, p)(t) / d(q0, p0) by central differences (`autograd_jacobian_det`: of a
+  network, by automatic differentiation); `chain`,
   long-time prediction by chaining windows (end state -> next ic).
 - `oracle`: the integrator baselines on the sensor interpolant; `predictors`: networks.
 - `cases`: the test split and the physics cases; `settings`: `EvalSettings`.
@@ -38,7 +39,7 @@ from .oracle import BASELINES, OracleModel, Predictor, integrator_predictor
 from .predictors import Candidate, float64_predictor, model_dtype, model_predictor
 from .run import evaluate_candidates, evaluate_runs, resolve_device, write_outputs
 from .settings import EvalSettings
-from .structure import chain, energy_error, jacobian_det
+from .structure import autograd_jacobian_det, chain, energy_error, jacobian_det
 from .work_precision import equal_cost, fit_order, integrator_work_precision, time_model
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "float64_predictor",
     "integrator_predictor",
     "integrator_work_precision",
+    "autograd_jacobian_det",
     "jacobian_det",
     "load_physics_cases",
     "load_test",

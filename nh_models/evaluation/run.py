@@ -25,7 +25,15 @@ from .metrics import finite, orbit_errors, summarize
 from .oracle import integrator_native, integrator_predictor
 from .predictors import Candidate, float64_predictor
 from .settings import EvalSettings, _log
-from .structure import _detj_summary, _energy_summary, _long_time_grid, chain, energy_error, jacobian_det
+from .structure import (
+    _detj_summary,
+    _energy_summary,
+    _long_time_grid,
+    autograd_jacobian_det,
+    chain,
+    energy_error,
+    jacobian_det,
+)
 from .work_precision import _best_time, equal_cost, integrator_work_precision, time_model
 
 
@@ -149,16 +157,23 @@ def _evaluate_candidate(
         dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
         curves["energy"][cand.label] = dH
         out["energy"] = _energy_summary(dH)
-        # the learned map is the function the weights define: evaluate it in float64, so that
-        # finite differences resolve det J far below float32's round-off
-        det = jacobian_det(
-            float64_predictor(cand, device, settings.batch_size),
-            detj_sub.V,
-            detj_sub.t,
-            detj_sub.ic,
-            settings.eps,
-        )
-        out["detJ"] = _detj_summary(det) | {"eps": settings.eps}
+        # the learned map is the function the weights define: a network's det J by automatic
+        # differentiation in float64 (round-off, not a finite-difference floor), any other
+        # predictor's by finite differences in float64
+        det = None
+        if cand.model is not None:
+            det = autograd_jacobian_det(cand.model, detj_sub.V, detj_sub.t, detj_sub.ic, device)
+            how = {"method": "autograd"}
+        if det is None:
+            det = jacobian_det(
+                float64_predictor(cand, device, settings.batch_size),
+                detj_sub.V,
+                detj_sub.t,
+                detj_sub.ic,
+                settings.eps,
+            )
+            how = {"method": "finite differences", "eps": settings.eps}
+        out["detJ"] = _detj_summary(det) | how
         if cand.model is not None:
             timing = time_model(
                 cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats

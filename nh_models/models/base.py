@@ -94,6 +94,12 @@ class OperatorModel(nn.Module):
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    def for_derivatives(self) -> OperatorModel:
+        """The same function computed with operations that every automatic-differentiation mode
+        supports (forward mode, vmap): exact Jacobians in evaluation. `self`, unless a subclass
+        computes with a custom autograd Function (MambONet's fast scan)."""
+        return self
+
     def regularizer(self) -> Tensor:
         """Extra loss term of the last forward pass (zero here; VaRONet's KL term)."""
         p = next(self.parameters())

@@ -13,6 +13,8 @@ All three compute the same function; only speed and memory differ.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +136,14 @@ class MambONet(OperatorModel):
             self.decoder = QueryDecoder(
                 c.d_model, c.nhead, c.decoder_layers, c.dim_feedforward, c.dropout, ic_dim=ic_dim
             )
+
+    def for_derivatives(self) -> MambONet:
+        """A shallow copy (the same parameters) with mambapy's sequential scan: the same function
+        of plain operations, which forward-mode differentiation accepts (the fast scan's custom
+        autograd Function is reverse mode only)."""
+        other = copy.copy(self)
+        other.config = dataclasses.replace(self.config, scan="seq")
+        return other
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         sensors, cond = sensor_inputs(V, ic, self.config.features, self.config.scale)  # (B, 100, C)
