@@ -57,8 +57,9 @@ def jacobian_det(model, V, t, ic) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "config",
-    [TINY, {**TINY, "steps": 0, "shears": 4}, {**TINY, "hyper_layers": 1, "encoder_layers": 1}],
-    ids=["prior", "shears-only", "one-layer"],
+    [TINY, {**TINY, "steps": 0, "shears": 4}, {**TINY, "hyper_layers": 1, "encoder_layers": 1},
+     {**TINY, "prior": "yoshida4"}],  # fmt: skip
+    ids=["prior", "shears-only", "one-layer", "yoshida4"],
 )
 @pytest.mark.parametrize("weight_scale", [1.0, 5.0])
 def test_det_j_is_one_to_round_off_for_random_weights(config, weight_scale):
@@ -138,9 +139,10 @@ def test_sensor_force_is_the_quintic_spline_derivative():
     assert torch.allclose(out[0], torch.tensor([-1.0, 2.0], dtype=torch.float64))
 
 
-def test_without_corrections_the_map_is_leapfrog_on_the_sensor_force():
+@pytest.mark.parametrize("prior", ["leapfrog", "yoshida4"])
+def test_without_corrections_the_map_is_the_prior_integrator_on_the_sensor_force(prior):
     torch.manual_seed(0)
-    model = get_model("symponet", {**TINY, "steps": 7, "shears": 1}).double()
+    model = get_model("symponet", {**TINY, "steps": 7, "shears": 1, "prior": prior}).double()
     with torch.no_grad():
         model.amp_rest[-1].weight.zero_()
         model.amp_rest[-1].bias.zero_()
@@ -150,13 +152,16 @@ def test_without_corrections_the_map_is_leapfrog_on_the_sensor_force():
     t = torch.tensor([[0.3], [1.0], [2.0]], dtype=torch.float64)
     ic = torch.tensor([[0.5, 0.2], [0.3, -0.4], [0.6, 1.0]], dtype=torch.float64)
     q, p = model(V, t, ic)
-    for i in range(3):  # Stormer-Verlet, 7 steps of t / 7, force 2 k (q - c)
+    w1 = 1 / (2 - 2 ** (1 / 3))
+    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]  # Yoshida's triple jump
+    for i in range(3):  # 7 steps of t / 7 of Stormer-Verlet (or of its triple jump), force 2 k (q - c)
         qq, pp = ic[i, 0].item(), ic[i, 1].item()
         h = t[i, 0].item() / 7
         for _ in range(7):
-            pp -= 0.5 * h * 2 * k * (qq - c)
-            qq += h * pp
-            pp -= 0.5 * h * 2 * k * (qq - c)
+            for a in subs:
+                pp -= 0.5 * a * h * 2 * k * (qq - c)
+                qq += a * h * pp
+                pp -= 0.5 * a * h * 2 * k * (qq - c)
         assert q[i, 0].item() == pytest.approx(qq, abs=1e-11) and p[i, 0].item() == pytest.approx(
             pp, abs=1e-11
         )
@@ -171,6 +176,7 @@ def test_without_corrections_the_map_is_leapfrog_on_the_sensor_force():
         ({"steps": -1}, "SympONetConfig.steps must be an integer >= 0, got -1"),
         ({"shears": 1.5}, "SympONetConfig.shears must be an integer >= 0, got 1.5"),
         ({"steps": 0, "shears": 0}, "SympONetConfig needs steps >= 1 or shears >= 1"),
+        ({"prior": "rk4"}, "SympONetConfig.prior must be one of leapfrog, yoshida4, got 'rk4'"),
         ({"ridges": 0}, "SympONetConfig.ridges must be an integer >= 1, got 0"),
         ({"scale": "yes"}, "SympONetConfig.scale must be true or false, got 'yes'"),
     ],

@@ -15,7 +15,9 @@ The map at time t, with h = t / steps:
 
 1. `steps` Strang (leapfrog) steps on the sensors' own force plus a learned correction:
    p <- p - h/2 F(q), then `steps` times [q <- q + h G(p); p <- p - h F(q)] (the last kick a
-   half one), with F(q) = V'(q) + f_0(q) and G(p) = p + g_0(p). V' is the derivative of the
+   half one), with F(q) = V'(q) + f_0(q) and G(p) = p + g_0(p). `prior: yoshida4` makes each
+   step Yoshida's fourth-order composition of three leapfrog steps (h w1, h w0, h w1; Yoshida
+   1990), three force evaluations a step: still shears, a fourth-order integrator. V' is the derivative of the
    quintic spline through the 100 sensors (C4, so that finite-difference Jacobians of the map
    are accurate); the prior alone is a symplectic integrator of the sensor potential.
 2. `shears` learned pairs p <- p - t f_k(q), q <- q + t g_k(p), k = 1..shears: a near-identity
@@ -41,10 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nh_data.errors import NHError
+from nh_data.integrators import LEAPFROG, YOSHIDA4
 
 from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
 
 DX = 1.0 / (N_SENSORS - 1)  # sensor spacing on [0, 1]
+# the prior's integrators: the leapfrog substep weights of one step (the engine's compositions)
+PRIORS = {m.name: tuple(float(w) for w in m.weights) for m in (LEAPFROG, YOSHIDA4)}
 
 
 @dataclass
@@ -53,7 +58,8 @@ class SympONetConfig:
 
     `latent`: width of z; `nodes`, `encoder_layers`, `hyper_layers`: width and Linear-layer
     counts of the sensor encoder and of the amplitude network; `steps`: leapfrog steps of the
-    sensor-force prior (0: none); `shears`: learned (kick, drift) pairs after it; `ridges`:
+    sensor-force prior (0: none); `prior`: its integrator, leapfrog or yoshida4 (each step
+    three leapfrog substeps, fourth order); `shears`: learned (kick, drift) pairs after it; `ridges`:
     ridge functions per learned kick or drift; `scale`: centre and scale V on the way into the
     encoder (the prior always uses V itself; the outputs are never rescaled, which would
     break the area preservation).
@@ -67,6 +73,7 @@ class SympONetConfig:
     shears: int = 2
     ridges: int = 8
     scale: bool = True
+    prior: str = "leapfrog"
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "latent", "nodes", "encoder_layers", "hyper_layers", "ridges")
@@ -78,6 +85,8 @@ class SympONetConfig:
             raise NHError("SympONetConfig needs steps >= 1 or shears >= 1 (else the map is the identity)")
         if not isinstance(self.scale, bool):
             raise NHError(f"SympONetConfig.scale must be true or false, got {self.scale!r}")
+        if self.prior not in PRIORS:
+            raise NHError(f"SympONetConfig.prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
 
 
 # ----------------------------------------------------------------- the sensor force (quintic spline)
@@ -222,10 +231,15 @@ class SympONet(OperatorModel):
             table = force_table(V)
             f0, g0 = fs.pop(0), gs.pop(0)
             h = t / N
-            p = p - 0.5 * h * (sensor_force(table, q) + ridge(q, *f0))
-            for k in range(N):
-                q = q + h * (p + ridge(p, *g0))
-                p = p - (h if k < N - 1 else 0.5 * h) * (sensor_force(table, q) + ridge(q, *f0))
+            # the leapfrog substeps (in units of h), each a half kick, a drift and a half kick;
+            # the half kicks of neighbouring substeps merged into one
+            drifts = PRIORS[self.config.prior] * N
+            halves = (0.0, *drifts, 0.0)
+            kicks = [(a + b) / 2 for a, b in zip(halves[:-1], halves[1:], strict=True)]  # len(drifts) + 1
+            p = p - kicks[0] * h * (sensor_force(table, q) + ridge(q, *f0))
+            for d, kick in zip(drifts, kicks[1:], strict=True):
+                q = q + d * h * (p + ridge(p, *g0))
+                p = p - kick * h * (sensor_force(table, q) + ridge(q, *f0))
         for f, g in zip(fs, gs, strict=True):
             p = p - t * ridge(q, *f)
             q = q + t * ridge(p, *g)
