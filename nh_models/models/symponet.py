@@ -69,7 +69,7 @@ class SympONetConfig:
     nodes: int = 256
     encoder_layers: int = 3
     hyper_layers: int = 3
-    steps: int = 48
+    steps: int = 96
     shears: int = 2
     ridges: int = 8
     scale: bool = True
