@@ -12,10 +12,11 @@ Prints:
    read from /proc (VmHWM of the build process) and getrusage (largest worker);
 7. the Dask row: the same build (n = 40,000; --quick: 2,000) by the process pool with
    ``--workers 2`` and by ``--scheduler local:2`` (a LocalCluster of 2 worker processes),
-   side by side, with Dask's overhead in % (needs the [cluster] extra).
+   side by side, --repeats pairs back to back (order alternating; --quick: one), with Dask's
+   overhead in % of the medians and of each pair (needs the [cluster] extra).
 
 Run: ``PYTHONPATH=. python bench/data_throughput.py [--quick]``; the Dask row alone:
-``PYTHONPATH=. python bench/data_throughput.py --dask-only [--n 40000]``.
+``PYTHONPATH=. python bench/data_throughput.py --dask-only [--n 40000] [--repeats 5]``.
 """
 
 from __future__ import annotations
@@ -249,18 +250,25 @@ def timed_build(n: int, workers: int, out: Path, extra: list[str] | None = None)
     return res
 
 
-def dask_row(n: int) -> None:
-    """Process pool (--workers 2) against a LocalCluster of 2 worker processes: same build, one run each."""
+def dask_row(n: int, repeats: int = 1) -> None:
+    """Process pool (--workers 2) against a LocalCluster of 2 worker processes: same build,
+    `repeats` pairs run back to back (the order alternating), the overhead of the medians."""
     k = "1000" if n >= 10_000 else "100"
-    with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
-        tmp = Path(tmp)
-        pool = timed_build(n, 2, tmp / "pool", ["--shard-size", k])
-        dask = timed_build(n, 1, tmp / "dask", ["--shard-size", k, "--scheduler", "local:2"])
-        same = (tmp / "pool" / "manifest.json").read_bytes() == (tmp / "dask" / "manifest.json").read_bytes()
-        overhead = 100 * (dask["wall"] / pool["wall"] - 1)
-        print(f"build n={n:,} ({4 * n:,} orbits, shards of {k} potentials), 2 workers: "
-              f"process pool {pool['wall']:.2f} s | Dask LocalCluster {dask['wall']:.2f} s "
-              f"(cluster start-up included) -> Dask overhead {overhead:+.1f} %; identical bytes: {same}")  # fmt: skip
+    walls: dict[str, list[float]] = {"pool": [], "dask": []}
+    same = True
+    for r in range(repeats):
+        with tempfile.TemporaryDirectory(dir=REPO / "parquet_data") as tmp:
+            tmp = Path(tmp)
+            for kind in ("pool", "dask") if r % 2 == 0 else ("dask", "pool"):
+                extra = ["--shard-size", k] + (["--scheduler", "local:2"] if kind == "dask" else [])
+                walls[kind].append(timed_build(n, 2 if kind == "pool" else 1, tmp / kind, extra)["wall"])
+            same &= (tmp / "pool" / "manifest.json").read_bytes() == (tmp / "dask" / "manifest.json").read_bytes()
+    pool, dask = (float(np.median(walls[kind])) for kind in ("pool", "dask"))
+    overhead = 100 * (dask / pool - 1)
+    pairs = ", ".join(f"{100 * (d / p - 1):+.1f} %" for p, d in zip(walls["pool"], walls["dask"], strict=True))
+    print(f"build n={n:,} ({4 * n:,} orbits, shards of {k} potentials), 2 workers, {repeats} pair(s): "
+          f"process pool {pool:.2f} s | Dask LocalCluster {dask:.2f} s (medians; cluster start-up included) "
+          f"-> Dask overhead {overhead:+.1f} % (pairs: {pairs}); identical bytes: {same}")  # fmt: skip
 
 
 def main() -> None:
@@ -268,11 +276,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     ap.add_argument("--dask-only", action="store_true", help="only the Dask row (7.)")
     ap.add_argument("--n", type=int, default=None, help="potentials of the Dask row [40,000; --quick: 2,000]")
+    ap.add_argument("--repeats", type=int, default=5, help="pairs of builds in the Dask row (medians) [5]")
     args = ap.parse_args()
     quick = args.quick
     n_dask = args.n if args.n is not None else (2000 if quick else 40_000)
     if args.dask_only:
-        dask_row(n_dask)
+        dask_row(n_dask, args.repeats)
         return
     n_pot = 100 if quick else 500
     n_scipy = 12 if quick else 40
@@ -354,7 +363,7 @@ def main() -> None:
               f"N={big:,}: main {rb['rss_main_mib']:.0f} MiB, largest worker {rb['rss_worker_mib']:.0f} MiB "
               f"(ratio {max(rb['rss_main_mib'], rb['rss_worker_mib']) / max(rs['rss_main_mib'], rs['rss_worker_mib']):.2f}); "
               f"N={big:,} took {rb['wall']:.1f} s")  # fmt: skip
-    dask_row(n_dask)
+    dask_row(n_dask, 1 if quick else args.repeats)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,14 @@ EXTRA = 'pip install "neural-hamilton[cluster]"'
 #: seconds to reach a scheduler before giving up (a bad address fails this fast)
 CONNECT_TIMEOUT_S = 5
 _LOCAL_RE = re.compile(r"local(?::(\d+))?")
+#: a local cluster's background work, sampled less often: each worker's statistical profiler
+#: (a stack sample every 10 ms), the system and GIL monitors; the shards' tasks need none of it
+LOCAL_QUIET = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 def parse_scheduler(scheduler: str | None, scheduler_file: str | os.PathLike | None) -> dict | None:
@@ -123,7 +131,7 @@ def connect(target: dict) -> Iterator[object]:
 
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         try:
-            with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+            with dask.config.set({"distributed.worker.multiprocessing-method": method, **LOCAL_QUIET}):
                 cluster = distributed.LocalCluster(
                     n_workers=target["local"], threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.ERROR,
