@@ -346,8 +346,6 @@ def calibrate_(run, data_dir, score, fresh, device) -> None:
     from nh_models.calibration import calibrate
     from nh_models.evaluation.run import resolve_device
 
-    if fresh < 0:
-        raise NHError(f"--fresh must be 0 or a positive number of potentials, got {fresh}")
     cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device), fresh=fresh, progress=True)
     click.echo(f"{path}: {cal['n']} {cal['split']} orbits; " + ", ".join(
         f"{k} (n={v['n']}) Q0.9={v['quantiles']['0.9']}" for k, v in cal["strata"].items() if k != "all"))

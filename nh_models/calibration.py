@@ -155,6 +155,11 @@ def fit_sigmas(predict, data_dir, seed: int = 0) -> tuple[float, float]:
     return sq, sp
 
 
+def _check_fresh(potentials) -> None:
+    if isinstance(potentials, bool) or not isinstance(potentials, (int, np.integer)) or potentials < 1:
+        raise NHError(f"--fresh must be a positive number of potentials, got {potentials!r}")
+
+
 def fresh_arrays(data_dir, potentials: int, progress: bool = False):
     """V, t, ic, q, p (float64) and u of the orbits of `potentials` new potentials drawn like the
     folder's from the calibration stream (FRESH_SEED), in chunks of FRESH_CHUNK; and their count."""
@@ -162,8 +167,7 @@ def fresh_arrays(data_dir, potentials: int, progress: bool = False):
 
     from nh_data.stream import fresh_chunk, read_build_config
 
-    if isinstance(potentials, bool) or not isinstance(potentials, (int, np.integer)) or potentials < 1:
-        raise NHError(f"--fresh must be a positive number of potentials, got {potentials!r}")
+    _check_fresh(potentials)
     config = read_build_config(data_dir)
     size = min(int(potentials), FRESH_CHUNK)
     chunks = -(-int(potentials) // size)
@@ -190,6 +194,8 @@ def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int =
         raise NHError(f"calibration score must be one of {', '.join(SCORE_KINDS)}, got {kind!r}")
     if not 0.0 <= margin < 1.0:
         raise NHError(f"calibration margin must lie in [0, 1), got {margin!r}")
+    if fresh:
+        _check_fresh(fresh)  # before the sigmas' predictions
     sigma_q, sigma_p = fit_sigmas(predict, data_dir, seed) if kind == "scaled" else (1.0, 1.0)
     if fresh:
         a, u, n = fresh_arrays(data_dir, fresh, progress) if orbits is None else orbits

@@ -83,17 +83,20 @@ def autograd_jacobian_det(model, V: np.ndarray, t: np.ndarray, ic: np.ndarray, d
         net = net.for_derivatives()
     dev = torch.device(device)
     t = np.broadcast_to(np.atleast_2d(t), (V.shape[0], np.shape(t)[-1]))
-    out = []
-    for s in range(0, V.shape[0], batch_size):
-        Vb, tb, icb = (torch.as_tensor(np.array(a[s : s + batch_size]), dtype=torch.float64, device=dev)
-                       for a in (V, t, ic))  # fmt: skip
-        icb.requires_grad_(True)
+    batches = [[torch.as_tensor(np.array(a[s : s + batch_size]), dtype=torch.float64, device=dev)
+                for a in (V, t, ic)] for s in range(0, V.shape[0], batch_size)]  # fmt: skip
+    if batches:  # one orbit with a graph: does the output depend on ic through torch at all?
         with torch.enable_grad():
-            q, p = net(Vb, tb, icb)
+            q, p = net(*(x[:1] for x in batches[0][:2]), batches[0][2][:1].clone().requires_grad_(True))
         if not (q.requires_grad and p.requires_grad):
             return None
-        cols = _forward_mode(net, Vb, tb, icb.detach())
-        if cols is None:
+    out = []
+    for Vb, tb, icb in batches:
+        cols = _forward_mode(net, Vb, tb, icb)
+        if cols is None:  # the graph of a reverse pass, built only where forward mode failed
+            icb = icb.clone().requires_grad_(True)
+            with torch.enable_grad():
+                q, p = net(Vb, tb, icb)
             cols = _reverse_mode(q, p, icb)
         (dq_dq0, dp_dq0), (dq_dp0, dp_dp0) = cols  # each (b, W)
         out.append((dq_dq0 * dp_dp0 - dq_dp0 * dp_dq0).detach().cpu().numpy())
