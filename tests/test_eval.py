@@ -26,6 +26,7 @@ from nh_models.evaluation import (
     EvalSettings,
     TestSplit,
     autograd_jacobian_det,
+    candidate_jacobian_det,
     chain,
     energy_error,
     equal_cost,
@@ -335,6 +336,28 @@ def test_autograd_det_j_is_exact_where_finite_differences_are_not(monkeypatch):
     assert autograd_jacobian_det(OracleModel(), V, t, ic) is None
     monkeypatch.setattr(torch.autograd, "grad", no_vmap)
     np.testing.assert_allclose(autograd_jacobian_det(Damped(), V, t, ic), np.exp(-t), rtol=1e-14)
+
+
+def test_det_j_falls_back_to_finite_differences_where_a_network_is_not_differentiable():
+    class Kinked(torch.nn.Module):  # a rotation whose rate has sqrt|q0 - 0.3|: no derivative at q0 = 0.3
+        def forward(self, V, t, ic):
+            w = 3.0 + (ic[:, :1] - 0.3).abs().sqrt()
+            x0, p0 = ic[:, :1] - 0.5, ic[:, 1:]
+            return 0.5 + x0 * torch.cos(w * t), p0 * torch.cos(w * t)
+
+    net = Kinked()
+    V = np.zeros((3, 100))
+    t = np.repeat(np.linspace(0, 2, 10)[None], 3, 0)
+    ic = np.array([[0.3, 0.2], [0.6, 0.1], [0.8, -0.4]])
+    assert not np.isfinite(autograd_jacobian_det(net, V, t, ic)[0, 1:]).any()
+    fd = float64_predictor(Candidate.from_model("kinked", net), "cpu", 64)
+    det, info = candidate_jacobian_det(net, fd, V, t, ic, eps=1e-6)
+    assert np.isfinite(det).all() and info == {"method": "autograd", "finite_difference_orbits": 1, "eps": 1e-6}
+    np.testing.assert_array_equal(det[1:], autograd_jacobian_det(net, V[1:], t[1:], ic[1:]))
+    np.testing.assert_array_equal(det[:1], jacobian_det(fd, V[:1], t[:1], ic[:1], eps=1e-6))
+    # a predictor without a network: finite differences throughout
+    det, info = candidate_jacobian_det(None, fd, V, t, ic, eps=1e-6)
+    assert info == {"method": "finite differences", "eps": 1e-6} and np.isfinite(det).all()
 
 
 def test_streamed_test_split_equals_the_loaded_one(harmonic):

@@ -39,7 +39,7 @@ from .oracle import BASELINES, OracleModel, Predictor, integrator_predictor
 from .predictors import Candidate, float64_predictor, model_dtype, model_predictor
 from .run import evaluate_candidates, evaluate_runs, resolve_device, write_outputs
 from .settings import EvalSettings
-from .structure import autograd_jacobian_det, chain, energy_error, jacobian_det
+from .structure import autograd_jacobian_det, candidate_jacobian_det, chain, energy_error, jacobian_det
 from .work_precision import equal_cost, fit_order, integrator_work_precision, time_model
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "integrator_predictor",
     "integrator_work_precision",
     "autograd_jacobian_det",
+    "candidate_jacobian_det",
     "jacobian_det",
     "load_physics_cases",
     "load_test",

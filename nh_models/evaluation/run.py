@@ -29,7 +29,7 @@ from .structure import (
     _detj_summary,
     _energy_summary,
     _long_time_grid,
-    autograd_jacobian_det,
+    candidate_jacobian_det,
     chain,
     energy_error,
     jacobian_det,
@@ -160,19 +160,15 @@ def _evaluate_candidate(
         # the learned map is the function the weights define: a network's det J by automatic
         # differentiation in float64 (round-off, not a finite-difference floor), any other
         # predictor's by finite differences in float64
-        det = None
-        if cand.model is not None:
-            det = autograd_jacobian_det(cand.model, detj_sub.V, detj_sub.t, detj_sub.ic, device)
-            how = {"method": "autograd"}
-        if det is None:
-            det = jacobian_det(
-                float64_predictor(cand, device, settings.batch_size),
-                detj_sub.V,
-                detj_sub.t,
-                detj_sub.ic,
-                settings.eps,
-            )
-            how = {"method": "finite differences", "eps": settings.eps}
+        det, how = candidate_jacobian_det(
+            cand.model,
+            float64_predictor(cand, device, settings.batch_size),
+            detj_sub.V,
+            detj_sub.t,
+            detj_sub.ic,
+            settings.eps,
+            device,
+        )
         out["detJ"] = _detj_summary(det) | how
         if cand.model is not None:
             timing = time_model(

@@ -103,6 +103,24 @@ def autograd_jacobian_det(model, V: np.ndarray, t: np.ndarray, ic: np.ndarray, d
     return np.concatenate(out)
 
 
+def candidate_jacobian_det(model, predict: Predictor, V: np.ndarray, t: np.ndarray, ic: np.ndarray, eps: float,
+                           device="cpu") -> tuple[np.ndarray, dict]:  # fmt: skip
+    """det J(t) of what `nh eval` scores, and how it was computed: a network (`model`) by
+    automatic differentiation; any other predictor, and the orbits where a network is not
+    differentiable (a non-finite derivative, e.g. the square root of a kinetic energy that is
+    zero at a wall start), by finite differences of the float64 `predict`; (B, W), info."""
+    det = None if model is None else autograd_jacobian_det(model, V, t, ic, device)
+    if det is None:
+        return jacobian_det(predict, V, t, ic, eps), {"method": "finite differences", "eps": eps}
+    info: dict = {"method": "autograd"}
+    bad = ~np.isfinite(det).all(axis=1)
+    if bad.any():
+        t = np.broadcast_to(np.atleast_2d(t), det.shape)
+        det[bad] = jacobian_det(predict, V[bad], t[bad], ic[bad], eps)
+        info |= {"finite_difference_orbits": int(bad.sum()), "eps": eps}
+    return det, info
+
+
 def _forward_mode(net, V, t, ic):
     """((dq/dq0, dp/dq0), (dq/dp0, dp/dp0)) by two Jacobian-vector products, or None when an
     operation of the network has no forward-mode rule."""
