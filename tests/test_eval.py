@@ -148,6 +148,9 @@ def test_oracle_scores_near_zero_on_every_metric(harmonic, sho_case, tmp_path):
     assert r["physics"]["sho"]["loss"] < 1e-20
     assert r["physics"]["sho"]["max_abs_dH"] < 1e-9
     assert r["physics"]["sho"]["long_time_err_max"] < 1e-9
+    assert r["physics"]["sho"]["long_time_dH_max"] < 1e-9  # energy along the chained windows
+    leap = metrics["integrators"]["physics"]["sho"]["leapfrog"]  # straight through, t_long = 6
+    assert 1e-6 < leap["long_time_dH_max"] < 0.1 and leap["long_time_err_max"] >= leap["long_time_err_end"]
     # the baselines are judged by the same code and are visibly worse at their dt
     assert metrics["integrators"]["physics"]["sho"]["leapfrog"]["loss"] > 1e-8
     assert metrics["integrators"]["test"]["rk4"]["detJ"]["max_abs_detJ_minus_1"] > 1e-9
@@ -156,7 +159,7 @@ def test_oracle_scores_near_zero_on_every_metric(harmonic, sho_case, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["runs"]["oracle"]["test"]["overall"]["n"] == 160
     text = report.read_text()
-    assert "| oracle |" in text and "## Work-precision" in text
+    assert "| oracle |" in text and "## Work-precision" in text and "oracle: max err, max abs(dH)" in text
     tables = [[line for line in block.splitlines() if line.startswith("|")] for block in text.split("\n\n")]
     for rows in (t for t in tables if t):
         assert len({row.count("|") for row in rows}) == 1, rows[0]  # no cell text breaks a table
@@ -166,6 +169,7 @@ def test_oracle_scores_near_zero_on_every_metric(harmonic, sho_case, tmp_path):
         "work_precision.png",
         "energy_drift.png",
         "long_time.png",
+        "long_time_energy.png",
         "strata.png",
     ):
         assert (tmp_path / name).stat().st_size > 10_000, name

@@ -58,8 +58,9 @@ def jacobian_det(model, V, t, ic) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize(
     "config",
     [TINY, {**TINY, "steps": 0, "shears": 4}, {**TINY, "hyper_layers": 1, "encoder_layers": 1},
-     {**TINY, "prior": "yoshida4"}],  # fmt: skip
-    ids=["prior", "shears-only", "one-layer", "yoshida4"],
+     {**TINY, "prior": "yoshida4"}, {**TINY, "grid": "fixed", "steps": 20},
+     {**TINY, "grid": "fixed", "steps": 20, "shears": 0, "correction": 0.5}],  # fmt: skip
+    ids=["prior", "shears-only", "one-layer", "yoshida4", "fixed-grid", "fixed-grid-no-shears"],
 )
 @pytest.mark.parametrize("weight_scale", [1.0, 5.0])
 def test_det_j_is_one_to_round_off_for_random_weights(config, weight_scale):
@@ -74,9 +75,10 @@ def test_det_j_is_one_to_round_off_for_random_weights(config, weight_scale):
     moved = (q[:, 0] - ic[:, 0]).abs().max()
     assert moved > 1e-2  # a real map, not the identity
     det, size = jacobian_det(model, V, t, ic)
-    # round-off of float64: a few ulps of the products (a leapfrog step past its stability
-    # limit stretches the map, |J| up to 1e4 here); 1 to 1e-13 where the map is tame
-    assert ((det - 1).abs() <= 1e-14 * size).all(), ((det - 1).abs() / size).max()
+    # round-off of float64: a few ulps of the products per step (a leapfrog step past its
+    # stability limit stretches the map, |J| up to 1e4 here); 1 to 1e-13 where the map is tame
+    per_steps = max(1.0, config["steps"] / 6)
+    assert ((det - 1).abs() <= 1e-14 * per_steps * size).all(), ((det - 1).abs() / size).max()
     tame = size < 10
     assert tame.sum() >= 10 and (det[tame] - 1).abs().max() < 1e-13
 
@@ -95,10 +97,11 @@ def test_an_area_changing_map_is_caught():
     assert torch.allclose(det, torch.full_like(det, 1.1), atol=1e-12)
 
 
+@pytest.mark.parametrize("grid", ["scaled", "fixed"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_map_at_t_zero_is_the_identity_exactly(dtype):
+def test_map_at_t_zero_is_the_identity_exactly(dtype, grid):
     torch.manual_seed(0)
-    model = get_model("symponet", TINY).to(dtype)
+    model = get_model("symponet", {**TINY, "grid": grid}).to(dtype)
     V, _, ic = random_problem(8, seed=4, dtype=dtype)
     t = torch.zeros(8, 5, dtype=dtype)
     t[:, 1:] = torch.rand(8, 4, dtype=dtype) * 2  # zeros beside other times in the same rows
@@ -167,6 +170,64 @@ def test_without_corrections_the_map_is_the_prior_integrator_on_the_sensor_force
         )
 
 
+def _zero_corrections(model):
+    with torch.no_grad():
+        model.amp_rest[-1].weight.zero_()
+        model.amp_rest[-1].bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("prior", ["leapfrog", "yoshida4"])
+def test_fixed_grid_is_one_trajectory_of_fixed_steps_read_out_by_a_partial_step(prior):
+    """grid: fixed, corrections zero: floor(t / h) Stormer-Verlet steps of h = 2 / steps on the
+    sensor force, then one step of the rest, whatever the query times beside it."""
+    model = _zero_corrections(get_model("symponet", {**TINY, "steps": 8, "shears": 0, "grid": "fixed",
+                                                     "prior": prior}).double())  # fmt: skip
+    x = np.linspace(0, 1, 100)
+    k, c = 6.0, 0.45
+    V = torch.from_numpy(k * (x - c) ** 2)[None].repeat(2, 1)
+    t = torch.tensor([[0.3, 1.0, 2.0, 0.25], [1.75, 0.0, 1.9, 0.6]], dtype=torch.float64)
+    ic = torch.tensor([[0.5, 0.2], [0.3, -0.4]], dtype=torch.float64)
+    q, p = model(V, t, ic)
+    w1 = 1 / (2 - 2 ** (1 / 3))
+    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]
+
+    def step(qq, pp, dt):
+        for a in subs:
+            pp -= 0.5 * a * dt * 2 * k * (qq - c)
+            qq += a * dt * pp
+            pp -= 0.5 * a * dt * 2 * k * (qq - c)
+        return qq, pp
+
+    h = 2.0 / 8
+    for i in range(2):
+        for j in range(4):
+            qq, pp = ic[i, 0].item(), ic[i, 1].item()
+            n = int(t[i, j].item() // h)
+            for _ in range(n):
+                qq, pp = step(qq, pp, h)
+            qq, pp = step(qq, pp, t[i, j].item() - n * h)
+            assert q[i, j].item() == pytest.approx(qq, abs=1e-12) and p[i, j].item() == pytest.approx(pp, abs=1e-12)
+
+
+def test_fixed_grid_is_continuous_in_t_and_chains_like_one_integration():
+    torch.manual_seed(3)
+    model = get_model("symponet", {**TINY, "steps": 16, "shears": 0, "grid": "fixed"}).double()
+    V, _, ic = random_problem(6, seed=8)
+    h = 2.0 / 16
+    node = 5 * h
+    t = torch.tensor([[node - 1e-9, node, node + 1e-9]], dtype=torch.float64).repeat(6, 1)
+    q, p = model(V, t, ic)
+    assert (q[:, 0] - q[:, 2]).abs().max() < 1e-7 and (p[:, 0] - p[:, 2]).abs().max() < 1e-7
+    # two chained 2-s windows equal one map to t + 2 (autonomous: no query time in the step)
+    t1 = torch.full((6, 1), 2.0, dtype=torch.float64)
+    q1, p1 = model(V, t1, ic)
+    tt = torch.tensor([[0.7]], dtype=torch.float64).repeat(6, 1)
+    q2, p2 = model(V, tt, torch.cat([q1, p1], dim=1))
+    q3, p3 = model(V, tt + 2.0, ic)
+    assert torch.allclose(q2, q3, atol=1e-12) and torch.allclose(p2, p3, atol=1e-12)
+
+
 # ----------------------------------------------------------------- configs
 
 
@@ -179,6 +240,9 @@ def test_without_corrections_the_map_is_the_prior_integrator_on_the_sensor_force
         ({"prior": "rk4"}, "SympONetConfig.prior must be one of leapfrog, yoshida4, got 'rk4'"),
         ({"ridges": 0}, "SympONetConfig.ridges must be an integer >= 1, got 0"),
         ({"scale": "yes"}, "SympONetConfig.scale must be true or false, got 'yes'"),
+        ({"grid": "adaptive"}, "SympONetConfig.grid must be one of scaled, fixed, got 'adaptive'"),
+        ({"correction": 0}, "SympONetConfig.correction must be a number > 0, got 0"),
+        ({"correction": float("nan")}, "SympONetConfig.correction must be a number > 0, got nan"),
     ],
 )
 def test_invalid_config_is_named(config, message):

@@ -39,7 +39,19 @@ def _style(label: str, models: list[str]) -> dict[str, Any]:
     if base in _INTEGRATOR_STYLE:
         return dict(_INTEGRATOR_STYLE[base], lw=1.3)
     i = models.index(label) if label in models else 0
+    if len(models) > len(_MODEL_COLOURS):  # many runs: twenty distinct colours before any repeats
+        return dict(color=plt.get_cmap("tab20")(i % 20), ls="-", lw=1.6)
     return dict(color=_MODEL_COLOURS[i % len(_MODEL_COLOURS)], ls="-", lw=1.6)
+
+
+def _grid_legend(fig, axes) -> None:
+    """The legend of a grid of panels: in the first panel, or beside the grid when it would
+    cover a panel (more than six entries)."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(labels) > 6:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    else:
+        axes[0].legend(fontsize=7)
 
 
 def _save(fig, path: Path) -> Path:
@@ -108,7 +120,7 @@ def physics_error(physics: dict[str, Any], models: list[str], out: Path) -> Path
             ax.semilogy(case.t, np.maximum(err, TINY), label=label, **_style(label, models))
         ax.set(title=name, xlabel="t", ylabel="|error| in (q, p)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
+    _grid_legend(fig, axes)
     fig.suptitle("Error over time on the physical potentials (integrators on the sensor interpolant)", y=1.0)
     fig.tight_layout()
     return _save(fig, out / "physics_error.png")
@@ -190,23 +202,26 @@ def energy_drift(curves: dict[str, Any], models: list[str], out: Path) -> Path:
     return _save(fig, out / "energy_drift.png")
 
 
-def long_time(curves: dict[str, Any], models: list[str], window: float, out: Path) -> Path:
-    """Error against time of chained windows up to t_long, per physics potential."""
+def long_time(curves: dict[str, Any], models: list[str], window: float, out: Path, key: str = "err") -> Path:
+    """Error (`key` "err") or energy error ("dH") against time of chained windows up to t_long,
+    per physics potential."""
     lt = curves["long_time"]
+    ylabel, name, what = {
+        "err": ("|error| in (q, p)", "long_time.png", "Long-time prediction"),
+        "dH": ("|H(q, p) - H(q0, p0)|", "long_time_energy.png", "Energy error of the long-time prediction"),
+    }[key]
     fig, axes = _grid(len(lt))
-    for ax, (name, entry) in zip(axes, lt.items(), strict=False):
-        for label, err in entry["err"].items():
+    for ax, (case, entry) in zip(axes, lt.items(), strict=False):
+        for label, err in entry[key].items():
             ax.semilogy(entry["t"], np.maximum(err, TINY), label=label, **_style(label, models))
         for k in np.arange(window, entry["t"][-1], window):
             ax.axvline(k, color="0.85", lw=0.6, zorder=0)
-        ax.set(title=name, xlabel="t", ylabel="|error| in (q, p)")
+        ax.set(title=case, xlabel="t", ylabel=ylabel)
         ax.grid(alpha=0.3, axis="y", which="both")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(
-        f"Long-time prediction: models chain {window:g}-s windows; integrators run straight through", y=1.0
-    )
+    _grid_legend(fig, axes)
+    fig.suptitle(f"{what}: models chain {window:g}-s windows; integrators run straight through", y=1.0)
     fig.tight_layout()
-    return _save(fig, out / "long_time.png")
+    return _save(fig, out / name)
 
 
 def strata(metrics: dict[str, Any], models: list[str], out: Path) -> Path:
@@ -244,6 +259,7 @@ def make_all(curves: dict[str, Any], metrics: dict[str, Any], out: Path) -> list
         paths.append(energy_drift(curves, models, out))
     if curves["long_time"]:
         paths.append(long_time(curves, models, metrics["settings"]["window"], out))
+        paths.append(long_time(curves, models, metrics["settings"]["window"], out, key="dH"))
     if any("test" in r for r in metrics["runs"].values()):
         paths.append(strata(metrics, models, out))
     return paths

@@ -146,7 +146,21 @@ def physics_table(metrics: dict[str, Any]) -> str:
         + [integ[name][m]["long_time_err_end"] for m in methods]
         for name in integ
     ]
-    return "\n\n".join([_table(header, rows), _table(header2, rows2), _table(header3, rows3)])
+    # the largest error and energy error along the chained windows (integrators straight through)
+    header4 = ["potential"] + [f"{label}: max err, max abs(dH)" for label in [*runs, *methods]]
+    rows4 = [
+        [name]
+        + [_pair(r.get("physics", {}).get(name)) for r in runs.values()]
+        + [_pair(integ[name][m]) for m in methods]
+        for name in integ
+    ]
+    return "\n\n".join([_table(header, rows), _table(header2, rows2), _table(header3, rows3), _table(header4, rows4)])
+
+
+def _pair(entry: dict[str, Any] | None) -> str:
+    """'max err, max abs(dH)' of one long-time entry ('n/a' for what an older metrics.json lacks)."""
+    entry = entry or {}
+    return f"{_fmt(entry.get('long_time_err_max'))}, {_fmt(entry.get('long_time_dH_max'))}"
 
 
 def _loss_cell(row: dict[str, Any]) -> Any:

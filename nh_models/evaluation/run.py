@@ -90,16 +90,20 @@ def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves:
         ic = np.array([[case.q_ref[0], case.p_ref[0]]])
         q_ref, p_ref = reference(case.name, t_long, float(ic[0, 0]), float(ic[0, 1]))
         curves["physics"][case.name] = {"case": case, "pred": {}}
-        curves["long_time"][case.name] = {"t": t_long, "ref": (q_ref, p_ref), "err": {}}
+        curves["long_time"][case.name] = {"t": t_long, "ref": (q_ref, p_ref), "err": {}, "dH": {}}
         out[case.name] = {}
         for m in settings.methods:
             q_hat, p_hat = integrator_native(case.V[None], case.t[None], ic, m, settings.physics_dt)
             curves["physics"][case.name]["pred"][m] = (q_hat[0], p_hat[0])
             ql, pl = integrator_native(case.V[None], t_long[None], ic, m, settings.physics_dt)
             lt_err = np.sqrt((ql[0] - q_ref) ** 2 + (pl[0] - p_ref) ** 2)  # (T,)
+            lt_dH = energy_error(case.V[None], ql, pl, ic)[0]  # (T,)
             curves["long_time"][case.name]["err"][m] = lt_err
+            curves["long_time"][case.name]["dH"][m] = lt_dH
             out[case.name][m] = _physics_entry(case, q_hat[0], p_hat[0]) | {
-                "long_time_err_end": float(lt_err[-1])
+                "long_time_err_end": float(lt_err[-1]),
+                "long_time_err_max": float(lt_err.max()),
+                "long_time_dH_max": float(lt_dH.max()),
             }
     return out
 
@@ -193,10 +197,13 @@ def _evaluate_candidate(
             cand.predict, case.V[None], ic, int(round(settings.t_long / settings.window)), settings.window
         )
         lt_err = np.sqrt((ql[0] - lt["ref"][0]) ** 2 + (pl[0] - lt["ref"][1]) ** 2)  # (T,)
+        lt_dH = energy_error(case.V[None], ql, pl, ic)[0]  # (T,)
         lt["err"][cand.label] = lt_err
+        lt["dH"][cand.label] = lt_dH
         out["physics"][case.name] = _physics_entry(case, q_hat[0], p_hat[0]) | {
             "long_time_err_end": float(lt_err[-1]),
             "long_time_err_max": float(lt_err.max()),
+            "long_time_dH_max": float(lt_dH.max()),
         }
     if cases:
         out["physics_mean_loss"] = float(np.mean([v["loss"] for v in out["physics"].values()]))

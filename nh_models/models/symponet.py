@@ -6,12 +6,13 @@ every time t the predicted map is a composition of shears of the phase plane,
     kick   p <- p - h F(q)        drift   q <- q + h G(p)
 
 each of which has Jacobian [[1, 0], [-h F'(q), 1]] or [[1, h G'(p)], [0, 1]], determinant 1,
-whatever F and G are (in one dimension every F(q) is the derivative of some U(q)). Every
-step size h is proportional to t, so the map is the identity at t = 0, exactly. (q0, p0)
+whatever F and G are (in one dimension every F(q) is the derivative of some U(q)). The steps
+sum to t (h = t / steps, or whole steps of a fixed h and a last one of the rest, below), so
+the map is the identity at t = 0, exactly. (q0, p0)
 enter only as the arguments of the shears: nothing of the initial condition reaches their
 parameters (that is why the energy features of models.base are not an option here).
 
-The map at time t, with h = t / steps:
+The map at time t, with h = t / steps (`grid: scaled`, the dataclass default):
 
 1. `steps` Strang (leapfrog) steps on the sensors' own force plus a learned correction:
    p <- p - h/2 F(q), then `steps` times [q <- q + h G(p); p <- p - h F(q)] (the last kick a
@@ -20,6 +21,15 @@ The map at time t, with h = t / steps:
    1990), three force evaluations a step: still shears, a fourth-order integrator. V' is the derivative of the
    quintic spline through the 100 sensors (C4, so that finite-difference Jacobians of the map
    are accurate); the prior alone is a symplectic integrator of the sensor potential.
+   `grid: fixed` (the recommended recipe) runs one trajectory per orbit instead, with the fixed
+   step h = T / steps (T the 2-second window), and reads each query time t out of it by a
+   last partial step: floor(t / h) whole steps, then one step of t - floor(t / h) h. Still a
+   composition of shears, still the identity at t = 0 and continuous in t; the step no longer
+   grows with t (a sharp feature of the potential, a kink, is crossed in steps of h at every
+   t), chaining windows is the same as integrating straight through, and the cost is
+   `steps` force evaluations per orbit instead of per query time. Its learned correction
+   (f_0, g_0) is autonomous: amplitudes of (z, 0), not of the query time, scaled by
+   `correction` (a prior this accurate wants small corrections: 1e-3 in the recipe).
 2. `shears` learned pairs p <- p - t f_k(q), q <- q + t g_k(p), k = 1..shears: a near-identity
    correction of what is left.
 
@@ -44,12 +54,15 @@ from torch import Tensor, nn
 
 from nh_data.errors import NHError
 from nh_data.integrators import LEAPFROG, YOSHIDA4
+from nh_data.problem import T_END
 
 from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
 
 DX = 1.0 / (N_SENSORS - 1)  # sensor spacing on [0, 1]
 # the prior's integrators: the leapfrog substep weights of one step (the engine's compositions)
 PRIORS = {m.name: tuple(float(w) for w in m.weights) for m in (LEAPFROG, YOSHIDA4)}
+# how the prior's step is set: h = t / steps for each query time t, or h = T_END / steps fixed
+GRIDS = ("scaled", "fixed")
 
 
 @dataclass
@@ -59,7 +72,11 @@ class SympONetConfig:
     `latent`: width of z; `nodes`, `encoder_layers`, `hyper_layers`: width and Linear-layer
     counts of the sensor encoder and of the amplitude network; `steps`: leapfrog steps of the
     sensor-force prior (0: none); `prior`: its integrator, leapfrog or yoshida4 (each step
-    three leapfrog substeps, fourth order); `shears`: learned (kick, drift) pairs after it; `ridges`:
+    three leapfrog substeps, fourth order); `grid`: `scaled` (h = t / steps, one integration per
+    query time; the default, so that older checkpoints keep their meaning) or `fixed` (h = 2 /
+    steps, one trajectory per orbit read out at every query time); `correction`: the scale of the
+    prior's learned correction (its amplitudes times this; a good prior wants a small one);
+    `shears`: learned (kick, drift) pairs after it; `ridges`:
     ridge functions per learned kick or drift; `scale`: centre and scale V on the way into the
     encoder (the prior always uses V itself; the outputs are never rescaled, which would
     break the area preservation).
@@ -74,6 +91,8 @@ class SympONetConfig:
     ridges: int = 8
     scale: bool = True
     prior: str = "leapfrog"
+    grid: str = "scaled"
+    correction: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "latent", "nodes", "encoder_layers", "hyper_layers", "ridges")
@@ -87,6 +106,12 @@ class SympONetConfig:
             raise NHError(f"SympONetConfig.scale must be true or false, got {self.scale!r}")
         if self.prior not in PRIORS:
             raise NHError(f"SympONetConfig.prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if isinstance(self.correction, bool) or not isinstance(self.correction, (int, float)) or not (
+            math.isfinite(self.correction) and self.correction > 0
+        ):
+            raise NHError(f"SympONetConfig.correction must be a number > 0, got {self.correction!r}")
+        if self.grid not in GRIDS:
+            raise NHError(f"SympONetConfig.grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
 
 
 # ----------------------------------------------------------------- the sensor force (quintic spline)
@@ -183,6 +208,10 @@ class SympONet(OperatorModel):
         self.amp_t = nn.Parameter(torch.randn(width) / math.sqrt(2.0))
         amp_hidden = [config.nodes] * (config.hyper_layers - 1)
         self.amp_rest = mlp([*amp_hidden, n_amp]) if amp_hidden else None
+        if config.steps and config.grid == "fixed":
+            # the trajectory loop runs on (orbits, 1) tensors: its cost is per step, not per
+            # element, so inference blocks of many orbits (10x the base class's query points)
+            self.infer_tokens = 100_000
         self._init_heads()
 
     def _init_heads(self) -> None:
@@ -204,43 +233,94 @@ class SympONet(OperatorModel):
 
     def hyper(self, V: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The ridge parameters: amplitudes (B, W, G, 2, n), directions and offsets (B, G, 2, n)."""
-        B, W = t.shape
-        n, G = self.config.ridges, self.groups
-        z = self.encoder(scale_sensors(V, self.config.scale))  # (B, latent)
-        wc = self.ridge_head(z).view(B, G, 2, 2, n)
+        return self._params(self._latent(V), t)
+
+    def _latent(self, V: Tensor) -> Tensor:
+        return self.encoder(scale_sensors(V, self.config.scale))  # (B, latent)
+
+    def _amplitudes(self, z: Tensor, t: Tensor) -> Tensor:
         h = torch.addcmul(self.amp_in(z).unsqueeze(1), t.unsqueeze(-1), self.amp_t)  # (B, W, nodes)
         amp = self.amp_rest(F.gelu(h)) if self.amp_rest is not None else h
-        return amp.view(B, W, G, 2, n), wc[:, :, :, 0], wc[:, :, :, 1]
+        return amp.view(*t.shape, self.groups, 2, self.config.ridges)
+
+    def _params(self, z: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        wc = self.ridge_head(z).view(z.shape[0], self.groups, 2, 2, self.config.ridges)
+        return self._amplitudes(z, t), wc[:, :, :, 0], wc[:, :, :, 1]
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         B, W = t.shape
-        amp, w, c = self.hyper(V, t)
+        z = self._latent(V)
+        wc = self.ridge_head(z).view(B, self.groups, 2, 2, self.config.ridges)
+        w, c = wc[..., 0, :].unbind(1), wc[..., 1, :].unbind(1)  # per group: (B, 2, n)
+        fixed = bool(self.config.steps) and self.config.grid == "fixed"
+        # amplitudes per query time: (B, W, G, 2, n); on the fixed grid only the shears after the
+        # prior need them (its correction is autonomous: amplitudes at t = 0, one set per orbit)
+        amp = self._amplitudes(z, t) if self.config.shears or not fixed else None
+
+        def functions(a: Tensor, g: int):  # the (f, g) pair of group g: one view each, taken once
+            return (a[..., 0, :], w[g][:, 0], c[g][:, 0]), (a[..., 1, :], w[g][:, 1], c[g][:, 1])
+
+        scale = self.config.correction
+
         q, p = ic[:, :1].expand(B, W), ic[:, 1:].expand(B, W)
-        # one view per learned function, taken once: every use then adds to the same gradient
-        per_group = zip(amp.unbind(2), w.unbind(1), c.unbind(1), strict=True)
-        fs, gs = zip(
-            *[
-                ((a[..., 0, :], wg[:, 0], cg[:, 0]), (a[..., 1, :], wg[:, 1], cg[:, 1]))
-                for a, wg, cg in per_group
-            ],
-            strict=True,
-        )
-        fs, gs = list(fs), list(gs)
-        N = self.config.steps
-        if N:
+        first = 0
+        if self.config.steps:
+            first = 1
             table = force_table(V)
-            f0, g0 = fs.pop(0), gs.pop(0)
-            h = t / N
-            # the leapfrog substeps (in units of h), each a half kick, a drift and a half kick;
-            # the half kicks of neighbouring substeps merged into one
-            drifts = PRIORS[self.config.prior] * N
-            halves = (0.0, *drifts, 0.0)
-            kicks = [(a + b) / 2 for a, b in zip(halves[:-1], halves[1:], strict=True)]  # len(drifts) + 1
-            p = p - kicks[0] * h * (sensor_force(table, q) + ridge(q, *f0))
-            for d, kick in zip(drifts, kicks[1:], strict=True):
-                q = q + d * h * (p + ridge(p, *g0))
-                p = p - kick * h * (sensor_force(table, q) + ridge(q, *f0))
-        for f, g in zip(fs, gs, strict=True):
+            if fixed:
+                f0, g0 = functions(scale * self._amplitudes(z, t.new_zeros(B, 1))[:, :, 0], 0)
+                q, p = self._fixed_grid(t, ic, table, f0, g0)
+            else:
+                f0, g0 = functions(amp[:, :, 0] if scale == 1 else scale * amp[:, :, 0], 0)
+                q, p = self._scaled_grid(t, q, p, table, f0, g0)
+        for g in range(first, self.groups):
+            f, gg = functions(amp[:, :, g], g)
             p = p - t * ridge(q, *f)
-            q = q + t * ridge(p, *g)
+            q = q + t * ridge(p, *gg)
         return q, p
+
+    def _scaled_grid(self, t: Tensor, q: Tensor, p: Tensor, table: Tensor, f0, g0) -> tuple[Tensor, Tensor]:
+        """`steps` steps of h = t / steps for every query time: (B, W) states throughout."""
+        N = self.config.steps
+        h = t / N
+        # the leapfrog substeps (in units of h), each a half kick, a drift and a half kick;
+        # the half kicks of neighbouring substeps merged into one
+        drifts = PRIORS[self.config.prior] * N
+        halves = (0.0, *drifts, 0.0)
+        kicks = [(a + b) / 2 for a, b in zip(halves[:-1], halves[1:], strict=True)]  # len(drifts) + 1
+        p = p - kicks[0] * h * (sensor_force(table, q) + ridge(q, *f0))
+        for d, kick in zip(drifts, kicks[1:], strict=True):
+            q = q + d * h * (p + ridge(p, *g0))
+            p = p - kick * h * (sensor_force(table, q) + ridge(q, *f0))
+        return q, p
+
+    def _fixed_grid(self, t: Tensor, ic: Tensor, table: Tensor, f0, g0) -> tuple[Tensor, Tensor]:
+        """One trajectory per orbit with h = T_END / steps, read out at each query time t by
+        floor(t / h) whole steps and a last step of the rest: (B, W) states at the end."""
+        h = T_END / self.config.steps
+        subs = PRIORS[self.config.prior]
+
+        def force(q: Tensor) -> Tensor:
+            return sensor_force(table, q) + ridge(q, *f0)
+
+        def step(q: Tensor, p: Tensor, Fq: Tensor, dt) -> tuple[Tensor, Tensor, Tensor]:
+            for a in subs:  # Strang substeps; the force at the end is the next one's start
+                p = p - (0.5 * a) * dt * Fq
+                q = q + a * dt * (p + ridge(p, *g0))
+                Fq = force(q)
+                p = p - (0.5 * a) * dt * Fq
+            return q, p, Fq
+
+        k = torch.floor(t.detach() / h).clamp(min=0)  # whole steps before each query time (B, W)
+        n = int(k.max().item()) if k.numel() else 0
+        q, p = ic[:, :1], ic[:, 1:]  # (B, 1)
+        Fq = force(q)
+        qs, ps, fs = [q], [p], [Fq]
+        for _ in range(n):
+            q, p, Fq = step(q, p, Fq, h)
+            qs.append(q)
+            ps.append(p)
+            fs.append(Fq)
+        idx = k.long()
+        q, p, Fq = (torch.cat(x, dim=1).gather(1, idx) for x in (qs, ps, fs))  # the states at k h
+        return step(q, p, Fq, t - k * h)[:2]

@@ -34,9 +34,11 @@ a wall-clock guard ends the run at the limit after the current step, as a normal
 (validation, checkpoints, test loss; status "time_limit"). Under torchrun the plan is rank
 0's and the guard is off.
 
-A loss that is not finite or exceeds 100 times the run's first batch loss stops the run
-with one line (NHError) naming the epoch and what to change; the checkpoints keep the last
-good epoch.
+A batch loss that is not finite, or a median of the last 5 batch losses 100 times that of
+the run's first 5, stops the run with one line (NHError) naming the epoch and what to change;
+the checkpoints keep the last good epoch. (Medians, not single batches: where a few orbits
+carry most of the loss, as with a prior that is already accurate, one batch holding such an
+orbit is hundreds of times another and is not a divergence.)
 
 `fresh: N` trains every epoch on N potentials drawn afresh like the data folder's (same
 build configuration, the run seed's own stream, nothing written to disk; `fresh_reuse`
@@ -45,6 +47,7 @@ passes over each set), validating and testing on the folder's val and test split
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import json
@@ -81,18 +84,14 @@ from .checkpoint import (
     write_history,
 )
 from .config import dump_config, resolve_config
+from .guard import GUARD_WINDOW, Diverged, check_loss
 from .schedules import make_scheduler, reschedule
 from .source import TrainSource
 from .steps import _check_compiler, _to_device, eval_step, evaluate, train_step
 from .tracking import NullTracker, check_available, open_tracker
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-EXPLODE_FACTOR = 100.0  # a batch loss this many times the first one stops the run
 REPLAN_AFTER = 20.0  # seconds of epochs after which a time-limited run re-plans on measured epochs
-
-
-class Diverged(NHError):
-    """The training loss became non-finite or exploded (see `check_loss`)."""
 
 
 # ----------------------------------------------------------------- epoch and fit
@@ -108,25 +107,12 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     epoch: int = 0
     step: int = 0
-    first_loss: float | None = None
+    first_loss: float | None = None  # the median of the first GUARD_WINDOW batch losses
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=GUARD_WINDOW))
     best_val_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     tracker: Any = field(default_factory=NullTracker)  # TensorBoard / W&B logs (tracking.py)
-
-
-def check_loss(value: float, state: TrainState, epoch: int, lr: float) -> None:
-    """Raise Diverged when a batch loss is not finite or exceeds EXPLODE_FACTOR x the first one."""
-    if state.first_loss is None:
-        state.first_loss = value
-    if math.isfinite(value) and value <= EXPLODE_FACTOR * max(state.first_loss, 1e-12):
-        return
-    what = "is not finite" if not math.isfinite(value) else (
-        f"is {value / state.first_loss:,.0f}x the first batch loss {state.first_loss:.3g}")  # fmt: skip
-    raise Diverged(
-        f"training diverged in epoch {epoch}: the batch loss {value:.3g} {what}; lower train.lr "
-        f"(now {lr:.3g}) or use schedule: cosine with warmup: 0.05"
-    )
 
 
 def train_epoch(
