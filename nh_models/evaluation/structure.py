@@ -57,9 +57,12 @@ def jacobian_det(predict: Predictor, V: np.ndarray, t: np.ndarray, ic: np.ndarra
             dp += w * p
         return dq / eps, dp / eps
 
-    dq_dq0, dp_dq0 = derivative(coef, "q0")
-    dq_dp0, dp_dp0 = derivative(np.tile(_CENTRAL4, (B, 1)), "p0")
-    return dq_dq0 * dp_dp0 - dq_dp0 * dp_dq0
+    # an orbit whose prediction blew up (an integrator past its stability limit) gives a
+    # non-finite det J, which the nan-aware summaries skip: no warning per array operation
+    with np.errstate(invalid="ignore", over="ignore"):
+        dq_dq0, dp_dq0 = derivative(coef, "q0")
+        dq_dp0, dp_dp0 = derivative(np.tile(_CENTRAL4, (B, 1)), "p0")
+        return dq_dq0 * dp_dp0 - dq_dp0 * dp_dq0
 
 
 def autograd_jacobian_det(model, V: np.ndarray, t: np.ndarray, ic: np.ndarray, device="cpu",
