@@ -51,8 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nh_data.errors import NHError  # noqa: E402
 
 # files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
-# isolates what the fresh orbits bring
-RECIPES = ("recommended", "paper", "files")
+# isolates what the fresh orbits bring; fast: CONFIG_DIR/<model>_fast.yaml (SympONet's coarse
+# prior with a learned correction, issue 21)
+RECIPES = ("recommended", "paper", "files", "fast")
+PRIOR_ALONE = " (prior alone)"  # evaluate_runs' label suffix of a SympONet's prior-alone row
 OTHER = "other"  # nh_models.evaluation.metrics.OTHER, the label of orbits outside the energy strata
 DONE_STATUSES = ("completed", "time_limit")
 RK4_DT = 0.02  # the fixed-step RK4 baseline of the table (also evaluate's physics_dt)
@@ -135,10 +137,19 @@ def recipe_path(model: str, recipe: str) -> Path:
     """The config file of a recipe: CONFIG_DIR/<model>.yaml or PAPER_CONFIG_DIR/<model>.yaml."""
     from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR
 
-    path = (PAPER_CONFIG_DIR if recipe == "paper" else CONFIG_DIR) / f"{model}.yaml"
+    name = f"{model}_fast.yaml" if recipe == "fast" else f"{model}.yaml"
+    path = (PAPER_CONFIG_DIR if recipe == "paper" else CONFIG_DIR) / name
     if not path.is_file():
         raise NHError(f"recipe {recipe!r} of {model} has no config file {str(path)!r}")
     return path
+
+
+def recipe_path_exists(model: str, recipe: str) -> bool:
+    try:
+        recipe_path(model, recipe)
+    except NHError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- runs
@@ -191,6 +202,9 @@ def plan_runs(models: list[str], recipes: dict[str, list[int]], budget: float, o
         for recipe, seeds in recipes.items():
             if recipe == "paper" and model not in PAPER_MODEL_NAMES:
                 print(f"{model}: not a network of the paper, no paper recipe to train", flush=True)
+                continue
+            if recipe == "fast" and not recipe_path_exists(model, recipe):
+                print(f"{model}: no fast recipe to train", flush=True)
                 continue
             path = recipe_path(model, recipe)
             for seed in seeds:
@@ -485,36 +499,41 @@ def aggregate(specs: list[RunSpec], metrics: dict[str, Any]) -> list[Entry]:
         groups.setdefault((spec.model, spec.recipe), []).append(spec)
     entries = []
     for (model, recipe), runs in groups.items():
-        ev = [metrics["runs"][s.label] for s in runs]
-        strata_names = list(dict.fromkeys(k for e in ev for k in e.get("test", {}).get("strata", {})))
-        potentials = list(dict.fromkeys(k for e in ev for k in e.get("physics", {})))
-        times = [e.get("work_precision", {}).get("time_per_traj_s") for e in ev]
-        us = min((t for t in times if t), default=None)  # one architecture: other jobs only add time
-        tm = [s.train_metrics for s in runs]
-        fresh = runs[0].config["train"].get("fresh", 0) or 0
-        entries.append(
-            Entry(
-                model=model,
-                recipe=recipe,
-                data="fresh" if fresh > 0 else "files",
-                params=tm[0].get("num_parameters"),
-                seeds=[s.seed for s in runs],
-                epochs=[int(m.get("epochs_done") or 0) for m in tm],
-                statuses=[str(m.get("status")) for m in tm],
-                samples_per_s=mean_of([m.get("samples_per_s") for m in tm]),
-                train_minutes=(mean_of([m.get("train_seconds") for m in tm]) or 0.0) / 60.0,
-                test=[e.get("test", {}).get("overall", {}).get("loss") for e in ev],
-                strata={
-                    k: mean_of([e["test"]["strata"].get(k, {}).get("loss") for e in ev]) for k in strata_names
-                },
-                physics={k: mean_of([e["physics"].get(k, {}).get("loss") for e in ev]) for k in potentials},
-                us_per_orbit=None if us is None else us * 1e6,
-                sub_loss=mean_of([e.get("work_precision", {}).get("loss") for e in ev]),
-                equal_cost=rk4_at_cost(rk4_rows, us) if rk4_rows and us else None,
-                branches=runs[0].config["model"].get("branches") if model == "deeponet" else None,
-            )
-        )
+        entries.append(_entry(model, recipe, runs, [metrics["runs"][s.label] for s in runs], rk4_rows))
+        prior = [metrics["runs"].get(s.label + PRIOR_ALONE) for s in runs]
+        if all(prior):  # a SympONet: what its prior alone scores, beside it in every table
+            entries.append(_entry(model, recipe + PRIOR_ALONE, runs, prior, rk4_rows))
     return entries
+
+
+def _entry(model: str, recipe: str, runs: list[RunSpec], ev: list[dict[str, Any]], rk4_rows) -> Entry:
+    """One table entry from the runs of (model, recipe) and their evaluate_runs metrics `ev`."""
+    strata_names = list(dict.fromkeys(k for e in ev for k in e.get("test", {}).get("strata", {})))
+    potentials = list(dict.fromkeys(k for e in ev for k in e.get("physics", {})))
+    times = [e.get("work_precision", {}).get("time_per_traj_s") for e in ev]
+    us = min((t for t in times if t), default=None)  # one architecture: other jobs only add time
+    tm = [s.train_metrics for s in runs]
+    fresh = runs[0].config["train"].get("fresh", 0) or 0
+    return Entry(
+            model=model,
+            recipe=recipe,
+            data="fresh" if fresh > 0 else "files",
+            params=tm[0].get("num_parameters"),
+            seeds=[s.seed for s in runs],
+            epochs=[int(m.get("epochs_done") or 0) for m in tm],
+            statuses=[str(m.get("status")) for m in tm],
+            samples_per_s=mean_of([m.get("samples_per_s") for m in tm]),
+            train_minutes=(mean_of([m.get("train_seconds") for m in tm]) or 0.0) / 60.0,
+            test=[e.get("test", {}).get("overall", {}).get("loss") for e in ev],
+            strata={
+                k: mean_of([e["test"]["strata"].get(k, {}).get("loss") for e in ev]) for k in strata_names
+            },
+            physics={k: mean_of([e["physics"].get(k, {}).get("loss") for e in ev]) for k in potentials},
+            us_per_orbit=None if us is None else us * 1e6,
+            sub_loss=mean_of([e.get("work_precision", {}).get("loss") for e in ev]),
+            equal_cost=rk4_at_cost(rk4_rows, us) if rk4_rows and us else None,
+            branches=runs[0].config["model"].get("branches") if model == "deeponet" else None,
+        )
 
 
 def rk4_figures(metrics: dict[str, Any]) -> dict[str, Any]:

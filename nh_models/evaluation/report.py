@@ -286,6 +286,28 @@ def coverage_table(metrics: dict[str, Any]) -> str:
     return text
 
 
+def equal_cost_table(metrics: dict[str, Any]) -> str:
+    """Each SympONet beside its prior alone and the integrators at its force evaluations per orbit."""
+    parts = []
+    for label, run in metrics["runs"].items():
+        ec = run.get("equal_cost")
+        if not ec:
+            continue
+        rows = [
+            [name, r["evaluations"], r["steps"], r["loss"], f"{r['us_per_orbit']:.1f}"]
+            for name, r in ec["rows"].items()
+        ]
+        parts += [
+            f"**{label}**: {ec['evaluations_per_orbit']} force evaluations per orbit ({ec['n_times']} query "
+            f"times, {ec['n_orbits']} test orbits, float64, {ec['threads']} thread, timed side by side). "
+            f"Read-out: model, {ec['readout']['model']}; integrators, {ec['readout']['integrators']}.",
+            "",
+            _table(["row", "force evaluations", "steps", "loss", "us/orbit"], rows),
+            "",
+        ]
+    return "\n".join(parts)
+
+
 def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) -> str:
     """The whole report.md as a string."""
     s = metrics["settings"]
@@ -317,6 +339,18 @@ def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) 
             "",
             cov,
             "",
+        ]
+    ec = equal_cost_table(metrics)
+    if ec:
+        lines += [
+            "## At equal cost, on the model's own interpolant",
+            "",
+            "Each SympONet with its prior alone (`learned: false`, the same weights) and leapfrog, Yoshida-4, "
+            "RK4 and the classical processed leapfrog (Takahashi-Imada modified potential, first-order "
+            "processor) on the model's quintic sensor spline, each at the most steps within the model's "
+            "force evaluations per orbit; last, RK4 at the model's time per orbit.",
+            "",
+            ec,
         ]
     lines += [
         "## Physical potentials",

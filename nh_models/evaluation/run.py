@@ -181,6 +181,11 @@ def _evaluate_candidate(
         else:
             seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
             timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
+        if hasattr(cand.model, "force_evaluations_per_orbit") and cand.info.get("equal_cost", True):
+            from .equal_cost import equal_cost_table
+
+            _log(f"{cand.label}: the integrators at its cost", progress)
+            out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
         out["work_precision"] = timing | {
             "loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
         }
@@ -354,6 +359,17 @@ def evaluate_runs(
                 calibration=cal,
             )
         )
+        if hasattr(model, "prior_alone") and model.config.learned:  # what training added: the prior beside it
+            candidates.append(
+                Candidate.from_model(
+                    f"{label} (prior alone)",
+                    model.prior_alone(),
+                    device,
+                    settings.batch_size,
+                    run=str(r),
+                    info={"model": model.name, "n_params": int(n_params), "learned": False, "equal_cost": False},
+                )
+            )
     if data_dir is None:
         if not names:
             raise NHError("nothing to evaluate: no test data (give --data) and --physics none")

@@ -44,10 +44,10 @@ the potential and the time).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,13 +56,18 @@ from nh_data.errors import NHError
 from nh_data.integrators import LEAPFROG, YOSHIDA4
 from nh_data.problem import T_END
 
+from . import processed, processor
 from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
+from .correction import GridCorrection
+from .sensor_spline import force_table, sensor_force
 
-DX = 1.0 / (N_SENSORS - 1)  # sensor spacing on [0, 1]
+__all__ = ["SympONet", "SympONetConfig", "force_table", "sensor_force"]
 # the prior's integrators: the leapfrog substep weights of one step (the engine's compositions)
 PRIORS = {m.name: tuple(float(w) for w in m.weights) for m in (LEAPFROG, YOSHIDA4)}
-# how the prior's step is set: h = t / steps for each query time t, or h = T_END / steps fixed
-GRIDS = ("scaled", "fixed")
+# how the prior's step is set: h = t / steps for each query time t, or h = T_END / steps fixed;
+# `processed`: the fixed grid with a learned modified potential and processor (issue 21)
+GRIDS = ("scaled", "fixed", "processed")
+INITS = ("zero", "classical")  # the processed grid's correction at the start of training
 
 
 @dataclass
@@ -80,6 +85,19 @@ class SympONetConfig:
     ridge functions per learned kick or drift; `scale`: centre and scale V on the way into the
     encoder (the prior always uses V itself; the outputs are never rescaled, which would
     break the area preservation).
+
+    `grid: processed` (issue 21): the fixed grid's kernel runs on a learned modified potential
+    V + dV given on the sensor grid, conjugated by a learned symplectic processor (displacement
+    a and kick b on the sensor grid), chi o Phi_h^n o chi^-1: `models.processed`. dV, a and b are
+    outputs of `models.correction.GridCorrection`, a local operator of V (`local_width`,
+    `local_layers`, `local_kernel`: its CNN); `init`: `zero` (no correction) or `classical` (the
+    textbook correction of leapfrog, Takahashi and Imada 1984, in its linear part). No encoder,
+    no ridges, no shears on this grid. `readout`: `step` (each query time by a last partial step:
+    exactly symplectic, read-out error O(h^3)) or `hermite` (cubic Hermite between the processed
+    grid states: fourth order, area-preserving only at the grid points; chi at every grid state).
+
+    `learned`: false applies only the prior (every learned correction zero: the same weights,
+    the integrator alone), the baseline every SympONet is shown beside.
     """
 
     latent: int = 128
@@ -93,6 +111,12 @@ class SympONetConfig:
     prior: str = "leapfrog"
     grid: str = "scaled"
     correction: float = 1.0
+    learned: bool = True
+    init: str = "zero"
+    local_width: int = 32
+    local_layers: int = 2
+    local_kernel: int = 5
+    readout: str = "step"
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "latent", "nodes", "encoder_layers", "hyper_layers", "ridges")
@@ -112,73 +136,25 @@ class SympONetConfig:
             raise NHError(f"SympONetConfig.correction must be a number > 0, got {self.correction!r}")
         if self.grid not in GRIDS:
             raise NHError(f"SympONetConfig.grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
-
-
-# ----------------------------------------------------------------- the sensor force (quintic spline)
-
-
-def _quintic_bspline(u: np.ndarray, derivative: int = 0) -> np.ndarray:
-    """The centred cardinal quintic B-spline (support [-3, 3]) or its first derivative at u."""
-    power = 5 - derivative
-    out = np.zeros_like(u, dtype=np.float64)
-    for k in range(7):
-        out += (-1) ** k * math.comb(6, k) * np.clip(u + 3 - k, 0.0, None) ** power
-    return out / math.factorial(power)
-
-
-def quintic_matrices() -> tuple[np.ndarray, np.ndarray]:
-    """(Q, D): spline coefficients c = Q V (104, 100) and the derivative polynomials D (6, 5).
-
-    The interpolant is s(x) = sum_j c_j b((x - x_j) / dx), j = -2..101, through the 100
-    sensors, closed by four end conditions (the fifth difference of c vanishes on the first
-    two and the last two windows of six coefficients: the end coefficients continue a
-    quintic; cubics are reproduced exactly). On
-    the interval [x_i, x_i+1) with s = (x - x_i) / dx, s'(x) = sum_m c_{i-2+m} P_m(s) / dx,
-    P_m(s) = sum_r D[m, r] s^r.
-    """
-    n, m = N_SENSORS, N_SENSORS + 4
-    A = np.zeros((m, m))
-    for i in range(n):  # s(x_i) = (c_i-2 + 26 c_i-1 + 66 c_i + 26 c_i+1 + c_i+2) / 120 = V_i
-        for d in range(-2, 3):
-            A[i, i + 2 + d] = _quintic_bspline(np.array([float(d)]))[0]
-    diff5 = np.array([(-1) ** k * math.comb(5, k) for k in range(6)], dtype=np.float64)
-    for row, start in zip(range(n, m), (0, 1, m - 7, m - 6), strict=True):
-        A[row, start : start + 6] = diff5
-    Q = np.linalg.solve(A, np.eye(m)[:, :n])  # (104, 100)
-    s = np.linspace(0.0, 1.0, 9)
-    D = np.stack([np.polyfit(s, _quintic_bspline(s + 2 - k, 1), 4)[::-1] for k in range(6)])  # (6, 5)
-    return Q, D
-
-
-def force_matrix() -> np.ndarray:
-    """M (99, 495): the per-interval polynomial coefficients of V' from the sensor differences,
-    table = diff(V) M. V' ignores a constant, so it is written in the 99 differences
-    V_j+1 - V_j (exact in float32 for neighbouring values): no cancellation of large terms."""
-    Q, D = quintic_matrices()
-    windows = np.stack([Q[i : i + 6] for i in range(N_SENSORS - 1)])  # (99, 6, 100): c_{i-2..i+3}
-    full = np.einsum("imv,mr->vir", windows, D / DX).reshape(N_SENSORS, -1)  # (100, 495) from V
-    # row k: the sum of rows j > k (V_j = V_0 + sum_k<j dV_k; V_0 drops out of V')
-    return np.ascontiguousarray(np.cumsum(full[::-1], axis=0)[::-1][1:])
-
-
-_FORCE = torch.from_numpy(force_matrix())  # float64 master, cast per call
-
-
-def force_table(V: Tensor) -> Tensor:
-    """Per-interval polynomial coefficients of V'(x) from the sensors: (B, 100) -> (B, 99, 5)."""
-    return (torch.diff(V, dim=1) @ _FORCE.to(V)).view(V.shape[0], N_SENSORS - 1, 5)
-
-
-def sensor_force(table: Tensor, q: Tensor) -> Tensor:
-    """V'(q) of the quintic sensor spline, q clamped to [0, 1]: (B, 99, 5), (B, W) -> (B, W)."""
-    pos = q.clamp(0.0, 1.0) * (N_SENSORS - 1)
-    i = pos.detach().floor().clamp(max=N_SENSORS - 2)
-    s = pos - i
-    coef = table.gather(1, i.long().unsqueeze(-1).expand(*q.shape, 5))  # (B, W, 5)
-    out = coef[..., 4]
-    for r in range(3, -1, -1):  # Horner
-        out = torch.addcmul(coef[..., r], out, s)
-    return out
+        for name in ("learned", "scale"):
+            if not isinstance(getattr(self, name), bool):
+                raise NHError(f"SympONetConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        check_positive_ints(self, "local_width", "local_kernel")
+        if isinstance(self.local_layers, bool) or not isinstance(self.local_layers, int) or self.local_layers < 0:
+            raise NHError(f"SympONetConfig.local_layers must be an integer >= 0, got {self.local_layers!r}")
+        if self.init not in INITS:
+            raise NHError(f"SympONetConfig.init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.readout not in processed.READOUTS:
+            raise NHError(
+                f"SympONetConfig.readout must be one of {', '.join(processed.READOUTS)}, got {self.readout!r}"
+            )
+        if self.readout == "hermite" and self.grid != "processed":
+            raise NHError("SympONetConfig: readout hermite is a read-out of grid processed")
+        if self.grid == "processed":
+            if self.steps < 1 or self.shears:
+                raise NHError("SympONetConfig: grid processed needs steps >= 1 and shears: 0")
+            if self.init == "classical" and self.prior != "leapfrog":
+                raise NHError("SympONetConfig: init classical is the correction of leapfrog (prior: leapfrog)")
 
 
 # ----------------------------------------------------------------- the network
@@ -195,6 +171,13 @@ class SympONet(OperatorModel):
 
     def __init__(self, config: SympONetConfig) -> None:
         super().__init__(config)
+        if config.grid == "processed":
+            self.local = GridCorrection(T_END / config.steps, config.local_width, config.local_layers,
+                                        config.local_kernel)  # fmt: skip
+            if config.init == "classical":
+                self.local.classical()
+            self.infer_tokens = 100_000  # a trajectory per orbit: inference blocks of many orbits
+            return
         n = config.ridges
         self.groups = config.shears + (1 if config.steps else 0)  # sets of (f, g)
         hidden = [config.nodes] * (config.encoder_layers - 1)
@@ -247,7 +230,29 @@ class SympONet(OperatorModel):
         wc = self.ridge_head(z).view(z.shape[0], self.groups, 2, 2, self.config.ridges)
         return self._amplitudes(z, t), wc[:, :, :, 0], wc[:, :, :, 1]
 
+    def force_evaluations_per_orbit(self, n_times: int) -> int:
+        """Force evaluations (lookups of the sensor spline, `models.sensor_spline`) spent on one
+        orbit with `n_times` query times in [0, 2], read-out included: the cost to compare with
+        an integrator's."""
+        c = self.config
+        subs = len(PRIORS[c.prior])
+        if c.grid == "processed":
+            return processed.lookups_per_orbit(c.steps, subs, n_times, c.learned, c.readout)
+        if c.grid == "fixed" and c.steps:
+            return 1 + c.steps * subs + n_times * subs
+        return n_times * (1 + c.steps * subs) if c.steps else 0
+
+    def prior_alone(self) -> SympONet:
+        """The same network with `learned: false`: its weights, its prior integrator only."""
+        import copy
+
+        other = copy.deepcopy(self)
+        other.config = dataclasses.replace(self.config, learned=False)
+        return other
+
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        if self.config.grid == "processed":
+            return self._processed(V, t, ic)
         B, W = t.shape
         z = self._latent(V)
         wc = self.ridge_head(z).view(B, self.groups, 2, 2, self.config.ridges)
@@ -256,6 +261,8 @@ class SympONet(OperatorModel):
         # amplitudes per query time: (B, W, G, 2, n); on the fixed grid only the shears after the
         # prior need them (its correction is autonomous: amplitudes at t = 0, one set per orbit)
         amp = self._amplitudes(z, t) if self.config.shears or not fixed else None
+        if amp is not None and not self.config.learned:
+            amp = torch.zeros_like(amp)  # the prior alone: every correction and shear zero
 
         def functions(a: Tensor, g: int):  # the (f, g) pair of group g: one view each, taken once
             return (a[..., 0, :], w[g][:, 0], c[g][:, 0]), (a[..., 1, :], w[g][:, 1], c[g][:, 1])
@@ -268,7 +275,8 @@ class SympONet(OperatorModel):
             first = 1
             table = force_table(V)
             if fixed:
-                f0, g0 = functions(scale * self._amplitudes(z, t.new_zeros(B, 1))[:, :, 0], 0)
+                a0 = self._amplitudes(z, t.new_zeros(B, 1))[:, :, 0]
+                f0, g0 = functions(scale * a0 if self.config.learned else torch.zeros_like(a0), 0)
                 q, p = self._fixed_grid(t, ic, table, f0, g0)
             else:
                 f0, g0 = functions(amp[:, :, 0] if scale == 1 else scale * amp[:, :, 0], 0)
@@ -278,6 +286,16 @@ class SympONet(OperatorModel):
             p = p - t * ridge(q, *f)
             q = q + t * ridge(p, *gg)
         return q, p
+
+    def _processed(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
+        """chi o Phi_h^n o chi^-1 with the learned dV, a, b (`grid: processed`)."""
+        c = self.config
+        subs = PRIORS[c.prior]
+        if not c.learned:
+            return processed.flow(t, ic, force_table(V), None, c.steps, subs, c.readout)
+        dV, a, b = self.local(V)
+        force = force_table(V) if c.readout == "hermite" else None
+        return processed.flow(t, ic, force_table(V + dV), processor.tables(a, b), c.steps, subs, c.readout, force)
 
     def _scaled_grid(self, t: Tensor, q: Tensor, p: Tensor, table: Tensor, f0, g0) -> tuple[Tensor, Tensor]:
         """`steps` steps of h = t / steps for every query time: (B, W) states throughout."""

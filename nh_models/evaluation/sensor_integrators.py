@@ -1,0 +1,126 @@
+"""Integrators on a model's own sensor interpolant (the quintic spline of `models.sensor_spline`),
+in torch, batched over orbits, each with the force evaluations it spends: the equal-cost
+baselines of SympONet (`equal_cost`).
+
+Every method runs `steps` fixed steps of h = T / steps over the window and answers the query
+times by cubic Hermite interpolation between grid points (q' = p, p' = -V'(q)), whose
+derivatives come from forces the stepping already evaluated: the read-out costs no force
+evaluation. One lookup of the spline is one force evaluation, however many polynomials it
+reads (V' and V'' at one point count once), the convention of `SympONet.force_evaluations_per_orbit`.
+
+- `leapfrog`, `yoshida4`: compositions of Strang substeps, first-same-as-last:
+  1 + steps x substeps evaluations.
+- `rk4`: classic Runge-Kutta, 4 x steps + 1 (the force at the last grid point, for its Hermite
+  derivative).
+- `processed`: the classical processed leapfrog (Takahashi and Imada 1984; issue 21's baseline):
+  leapfrog on V~ = V - (h^2 / 24) V'^2, V~ precomputed on the sensor grid (one evaluation a
+  step), each stored state mapped by q <- q - (h^2 / 12) V'(q), p <- p + (h^2 / 12) p V''(q)
+  (one lookup of V', V'' a grid point), the initial condition by its inverse (fixed-point
+  iteration): 2 x steps + 3 + INVERSE_ITERATIONS. The Hermite derivative at a processed point
+  Q uses V'(Q) ~ V'(q) + V''(q) (Q - q), from the same lookup.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nh_data.integrators import LEAPFROG, YOSHIDA4
+from nh_data.problem import T_END
+
+from ..models import sensor_spline
+from ..models.processed import hermite
+from ..models.processor import INVERSE_ITERATIONS
+
+COMPOSITIONS = {m.name: tuple(float(w) for w in m.weights) for m in (LEAPFROG, YOSHIDA4)}
+METHODS = ("leapfrog", "yoshida4", "rk4", "processed")
+READOUT = "cubic Hermite interpolation between grid points (derivatives from forces already evaluated)"
+
+
+def evaluations(method: str, steps: int) -> int:
+    """Force evaluations of `method` with `steps` steps on one orbit (read-out included: none)."""
+    if method in COMPOSITIONS:
+        return 1 + steps * len(COMPOSITIONS[method])
+    if method == "rk4":
+        return 4 * steps + 1
+    if method == "processed":
+        return 2 * steps + 3 + INVERSE_ITERATIONS
+    raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+
+
+def steps_for(method: str, budget: int) -> int:
+    """The most steps whose evaluations stay within `budget` (at least 1)."""
+    steps = 1
+    while evaluations(method, steps + 1) <= budget:
+        steps += 1
+    return steps
+
+
+def integrate(V: Tensor, t: Tensor, ic: Tensor, method: str, steps: int) -> tuple[Tensor, Tensor]:
+    """(q, p) at query times t (B, W) in [0, T] of each orbit V (B, 100), ic (B, 2)."""
+    h = T_END / steps
+    table = sensor_spline.force_table(V)
+    if method in COMPOSITIONS:
+        qs, ps, fs = _composition(table, ic, h, steps, COMPOSITIONS[method])
+    elif method == "rk4":
+        qs, ps, fs = _rk4(table, ic, h, steps)
+    elif method == "processed":
+        qs, ps, fs = _processed(V, table, ic, h, steps)
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    return hermite(qs, ps, fs, t, h)
+
+
+def _force(table: Tensor, q: Tensor) -> Tensor:
+    return sensor_spline.lookup(table.unsqueeze(2), q)[..., 0]
+
+
+def _composition(table, ic, h, steps, subs):
+    q, p = ic[:, :1], ic[:, 1:]
+    F = _force(table, q)
+    qs, ps, fs = [q], [p], [F]
+    for _ in range(steps):
+        for a in subs:
+            p = p - 0.5 * a * h * F
+            q = q + a * h * p
+            F = _force(table, q)
+            p = p - 0.5 * a * h * F
+        qs.append(q)
+        ps.append(p)
+        fs.append(F)
+    return torch.cat(qs, 1), torch.cat(ps, 1), torch.cat(fs, 1)
+
+
+def _rk4(table, ic, h, steps):
+    q, p = ic[:, :1], ic[:, 1:]
+    F = _force(table, q)
+    qs, ps, fs = [q], [p], [F]
+    for _ in range(steps):
+        k1q, k1p = p, -F
+        k2q, k2p = p + 0.5 * h * k1p, -_force(table, q + 0.5 * h * k1q)
+        k3q, k3p = p + 0.5 * h * k2p, -_force(table, q + 0.5 * h * k2q)
+        k4q, k4p = p + h * k3p, -_force(table, q + h * k3q)
+        q = q + h / 6 * (k1q + 2 * k2q + 2 * k3q + k4q)
+        p = p + h / 6 * (k1p + 2 * k2p + 2 * k3p + k4p)
+        F = _force(table, q)  # the next step's first stage
+        qs.append(q)
+        ps.append(p)
+        fs.append(F)
+    return torch.cat(qs, 1), torch.cat(ps, 1), torch.cat(fs, 1)
+
+
+def _processed(V, table, ic, h, steps):
+    c = h * h / 12.0
+    v1 = sensor_spline.nodal_derivatives(V)[:, 0]
+    kernel = sensor_spline.force_table(V - 0.5 * c * v1 * v1)  # V~ = V - (h^2 / 24) V'^2 on the grid
+    both = torch.stack([table, sensor_spline.derivative_table(table)], dim=2)  # (V', V'') one lookup
+    Q, P = ic[:, :1], ic[:, 1:]
+    q = Q
+    for _ in range(INVERSE_ITERATIONS):  # q - c V'(q) = Q
+        q = Q + c * _force(table, q)
+    d2 = sensor_spline.lookup(both, q)[..., 1]
+    qs, ps, fs = _composition(kernel, torch.cat([q, P / (1.0 + c * d2)], 1), h, steps, (1.0,))
+    values = sensor_spline.lookup(both, qs)  # (B, G, 2): V', V'' at every stored state
+    v1, v2 = values[..., 0], values[..., 1]
+    Qs, Ps = qs - c * v1, ps + c * ps * v2
+    return Qs, Ps, v1 + v2 * (Qs - qs)

@@ -1,0 +1,93 @@
+"""A learned correction on the sensor grid: an operator from V to three grid functions,
+a modified-potential term dV and the processor's displacement a = A' and kick b = B'
+(`processor`), at sensor resolution.
+
+Backward error analysis says what a fixed-step splitting method with step h gets wrong: it is
+the exact flow of a modified Hamiltonian H + h^2 H_2 + h^4 H_4 + ..., and for Strang splitting
+of H = p^2 / 2 + V(q) the terms are local polynomials in the derivatives of V at q (H_2 a
+combination of V'^2 and p^2 V''; Hairer, Lubich and Wanner, *Geometric Numerical Integration*,
+ch. IX). So the correction is local too: each output at sensor i is
+
+    h^2 [ sum_c w_oc f_c(x_i) + CNN(asinh(f / s))_o(x_i) ]
+
+over a dictionary of local features f_c of V at the sensors (V, V', V'', V''' and the
+products of the orders of H_2 and H_4: V'^2, V'^2 V'', V''^2, V' V''', V'^4; derivatives of the
+quintic sensor spline, `sensor_spline.nodal_derivatives`), each divided by its typical size
+s_c on the training distribution. The linear part w (a 1 x 1 convolution) can state the classical
+corrections exactly (dV = -V'^2 / 24, a = A' = -V' / 12 for leapfrog, with b = 0); the CNN, a stack of
+1-D convolutions over the 100 sensors with a receptive field of a few sensor spacings, learns
+what the dictionary misses. Both start at zero: an untrained correction is no correction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nh_data.problem import V0
+
+from . import sensor_spline
+
+# the dictionary: name -> typical size (90th percentile of |f| over the strata training potentials)
+FEATURES = {
+    "V": 2.0,  # V - V0 (V0 the wall height: a constant, so the feature stays local)
+    "V'": 7.5,
+    "V''": 77.0,
+    "V'''": 775.0,
+    "V'^2": 56.0,
+    "V'^2 V''": 2600.0,
+    "V''^2": 5900.0,
+    "V' V'''": 3900.0,
+    "V'^4": 3200.0,
+}
+# the linear part's weights are stored divided by this: its step under the optimiser's one
+# learning rate is LINEAR_GAIN times the CNN's (the classical coefficients are O(1) there)
+LINEAR_GAIN = 10.0
+OUTPUTS = ("dV", "a", "b")  # modified potential, processor displacement a = A', kick b = B'
+
+
+def features(V: Tensor) -> Tensor:
+    """The dictionary at the sensors, each divided by its typical size: (B, 100) -> (B, C, 100)."""
+    v1, v2, v3, _ = sensor_spline.nodal_derivatives(V).unbind(1)
+    f = [V - V0, v1, v2, v3, v1 * v1, v1 * v1 * v2, v2 * v2, v1 * v3, (v1 * v1) ** 2]
+    scale = torch.tensor(list(FEATURES.values()), dtype=V.dtype, device=V.device)
+    return torch.stack(f, dim=1) / scale[:, None]
+
+
+class GridCorrection(nn.Module):
+    """V (B, 100) -> (dV, a, b), each (B, 100): h^2 [linear(features) + CNN(features)]."""
+
+    def __init__(self, h: float, width: int = 32, layers: int = 2, kernel: int = 5) -> None:
+        super().__init__()
+        self.h2 = float(h) ** 2
+        C, O = len(FEATURES), len(OUTPUTS)
+        self.linear = nn.Conv1d(C, O, 1, bias=False)
+        convs: list[nn.Module] = []
+        width_in = C
+        for _ in range(layers):  # layers = 0: the linear dictionary alone
+            convs += [nn.Conv1d(width_in, width, kernel, padding=kernel // 2, padding_mode="replicate"), nn.GELU()]
+            width_in = width
+        convs.append(nn.Conv1d(width_in, O, 1))
+        self.cnn = nn.Sequential(*convs) if layers else None
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            if self.cnn is not None:
+                self.cnn[-1].weight.zero_()
+                self.cnn[-1].bias.zero_()
+
+    def classical(self) -> None:
+        """Set the linear part to the classical correction of leapfrog (Takahashi and Imada 1984):
+        dV = -(h^2 / 24) V'^2, a = -(h^2 / 12) V', b = 0; the CNN part unchanged."""
+        names = list(FEATURES)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[0, names.index("V'^2"), 0] = -FEATURES["V'^2"] / 24.0 / LINEAR_GAIN
+            self.linear.weight[1, names.index("V'"), 0] = -FEATURES["V'"] / 12.0 / LINEAR_GAIN
+
+    def forward(self, V: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        f = features(V)  # (B, C, 100)
+        out = LINEAR_GAIN * self.linear(f)
+        if self.cnn is not None:
+            out = out + self.cnn(torch.asinh(f))
+        out = self.h2 * out  # (B, 3, 100)
+        return out[:, 0], out[:, 1], out[:, 2]

@@ -1,0 +1,284 @@
+"""SympONet's processed grid (issue 21): the prior alone is exactly leapfrog or Yoshida-4 on the
+sensor spline, the stated cost is what a counting force function counts, the map is symplectic
+and the identity at t = 0 for any weights, the correction is local, the classical correction
+is fourth order, the equal-cost baselines converge at their orders, and the small recipe learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nh_data.potentials import sample_potentials
+from nh_models.evaluation import sensor_integrators as si
+from nh_models.evaluation.cases import TestData
+from nh_models.evaluation.equal_cost import equal_cost_table
+from nh_models.models import get_model, processed, processor, sensor_spline
+from nh_models.models.correction import FEATURES, GridCorrection
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+PROCESSED = {"grid": "processed", "steps": 16, "shears": 0, "local_width": 8}
+X = np.linspace(0, 1, 100)
+K, C = 6.0, 0.45  # V = K (x - C)^2: the quintic spline reproduces it, V' = 2 K (x - C) exactly
+
+
+def harmonic(B: int) -> torch.Tensor:
+    return torch.from_numpy(K * (X - C) ** 2)[None].repeat(B, 1)
+
+
+def smooth_problem(B: int, seed: int, t=None):
+    """One smooth potential and orbits that stay well inside the box (no clamped force)."""
+    rng = np.random.default_rng(seed)
+    V = torch.from_numpy(1.5 * np.cos(2 * np.pi * X) + 0.3 * np.sin(5 * X))[None].repeat(B, 1)
+    if t is None:
+        t = torch.from_numpy(np.sort(rng.uniform(0.0, 2.0, (B, 6)), axis=1))
+        t[:, -1] = 2.0
+    ic = torch.from_numpy(np.stack([rng.uniform(0.35, 0.65, B), rng.uniform(-0.5, 0.5, B)], axis=1))
+    return V, t, ic
+
+
+def random_problem(B: int, seed: int):
+    rng = np.random.default_rng(seed)
+    V = torch.from_numpy(sample_potentials(rng, B).V)
+    t = torch.from_numpy(np.sort(rng.uniform(0.0, 2.0, (B, 5)), axis=1))
+    t[:, -1] = 2.0
+    ic = torch.from_numpy(np.stack([rng.uniform(0.2, 0.8, B), rng.uniform(-1.0, 1.0, B)], axis=1))
+    return V, t, ic
+
+
+def randomise(model, scale: float) -> None:
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for w in model.parameters():
+            w.copy_(scale * torch.randn_like(w))
+
+
+@pytest.mark.parametrize("prior", ["leapfrog", "yoshida4"])
+def test_learned_false_is_exactly_the_prior_integrator_on_the_sensor_spline(prior):
+    model = get_model("symponet", {**PROCESSED, "steps": 8, "prior": prior}).double()
+    randomise(model, 0.5)  # trained-looking weights: learned: false must ignore them
+    alone = model.prior_alone()
+    assert alone.config.learned is False and model.config.learned is True
+    V = harmonic(2)
+    t = torch.tensor([[0.3, 1.0, 2.0, 0.25], [1.75, 0.0, 1.9, 0.6]], dtype=torch.float64)
+    ic = torch.tensor([[0.5, 0.2], [0.3, -0.4]], dtype=torch.float64)
+    q, p = alone(V, t, ic)
+    w1 = 1 / (2 - 2 ** (1 / 3))
+    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]
+
+    def step(qq, pp, dt):
+        for a in subs:
+            pp -= 0.5 * a * dt * 2 * K * (qq - C)
+            qq += a * dt * pp
+            pp -= 0.5 * a * dt * 2 * K * (qq - C)
+        return qq, pp
+
+    h = 2.0 / 8
+    for i in range(2):
+        for j in range(4):
+            qq, pp = ic[i, 0].item(), ic[i, 1].item()
+            k = int(np.floor(t[i, j].item() / h))
+            for _ in range(k):
+                qq, pp = step(qq, pp, h)
+            qq, pp = step(qq, pp, t[i, j].item() - k * h)
+            assert q[i, j].item() == pytest.approx(qq, abs=1e-12)
+            assert p[i, j].item() == pytest.approx(pp, abs=1e-12)
+    q_learned, _ = model(V, t, ic)
+    assert (q_learned - q).abs().max() > 1e-6  # the learned correction does change the map
+
+
+def counting_lookup(monkeypatch) -> list[int]:
+    """Patch sensor_spline.lookup to count the points it reads per orbit; returns the counter."""
+    count = [0]
+    real = sensor_spline.lookup
+
+    def lookup(tables, q):
+        count[0] += q.shape[1]  # q (B, points): each orbit reads `points` of them
+        return real(tables, q)
+
+    monkeypatch.setattr(sensor_spline, "lookup", lookup)
+    return count
+
+
+@pytest.mark.parametrize(
+    "config",
+    [PROCESSED, {**PROCESSED, "learned": False}, {**PROCESSED, "prior": "yoshida4"},
+     {**PROCESSED, "readout": "hermite"}, {**PROCESSED, "readout": "hermite", "learned": False},
+     {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16},
+     {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16, "prior": "yoshida4"},
+     {"grid": "scaled", "steps": 6, "shears": 1, "latent": 8, "nodes": 16}],  # fmt: skip
+    ids=["processed", "prior-alone", "processed-yoshida4", "hermite", "hermite-prior-alone", "fixed", "fixed-yoshida4", "scaled"],
+)
+def test_force_evaluations_per_orbit_match_a_counting_force_function(monkeypatch, config):
+    model = get_model("symponet", config).double()
+    V, t, ic = random_problem(3, seed=1)
+    count = counting_lookup(monkeypatch)
+    with torch.no_grad():
+        model(V, t, ic)
+    assert count[0] == model.force_evaluations_per_orbit(t.shape[1])
+
+
+@pytest.mark.parametrize("method", si.METHODS)
+def test_integrator_evaluations_match_a_counting_force_function(monkeypatch, method):
+    V, t, ic = random_problem(2, seed=4)
+    count = counting_lookup(monkeypatch)
+    si.integrate(V, t, ic, method, 12)
+    # processed: V' and V'' of the stored states are one lookup each (the processor and the
+    # Hermite derivative share it); nodal derivatives of V~ are read from the table, not looked up
+    assert count[0] == si.evaluations(method, 12)
+    assert si.evaluations(method, si.steps_for(method, 233)) <= 233 < si.evaluations(method, si.steps_for(method, 233) + 1)
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.1])
+def test_det_j_is_one_and_t0_is_the_identity_for_random_weights(scale):
+    model = get_model("symponet", {**PROCESSED, "local_layers": 2}).double()
+    randomise(model, scale)
+    V, t, ic = random_problem(16, seed=2)
+    t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
+    dV, a, b = model.local(V)
+    assert a.abs().max() > 1e-4 and b.abs().max() > 1e-4  # a real processor, not the identity
+    icg = ic.clone().requires_grad_(True)
+    q, p = model(V, t, icg)
+    assert torch.isfinite(q).all()
+    assert (q[:, 0] - ic[:, 0]).abs().max() < 1e-13 and (p[:, 0] - ic[:, 1]).abs().max() < 1e-13
+    for j in range(1, t.shape[1]):
+        (dq,) = torch.autograd.grad(q[:, j].sum(), icg, retain_graph=True)
+        (dp,) = torch.autograd.grad(p[:, j].sum(), icg, retain_graph=True)
+        det = dq[:, 0] * dp[:, 1] - dq[:, 1] * dp[:, 0]
+        size = (dq[:, 0] * dp[:, 1]).abs() + (dq[:, 1] * dp[:, 0]).abs()
+        assert ((det - 1).abs() / size).max() < 1e-11
+
+
+def test_chaining_two_windows_is_one_integration():
+    """Prediction at t = 2 fed back as the next initial condition continues the same trajectory:
+    chi^-1 undoes chi to round-off, so window 2 is steps n + 1 .. 2n of the kernel."""
+    model = get_model("symponet", {**PROCESSED, "steps": 32}).double()
+    randomise(model, 0.05)
+    V, _, ic = random_problem(4, seed=5)
+    t2 = torch.full((4, 1), 2.0, dtype=torch.float64)
+    with torch.no_grad():
+        q1, p1 = model(V, t2, ic)
+        q2, p2 = model(V, t2, torch.cat([q1, p1], 1))
+        # straight through: the same kernel on a window of 4 (h unchanged: 64 steps of 4 / 64)
+        dV, a, b = model.local(V)
+        kernel, proc = sensor_spline.force_table(V + dV), processor.tables(a, b)
+        q, p, _ = processor.invert(ic[:, :1], ic[:, 1:], proc)
+        table = kernel.unsqueeze(2)
+        h = 2.0 / 32
+        F = sensor_spline.lookup(table, q)[..., 0]
+        for _ in range(64):
+            p = p - 0.5 * h * F
+            q = q + h * p
+            F = sensor_spline.lookup(table, q)[..., 0]
+            p = p - 0.5 * h * F
+        qe, pe = processor.apply(q, p, sensor_spline.lookup(proc, q))
+    assert torch.allclose(q2, qe, atol=1e-12) and torch.allclose(p2, pe, atol=1e-12)
+
+
+def test_the_correction_is_local():
+    torch.manual_seed(0)
+    corr = GridCorrection(0.02, width=16, layers=2, kernel=5).double()
+    randomise(corr, 0.3)
+    V = torch.from_numpy(sample_potentials(np.random.default_rng(1), 1).V)
+    bump = torch.zeros_like(V)
+    bump[0, 48:53] = torch.tensor([0.2, 0.6, 1.0, 0.6, 0.2], dtype=torch.float64) * 1e-3
+    with torch.no_grad():
+        before = torch.stack(corr(V))
+        after = torch.stack(corr(V + bump))
+    moved = (after - before).abs()[:, 0]  # (3, 100): dV, a, b
+    for out in moved:
+        assert out.sum() > 0
+        near = out[38:63].sum() / out.sum()  # within 12 sensor spacings of the bump
+        assert near > 0.99
+
+
+@pytest.mark.parametrize("readout", ["hermite", "step"])
+def test_classical_correction_is_fourth_order_on_the_sensor_spline(readout):
+    """The linear part set to the textbook coefficients (init: classical) turns leapfrog into a
+    fourth-order method: its error against a converged integration falls as h^4, leapfrog's as h^2
+    (with the partial-step read-out at the grid points; between them its read-out is third order)."""
+    grid = torch.linspace(0, 2, 17, dtype=torch.float64)[None].repeat(8, 1)  # grid points of every n
+    V, t, ic = smooth_problem(8, seed=6, t=grid if readout == "step" else None)
+    ref = si.integrate(V, t, ic, "yoshida4", 4000)
+    errs = {"classical": [], "leapfrog": []}
+    steps = (64, 128, 256)
+    for n in steps:
+        cfg = {**PROCESSED, "steps": n, "init": "classical", "local_layers": 0, "readout": readout}
+        model = get_model("symponet", cfg).double()
+        with torch.no_grad():
+            for name, m in (("classical", model), ("leapfrog", model.prior_alone())):
+                q, p = m(V, t, ic)
+                errs[name].append(float(((q - ref[0]) ** 2 + (p - ref[1]) ** 2).max().sqrt()))
+    for name, order in (("classical", 4), ("leapfrog", 2)):
+        slope = np.polyfit(np.log(2.0 / np.array(steps)), np.log(errs[name]), 1)[0]
+        assert abs(slope - order) < 0.5, (name, slope, errs[name])
+    assert errs["classical"][-1] < errs["leapfrog"][-1] / 100
+
+
+@pytest.mark.parametrize("method,order", [("leapfrog", 2), ("yoshida4", 4), ("rk4", 4), ("processed", 4)])
+def test_equal_cost_integrators_converge_at_their_order(method, order):
+    V, t, ic = smooth_problem(8, seed=7)
+    ref = si.integrate(V, t, ic, "yoshida4", 4000)
+    steps = (40, 80, 160)
+    errs = []
+    for n in steps:
+        q, p = si.integrate(V, t, ic, method, n)
+        errs.append(float(((q - ref[0]) ** 2 + (p - ref[1]) ** 2).max().sqrt()))
+    slope = np.polyfit(np.log(2.0 / np.array(steps)), np.log(errs), 1)[0]
+    assert abs(slope - order) < 0.5, (method, slope, errs)
+
+
+def test_equal_cost_table_gives_every_integrator_at_most_the_models_evaluations():
+    model = get_model("symponet", {**PROCESSED, "steps": 32, "init": "classical", "local_layers": 0})
+    V, t, ic = random_problem(6, seed=8)
+    ref = si.integrate(V, t, ic, "yoshida4", 2000)
+    data = TestData(V.numpy(), t.numpy(), ic.numpy(), ref[0].numpy(), ref[1].numpy(), np.full(6, 0.5))
+    table = equal_cost_table(model, data, repeats=1)
+    budget = table["evaluations_per_orbit"]
+    assert budget == model.force_evaluations_per_orbit(5)
+    rows = table["rows"]
+    assert set(rows) == {"model", "prior alone", *si.METHODS, "rk4 at equal time"}
+    for name in si.METHODS:
+        assert rows[name]["evaluations"] <= budget
+        assert si.evaluations(name, rows[name]["steps"] + 1) > budget
+    assert rows["model"]["loss"] < rows["prior alone"]["loss"]  # the classical correction helps
+    assert all(r["us_per_orbit"] > 0 for r in rows.values())
+
+
+def test_features_are_the_dictionary_and_zero_init_is_no_correction():
+    corr = GridCorrection(0.02).double()
+    V = torch.from_numpy(sample_potentials(np.random.default_rng(2), 3).V)
+    dV, a, b = corr(V)
+    assert dV.abs().max() == 0 and a.abs().max() == 0 and b.abs().max() == 0
+    corr.classical()
+    dV, a, b = corr(V)
+    v1 = sensor_spline.nodal_derivatives(V)[:, 0]
+    assert torch.allclose(dV, -(0.02**2 / 24) * v1**2, rtol=1e-12, atol=0)
+    assert torch.allclose(a, -(0.02**2 / 12) * v1, rtol=1e-12, atol=0)
+    assert b.abs().max() == 0
+    assert len(FEATURES) == corr.linear.weight.shape[1]
+
+
+def test_processed_config_errors_are_one_line():
+    from nh_data.errors import NHError
+
+    with pytest.raises(NHError, match="shears: 0"):
+        get_model("symponet", {**PROCESSED, "shears": 1})
+    with pytest.raises(NHError, match="init classical"):
+        get_model("symponet", {**PROCESSED, "init": "classical", "prior": "yoshida4"})
+    with pytest.raises(NHError, match="learned must be true or false"):
+        get_model("symponet", {**PROCESSED, "learned": "no"})
+    with pytest.raises(NHError, match="readout hermite is a read-out of grid processed"):
+        get_model("symponet", {"grid": "fixed", "readout": "hermite"})
+    with pytest.raises(NHError, match="init must be one of"):
+        get_model("symponet", {**PROCESSED, "init": "textbook"})
+
+
+def test_processed_flow_is_a_composition_of_the_module_functions():
+    """flow() without a processor equals leapfrog on the kernel table (the module's own contract)."""
+    V, t, ic = random_problem(3, seed=9)
+    table = sensor_spline.force_table(V)
+    q, p = processed.flow(t, ic, table, None, 20, (1.0,))
+    qh, ph = si.integrate(V, t[:, -1:], ic, "leapfrog", 20)  # t = 2: a grid point, no read-out error
+    assert torch.allclose(q[:, -1:], qh, atol=1e-12) and torch.allclose(p[:, -1:], ph, atol=1e-12)
