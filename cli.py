@@ -76,6 +76,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
                scheduler, scheduler_file):  # fmt: skip
     """Build (or resume) a certified dataset of random potentials and orbits."""
     from nh_data.build import build_dataset
+    from nh_data.schema import rejection_totals
 
     if out is None:
         out = f"parquet_data/{preset if preset is not None else n}"
@@ -87,7 +88,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
     if not m.get("complete", True):
         click.echo(f"{out}: built shards {', '.join(m['shards_built'])}; {m['shards_missing']} still missing")
         return
-    rej = {k: v for s in m["rejections"].values() for k, v in s.items() if v}
+    rej = rejection_totals(m)
     counts = ", ".join(f"{s} {c}" for s, c in m["counts"].items())
     click.echo(f"{out}: {counts} rows in {len(m['shards'])} shards; rejected: {rej or 'none'}")
 

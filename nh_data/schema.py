@@ -88,6 +88,16 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:05d}.parquet"
 
 
+def rejection_totals(manifest: dict) -> dict[str, int]:
+    """Rejections by reason summed over the splits of a manifest (reasons with none left out)."""
+    total: dict[str, int] = {}
+    for per_split in manifest["rejections"].values():
+        for reason, count in per_split.items():
+            if count:
+                total[reason] = total.get(reason, 0) + int(count)
+    return total
+
+
 def read_manifest(dir: str | os.PathLike) -> dict:
     """The manifest of dataset directory `dir`; NHError if it is missing or corrupt."""
     path = Path(dir) / MANIFEST

@@ -259,3 +259,25 @@ def test_write_failure_becomes_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(nb, "write_shard", full)
     with pytest.raises(NHError, match=r"^cannot write to .*: No space left on device$"):
         build_dataset(tmp_path / "d", 2, progress=False)
+
+
+def test_build_summary_adds_the_rejections_of_every_split(tmp_path, monkeypatch):
+    """Issue 24 (8): train 1 + test 3 rejections of one reason are 4 in the summary, not the last split's 3."""
+    import nh_data.build as nb
+    from nh_data.schema import rejection_totals
+
+    manifest = {
+        "counts": {"train": 12, "val": 4, "test": 9},
+        "shards": [{}, {}, {}],
+        "rejections": {
+            "train": {"not_certified": 1, "energy_drift": 0},
+            "val": {"not_certified": 0, "energy_drift": 2},
+            "test": {"not_certified": 3, "energy_drift": 0},
+        },
+    }
+    assert rejection_totals(manifest) == {"not_certified": 4, "energy_drift": 2}
+    assert rejection_totals({"rejections": {"train": {"x": 0}}}) == {}
+    monkeypatch.setattr(nb, "build_dataset", lambda *a, **k: manifest)
+    res = run_cli(["data", "build", "--n", "5", "--out", str(tmp_path / "d"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().endswith("rejected: {'not_certified': 4, 'energy_drift': 2}")
