@@ -161,8 +161,9 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 @nh.command("train")
 @click.argument("model", metavar="MODEL")
 @click.option("--config", "config_file", default=None,
-              help="YAML config [default: the recommended recipe nh_models/configs/MODEL.yaml; "
-              "the paper's: configs/paper/MODEL.yaml].")
+              help="YAML config: a path, or a packaged config from any folder (configs/paper/MODEL.yaml, "
+              "paper/MODEL, MODEL_small: found in nh_models/configs/ when no such file is here) "
+              "[default: the recommended recipe MODEL; the paper's: paper/MODEL].")
 @click.option("--data", "data_dir", default=None, help=f"Dataset folder (shards + manifest.json) [default: {DEFAULT_DATA}].")
 @click.option("--time-limit", "time_limit", type=float, default=None, metavar="MINUTES",
               help="Train for this many minutes: the schedule is planned to span them (train.time_limit).")
@@ -258,9 +259,10 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 @click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs per trial [default: config's].")
-@click.option("--config", "base_config", default=None, help="Base config the samples override "
-              "[default: configs/MODEL.yaml].")
-@click.option("--space", "space_path", default=None, help="Search space [default: configs/MODEL_tune.yaml].")
+@click.option("--config", "base_config", default=None, help="Base config the samples override: a path or "
+              "a packaged config (configs/MODEL_small.yaml, paper/MODEL) [default: configs/MODEL.yaml].")
+@click.option("--space", "space_path", default=None, help="Search space: a path or a packaged one "
+              "(configs/MODEL_tune.yaml) [default: configs/MODEL_tune.yaml].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-trial lines.")

@@ -151,3 +151,31 @@ def test_bad_input_in_a_real_process_has_no_traceback(data, tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"Error: data directory '{tmp_path}/missing' does not exist"]
+
+
+def test_packaged_configs_are_found_from_any_folder(data, tmp_path, monkeypatch):
+    """Issue 24 (10): `configs/...` and short names resolve against the packaged copy when no such file is here."""
+    from nh_data.errors import NHError
+    from nh_models.training.config import PAPER_CONFIG_DIR, find_config, load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    paper = load_config("deeponet", PAPER_CONFIG_DIR / "deeponet.yaml")
+    for name in ("configs/paper/deeponet.yaml", "paper/deeponet.yaml", "paper/deeponet"):
+        assert find_config(name) == PAPER_CONFIG_DIR / "deeponet.yaml"
+        assert load_config("deeponet", name) == paper
+    assert find_config("deeponet_tune", "search space file") == CONFIG_DIR / "deeponet_tune.yaml"
+    from nh_models.training.tune import read_space
+
+    assert read_space("configs/deeponet_tune.yaml") == read_space(CONFIG_DIR / "deeponet_tune.yaml")
+    (tmp_path / "configs" / "paper").mkdir(parents=True)  # a file that is here wins over the packaged one
+    (tmp_path / "configs" / "paper" / "deeponet.yaml").write_text("train:\n  epochs: 3\n")
+    assert load_config("deeponet", "configs/paper/deeponet.yaml")["train"]["epochs"] == 3
+    with pytest.raises(NHError, match="config file 'paper/nothing' does not exist, here or among the packaged"):
+        load_config("deeponet", "paper/nothing")
+    assert "packaged config from any folder" in " ".join(_run("--help").output.split())
+    res = _run("deeponet", "--config", "configs/deeponet_small.yaml", "--data", data, "--epochs", 1,
+               "--out", tmp_path / "runs", "--device", "cpu", "-q")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == yaml.safe_load((CONFIG_DIR / "deeponet_small.yaml").read_text())["model"]

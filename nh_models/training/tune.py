@@ -59,8 +59,13 @@ def default_space_path(model_name: str) -> Path:
 
 
 def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
-    """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}."""
-    path = Path(path)
+    """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}.
+
+    A relative path that does not exist names a packaged one (`configs/deeponet_tune.yaml`,
+    `deeponet_tune`)."""
+    from .config import find_config
+
+    path = find_config(path, "search space file")
     data = load_yaml(path, "search space file")
     if not isinstance(data, dict) or not data:
         raise NHError(f"search space file {str(path)!r} must map sections model/train to parameters")
