@@ -210,9 +210,8 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
         config = load_config(model, config_file, overrides)
         run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
     main_rank = os.environ.get("RANK", "0") == "0"
-    if main_rank:
-        click.echo(f"run folder: {run_dir}")
-    metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet)
+    metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
+                    started=lambda d: click.echo(f"run folder: {d}"))  # once it exists: data and config checked
     if main_rank:
         test = "" if metrics["test_loss"] is None else f", test {metrics['test_loss']:.4e}"
         click.echo(

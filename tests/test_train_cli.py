@@ -179,3 +179,25 @@ def test_packaged_configs_are_found_from_any_folder(data, tmp_path, monkeypatch)
     run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"] == yaml.safe_load((CONFIG_DIR / "deeponet_small.yaml").read_text())["model"]
+
+
+def test_a_folder_that_is_no_dataset_is_told_from_an_unfinished_build(tiny_copy, tmp_path):
+    """Issue 24 (9): unrelated Parquet files are "not a dataset", a build without its manifest "not
+    finished"; `nh train` prints no run folder for a run it never starts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = tmp_path / "other"
+    other.mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0]}), other / "sales.parquet")
+    (tiny_copy / "manifest.json").unlink()  # a build that has not finished: .nh_build/ is there
+    out = tmp_path / "runs"
+    for folder, says in ((other, "is not a dataset of `nh data build`"), (tiny_copy, "the build is not finished")):
+        for args in (["data", "info", str(folder)], ["train", "deeponet", "--data", str(folder), "--out", str(out)]):
+            res = CliRunner().invoke(nh, args)
+            assert res.exit_code == 2, (args, res.output)
+            assert res.stdout == "" and len(res.stderr.splitlines()) == 1, (args, res.output)
+            assert says in res.stderr, (args, res.stderr)
+            if folder == other:
+                assert "not finished" not in res.stderr and "again" not in res.stderr
+    assert not out.exists()

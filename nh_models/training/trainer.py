@@ -484,6 +484,7 @@ def train(
     progress: bool = True,
     test: bool = True,
     calibrate: bool = True,
+    started: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
 
@@ -494,7 +495,8 @@ def train(
     test: score the best checkpoint on the test split at the end (metrics `test_loss`;
     None without it: a caller that scores the run itself, like bench/accuracy.py, skips it).
     calibrate: write the split-conformal bands (calibration.json) at the end.
-    The run folder is created only once the data and the config have been checked.
+    The run folder is created only once the data and the config have been checked;
+    `started(run_dir)` is called (on rank 0) once it exists.
     Under torchrun every process calls this; rank 0 writes the files.
     """
     from nh_models.models import get_model
@@ -589,6 +591,8 @@ def train(
             if ckpt is None:
                 write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
             tracker = state.tracker = open_tracker(tc.get("log", "none"), run_dir, config, model_name)
+            if started is not None:
+                started(run_dir)
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
             torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
         if ckpt is not None:
