@@ -174,6 +174,9 @@ def test_exploding_loss_stops_with_one_line_naming_the_epoch(synth, tmp_path, mo
     )
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["status"] == "diverged"
     assert load_checkpoint(tmp_path / "r" / "checkpoint_last.pt")["epoch"] == 1  # the last good epoch
+    assert msg.endswith(f"kept in {tmp_path / 'r'}: config.yaml, history.csv, metrics.json (the reason), "
+                        "checkpoint_last.pt (epoch 1, the last good one)")  # fmt: skip
+    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
 
 
 def test_a_few_heavy_batches_are_not_a_divergence(synth, tmp_path, monkeypatch):
@@ -212,6 +215,16 @@ def test_diverging_run_from_the_command_line_is_one_line_exit_2(synth, tmp_path,
                                   str(tmp_path / "runs"), "-q"])  # fmt: skip
     assert res.exit_code == 2
     assert len(res.stderr.splitlines()) == 1 and "diverged in epoch 1" in res.stderr
+    # issue 24 (11): a run that diverges in its first epoch keeps what explains it, and says so
+    (run,) = (tmp_path / "runs").iterdir()
+    assert res.stderr.rstrip().endswith(f"; kept in {run}: config.yaml, history.csv, metrics.json (the reason)")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["epochs_done"] == 0
+    assert metrics["reason"].startswith("training diverged in epoch 1: the batch loss inf is not finite")
+    assert (run / "history.csv").read_text().splitlines() == [
+        "epoch,train_loss,val_loss,lr,samples_per_s,seconds"
+    ]
 
 
 # ----------------------------------------------------------------- fresh data

@@ -36,7 +36,8 @@ a wall-clock guard ends the run at the limit after the current step, as a normal
 
 A batch loss that is not finite, or a median of the last 5 batch losses 100 times that of
 the run's first 5, stops the run with one line (NHError) naming the epoch and what to change;
-the checkpoints keep the last good epoch. (Medians, not single batches: where a few orbits
+the run folder is kept: history.csv of the finished epochs, metrics.json (status diverged and
+the reason) and the checkpoints of the last good epoch, and the line says so. (Medians, not single batches: where a few orbits
 carry most of the loss, as with a prior that is already accurate, one batch holding such an
 orbit is hundreds of times another and is not a divergence.)
 
@@ -441,11 +442,13 @@ def _write_metrics(
     device: torch.device,
     env: D.DistEnv,
     status: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     rows = state.history
     metrics = {
         "model": model_name,
         "status": status,
+        **({"reason": reason} if reason is not None else {}),
         "epochs": train_cfg["epochs"],
         "epochs_done": state.epoch,
         "steps_done": state.step,
@@ -470,6 +473,20 @@ def _write_metrics(
 
             plot_loss_curve(rows, run_dir / "loss.png", title=f"{model_name} ({run_dir.name})")
     return metrics
+
+
+def _diverged_run(exc: Diverged, run_dir: Path, state: TrainState, model_name: str, tc: dict[str, Any],
+                  device: torch.device, env: D.DistEnv) -> Diverged:  # fmt: skip
+    """Keep what explains a divergence in the run folder: history.csv (the finished epochs) and
+    metrics.json (status diverged, the reason); the checkpoints hold the last good epoch.
+    Returns the error to raise, naming the folder and what it keeps."""
+    if env.is_main:
+        write_history(state.history, run_dir / "history.csv")
+    _write_metrics(run_dir, state, model_name, tc, None, device, env, status="diverged", reason=str(exc))
+    kept = "config.yaml, history.csv, metrics.json (the reason)"
+    if state.epoch:
+        kept += f", checkpoint_last.pt (epoch {state.epoch}, the last good one)"
+    return Diverged(f"{exc}; kept in {run_dir}: {kept}")
 
 
 def train(
@@ -635,10 +652,8 @@ def train(
                 deadline=deadline,
                 replan=replan,
             )
-        except Diverged:
-            if state.history:
-                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="diverged")
-            raise
+        except Diverged as exc:
+            raise _diverged_run(exc, run_dir, state, model_name, tc, dev, env) from None
         except BaseException:
             if state.history:
                 _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
