@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from nh_data.errors import NHError
+from nh_data.errors import Interrupted, NHError
 
 DEFAULT_DATA = "parquet_data/normal"  # what `nh data build --preset normal` writes
 
@@ -27,6 +27,9 @@ class _Group(click.Group):
         except NHError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except Interrupted as exc:  # Ctrl-C: one line on what was kept and how to go on
+            click.echo(str(exc), err=True)
+            sys.exit(130)
         except click.UsageError as exc:
             where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
             click.echo(f"Error: {where}{exc.format_message()}", err=True)
@@ -210,8 +213,16 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
         config = load_config(model, config_file, overrides)
         run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
     main_rank = os.environ.get("RANK", "0") == "0"
-    metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
-                    started=lambda d: click.echo(f"run folder: {d}"))  # once it exists: data and config checked
+    try:
+        metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
+                        started=lambda d: click.echo(f"run folder: {d}"))  # once it exists: all checked
+    except KeyboardInterrupt:
+        if not main_rank:
+            sys.exit(130)
+        if (Path(run_dir) / "checkpoint_last.pt").is_file():
+            raise Interrupted(f"interrupted; continue with: nh train {model} --resume {run_dir}") from None
+        gone = "" if Path(run_dir).exists() else f"; {run_dir} removed"
+        raise Interrupted(f"interrupted before the first epoch ended: nothing to resume{gone}") from None
     if main_rank:
         test = "" if metrics["test_loss"] is None else f", test {metrics['test_loss']:.4e}"
         click.echo(

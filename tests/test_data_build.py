@@ -281,3 +281,39 @@ def test_build_summary_adds_the_rejections_of_every_split(tmp_path, monkeypatch)
     res = run_cli(["data", "build", "--n", "5", "--out", str(tmp_path / "d"), "--quiet"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().endswith("rejected: {'not_certified': 4, 'energy_drift': 2}")
+
+
+def test_ctrl_c_stops_a_multi_worker_build_within_seconds(tmp_path, interrupt_build_part_way):
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "cli", "data", "build", "--n", "2000", "--shard-size", "10", "--workers", "2",
+           "--out", str(out), "--quiet"]  # fmt: skip
+    interrupt_build_part_way(cmd, out, REPO)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_leaves_no_partial_shard(tmp_path, monkeypatch, workers):
+    """Issue 24 (3): ENOSPC in the middle of a shard's write: one line, and no temporary file left
+    (the write had put real bytes into it); a rerun builds the dataset."""
+    import errno
+
+    seen = tmp_path / "seen"
+
+    class FullDisk(pq.ParquetWriter):
+        def write_table(self, table, *args, **kwargs):
+            super().write_table(table, *args, **kwargs)  # bytes reach the temporary file...
+            with open(seen, "a") as f:  # (from a worker process too)
+                f.writelines(f"{p.name}\n" for p in (tmp_path / "d").glob(".*.parquet.tmp-*"))
+            raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(pq, "ParquetWriter", FullDisk)
+    out = tmp_path / "d"
+    res = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--workers", str(workers), "--out", str(out),
+                   "--quiet"])  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.strip() == f"Error: cannot write to {out}: No space left on device"
+    assert seen.read_text().strip()  # a partial shard existed when the write failed...
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # ...and is gone
+    assert not list(out.glob("*.parquet"))
+    monkeypatch.undo()
+    again = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--out", str(out), "--quiet"])
+    assert again.exit_code == 0 and "rows in 4 shards" in again.stdout

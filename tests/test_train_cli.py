@@ -201,3 +201,42 @@ def test_a_folder_that_is_no_dataset_is_told_from_an_unfinished_build(tiny_copy,
             if folder == other:
                 assert "not finished" not in res.stderr and "again" not in res.stderr
     assert not out.exists()
+
+
+def test_ctrl_c_prints_the_resume_command(data, tmp_path, monkeypatch):
+    """Issue 24 (7): Ctrl-C in `nh train` is one line with the command that continues the run
+    (exit 130); before the first epoch ended there is nothing to resume and no run folder is left."""
+    import nh_models.training.trainer as T
+
+    real, calls = T.train_epoch, {"n": 0}
+
+    def interrupted_in_epoch(k):
+        def epoch(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        return epoch
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"nodes": 16, "layers": 2, "branches": 4},
+                                   "train": {"epochs": 3, "batch_size": 32}}))  # fmt: skip
+    args = ["deeponet", "--config", cfg, "--data", data, "--out", tmp_path / "runs", "--device", "cpu", "-q"]
+    monkeypatch.setattr(T, "train_epoch", interrupted_in_epoch(2))
+    res = _run(*args)
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    assert res.exit_code == 130
+    assert res.stderr.splitlines() == [f"interrupted; continue with: nh train deeponet --resume {run}"]
+    monkeypatch.setattr(T, "train_epoch", real)
+    again = _run("deeponet", "--resume", run, "-q")
+    assert again.exit_code == 0, again.output
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+
+    calls["n"] = 0
+    monkeypatch.setattr(T, "train_epoch", interrupted_in_epoch(1))
+    res = _run(*args, "--seed", 6)  # another run folder, even within the same second
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    assert res.exit_code == 130
+    assert res.stderr.splitlines() == [f"interrupted before the first epoch ended: nothing to resume; {run} removed"]
+    assert not run.exists()

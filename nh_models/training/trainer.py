@@ -657,6 +657,12 @@ def train(
         except BaseException:
             if state.history:
                 _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
+            elif ckpt is None and env.is_main:  # stopped before its first epoch: nothing to keep
+                (run_dir / "config.yaml").unlink(missing_ok=True)
+                try:
+                    run_dir.rmdir()
+                except OSError:  # training logs (--log) or files of someone else's: leave them
+                    pass
             raise
 
         test_loss = None
