@@ -172,7 +172,9 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
               help="Train for this many minutes: the schedule is planned to span them (train.time_limit).")
 @click.option("--fresh", type=int, default=None, metavar="N",
               help="Train every epoch on N fresh potentials drawn like --data's (0: its train split).")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Override train.epochs; beside a time limit (the recommended recipes have one), train at "
+              "most this many epochs, the schedule planned for them.")
 @click.option("--batch-size", type=int, default=None, help="Override train.batch_size (global, all processes).")
 @click.option("--lr", type=float, default=None, help="Override train.lr.")
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
@@ -215,7 +217,8 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
     main_rank = os.environ.get("RANK", "0") == "0"
     try:
         metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
-                        started=lambda d: click.echo(f"run folder: {d}"))  # once it exists: all checked
+                        started=lambda d: click.echo(f"run folder: {d}"),  # once it exists: all checked
+                        max_epochs=epochs)  # under a time limit, --epochs still bounds the run
     except KeyboardInterrupt:
         if not main_rank:
             sys.exit(130)
@@ -268,7 +271,11 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 @click.option("--study", "study_name", default=None, help="Study name [default: MODEL].")
 @click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs per trial [default: config's].")
+              help="Epochs per trial (beside --time-limit: at most this many) [default: the base config's, "
+              "unless it has a time limit].")
+@click.option("--time-limit", "time_limit", type=float, default=None, metavar="MINUTES",
+              help="Minutes per trial, its schedule planned to span them [default: 1 when the base config "
+              "has a time limit, as the recommended recipes do; none beside --epochs].")
 @click.option("--config", "base_config", default=None, help="Base config the samples override: a path or "
               "a packaged config (configs/MODEL_small.yaml, paper/MODEL) [default: configs/MODEL.yaml].")
 @click.option("--space", "space_path", default=None, help="Search space: a path or a packaged one "
@@ -276,14 +283,14 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-trial lines.")
-def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, base_config, space_path, device, seed,
-         quiet) -> None:
+def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, time_limit, base_config, space_path, device,
+         seed, quiet) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); resumable; writes best.yaml."""
     from nh_models.training.tune import tune as run_tune
 
     summary = run_tune(model, trials, data_dir, storage=storage, study_name=study_name, out_dir=out_dir,
-                       epochs=epochs, base_config=base_config, space_path=space_path, device=device,
-                       seed=seed, progress=not quiet)
+                       epochs=epochs, time_limit=time_limit, base_config=base_config, space_path=space_path,
+                       device=device, seed=seed, progress=not quiet)
     click.echo(f"study {summary['study']}: {summary['n_trials']} trials {summary['states']}; "
                f"best val loss {summary['best_value']:.4e} (trial {summary['best_trial']}); "
                f"config: {summary['best_yaml']}")

@@ -47,6 +47,7 @@ from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .pool import run_tasks
 from .potentials import potential_rejections, sample_potentials
 from .problem import N_SENSORS, T_END, V0, WINDOW
+from .progress import bar as progress_bar
 from .schema import (
     MANIFEST,
     ROW_GROUP_SIZE,
@@ -646,13 +647,8 @@ def _run(
     client=None,
     verified: dict | None = None,
 ) -> None:
-    from tqdm import tqdm
-
     total = sum(s.count for s in todo)
-    tqdm.monitor_interval = 0
-    bar = tqdm(
-        total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
-    )
+    bar = progress_bar(total, desc="nh data build", unit="pot", enabled=progress, smoothing=0.1)
     try:
         if client is not None:  # its workers load or compile the kernels themselves
             _run_dask(out_dir, config, todo, client, bar, {} if verified is None else verified)
@@ -668,7 +664,7 @@ def _run(
 def _run_shards(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, bar) -> None:
     """Build the shards `todo`: in this process, or spread over `workers` processes
     (`nh_data.pool`: forked, they inherit the compiled kernels; the kernels use no threads,
-    and the bar's monitor thread is off). Ctrl-C or a failing shard stops them at once."""
+    and a bar has no monitor thread, `nh_data.progress`). Ctrl-C or a failing shard stops them at once."""
     if workers == 1 or len(todo) == 1:
         for spec in todo:
             write_shard(out_dir, config, spec, progress=bar.update)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,7 +212,8 @@ def test_unwritable_directory(tmp_path):
 def test_cli_build_progress_and_quiet(tmp_path):
     loud = run_cli(["data", "build", "--n", "2", "--out", str(tmp_path / "a")])
     assert loud.exit_code == 0, loud.output
-    assert "pot/s" in loud.stderr and "<" in loud.stderr  # tqdm: rate and ETA on stderr
+    # not a terminal (issue 24, 2): no bar, no carriage return; one line for the phase, with its rate
+    assert re.fullmatch(r"nh data build: 2 pot in \d\.\d s, [\d,.]+ pot/s\n", loud.stderr), loud.stderr
     assert "train 4, val 0, test 4 rows" in loud.stdout
     quiet = run_cli(["data", "build", "--n", "2", "--out", str(tmp_path / "b"), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
