@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,7 +152,9 @@ def connect(target: dict) -> Iterator[object]:
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         try:
             with dask.config.set({"distributed.worker.multiprocessing-method": method, **LOCAL_QUIET}), \
-                    _sigint_ignored():  # fmt: skip
+                    _sigint_ignored(), warnings.catch_warnings():  # fmt: skip
+                # its scheduler's HTTP server (no dashboard here) takes another port when 8787 is taken
+                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
                 cluster = distributed.LocalCluster(
                     n_workers=target["local"], threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.ERROR,
