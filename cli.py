@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from nh_data.errors import NHError
+from nh_data.errors import Interrupted, NHError
 
 DEFAULT_DATA = "parquet_data/normal"  # what `nh data build --preset normal` writes
 
@@ -27,6 +27,9 @@ class _Group(click.Group):
         except NHError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except Interrupted as exc:  # Ctrl-C: one line on what was kept and how to go on
+            click.echo(str(exc), err=True)
+            sys.exit(130)
         except click.UsageError as exc:
             where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
             click.echo(f"Error: {where}{exc.format_message()}", err=True)
@@ -76,6 +79,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
                scheduler, scheduler_file):  # fmt: skip
     """Build (or resume) a certified dataset of random potentials and orbits."""
     from nh_data.build import build_dataset
+    from nh_data.schema import rejection_totals
 
     if out is None:
         out = f"parquet_data/{preset if preset is not None else n}"
@@ -87,7 +91,7 @@ def data_build(n, preset, out, workers, seed, ic, times, integrator, dt, shard_s
     if not m.get("complete", True):
         click.echo(f"{out}: built shards {', '.join(m['shards_built'])}; {m['shards_missing']} still missing")
         return
-    rej = {k: v for s in m["rejections"].values() for k, v in s.items() if v}
+    rej = rejection_totals(m)
     counts = ", ".join(f"{s} {c}" for s, c in m["counts"].items())
     click.echo(f"{out}: {counts} rows in {len(m['shards'])} shards; rejected: {rej or 'none'}")
 
@@ -160,14 +164,17 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 @nh.command("train")
 @click.argument("model", metavar="MODEL")
 @click.option("--config", "config_file", default=None,
-              help="YAML config [default: the recommended recipe nh_models/configs/MODEL.yaml; "
-              "the paper's: configs/paper/MODEL.yaml].")
+              help="YAML config: a path, or a packaged config from any folder (configs/paper/MODEL.yaml, "
+              "paper/MODEL, MODEL_small: found in nh_models/configs/ when no such file is here) "
+              "[default: the recommended recipe MODEL; the paper's: paper/MODEL].")
 @click.option("--data", "data_dir", default=None, help=f"Dataset folder (shards + manifest.json) [default: {DEFAULT_DATA}].")
 @click.option("--time-limit", "time_limit", type=float, default=None, metavar="MINUTES",
               help="Train for this many minutes: the schedule is planned to span them (train.time_limit).")
 @click.option("--fresh", type=int, default=None, metavar="N",
               help="Train every epoch on N fresh potentials drawn like --data's (0: its train split).")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Override train.epochs; beside a time limit (the recommended recipes have one), train at "
+              "most this many epochs, the schedule planned for them.")
 @click.option("--batch-size", type=int, default=None, help="Override train.batch_size (global, all processes).")
 @click.option("--lr", type=float, default=None, help="Override train.lr.")
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
@@ -208,9 +215,17 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
         config = load_config(model, config_file, overrides)
         run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
     main_rank = os.environ.get("RANK", "0") == "0"
-    if main_rank:
-        click.echo(f"run folder: {run_dir}")
-    metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet)
+    try:
+        metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
+                        started=lambda d: click.echo(f"run folder: {d}"),  # once it exists: all checked
+                        max_epochs=epochs)  # under a time limit, --epochs still bounds the run
+    except KeyboardInterrupt:
+        if not main_rank:
+            sys.exit(130)
+        if (Path(run_dir) / "checkpoint_last.pt").is_file():
+            raise Interrupted(f"interrupted; continue with: nh train {model} --resume {run_dir}") from None
+        gone = "" if Path(run_dir).exists() else f"; {run_dir} removed"
+        raise Interrupted(f"interrupted before the first epoch ended: nothing to resume{gone}") from None
     if main_rank:
         test = "" if metrics["test_loss"] is None else f", test {metrics['test_loss']:.4e}"
         click.echo(
@@ -256,21 +271,26 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 @click.option("--study", "study_name", default=None, help="Study name [default: MODEL].")
 @click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs per trial [default: config's].")
-@click.option("--config", "base_config", default=None, help="Base config the samples override "
-              "[default: configs/MODEL.yaml].")
-@click.option("--space", "space_path", default=None, help="Search space [default: configs/MODEL_tune.yaml].")
+              help="Epochs per trial (beside --time-limit: at most this many) [default: the base config's, "
+              "unless it has a time limit].")
+@click.option("--time-limit", "time_limit", type=float, default=None, metavar="MINUTES",
+              help="Minutes per trial, its schedule planned to span them [default: 1 when the base config "
+              "has a time limit, as the recommended recipes do; none beside --epochs].")
+@click.option("--config", "base_config", default=None, help="Base config the samples override: a path or "
+              "a packaged config (configs/MODEL_small.yaml, paper/MODEL) [default: configs/MODEL.yaml].")
+@click.option("--space", "space_path", default=None, help="Search space: a path or a packaged one "
+              "(configs/MODEL_tune.yaml) [default: configs/MODEL_tune.yaml].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-trial lines.")
-def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, base_config, space_path, device, seed,
-         quiet) -> None:
+def tune(model, trials, data_dir, storage, study_name, out_dir, epochs, time_limit, base_config, space_path, device,
+         seed, quiet) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); resumable; writes best.yaml."""
     from nh_models.training.tune import tune as run_tune
 
     summary = run_tune(model, trials, data_dir, storage=storage, study_name=study_name, out_dir=out_dir,
-                       epochs=epochs, base_config=base_config, space_path=space_path, device=device,
-                       seed=seed, progress=not quiet)
+                       epochs=epochs, time_limit=time_limit, base_config=base_config, space_path=space_path,
+                       device=device, seed=seed, progress=not quiet)
     click.echo(f"study {summary['study']}: {summary['n_trials']} trials {summary['states']}; "
                f"best val loss {summary['best_value']:.4e} (trial {summary['best_trial']}); "
                f"config: {summary['best_yaml']}")

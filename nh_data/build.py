@@ -29,11 +29,9 @@ import socket
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import metadata
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +40,14 @@ import pyarrow.parquet as pq
 
 from . import cluster
 from . import ground_truth as gt
-from .errors import NHError
+from .errors import Interrupted, NHError
 from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
 from .lock import BREAK, LOCK, FolderLock, pid_alive
+from .pool import run_tasks
 from .potentials import potential_rejections, sample_potentials
 from .problem import N_SENSORS, T_END, V0, WINDOW
+from .progress import bar as progress_bar
 from .schema import (
     MANIFEST,
     ROW_GROUP_SIZE,
@@ -346,15 +346,19 @@ def write_shard(out_dir: Path, config: dict, spec: ShardSpec, progress=None) -> 
     table, info = compute_shard(config, spec, progress)
     final = out_dir / spec.file
     tmp = _tmp_name(final)
-    with pq.ParquetWriter(tmp, SCHEMA, **WRITE_OPTIONS) as w:
-        w.write_table(table, row_group_size=ROW_GROUP_SIZE)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    sha = sha256_file(tmp)
-    meta = pq.read_metadata(tmp)
-    if meta.num_rows != table.num_rows or not pq.read_schema(tmp).equals(SCHEMA):
-        raise RuntimeError(f"{tmp}: verification after write failed")
-    os.replace(tmp, final)
+    try:
+        with pq.ParquetWriter(tmp, SCHEMA, **WRITE_OPTIONS) as w:
+            w.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        sha = sha256_file(tmp)
+        meta = pq.read_metadata(tmp)
+        if meta.num_rows != table.num_rows or not pq.read_schema(tmp).equals(SCHEMA):
+            raise RuntimeError(f"{tmp}: verification after write failed")
+        os.replace(tmp, final)
+    except BaseException:  # a full disk, Ctrl-C: no partial shard is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     record = {
         "file": spec.file,
         "split": spec.split,
@@ -577,6 +581,9 @@ def build_dataset(
     try:
         with ExitStack() as stack:
             stack.enter_context(FolderLock(out_dir))
+            # however the build ends, once its writers are gone (the cluster closes first) and
+            # before the lock is released: no temporary file of its shards is left
+            stack.callback(_clean_tmp, out_dir, {s.file for s in specs[i:j]})
             client = None
             if target is not None:
                 if "local" in target:  # compiled before the local workers fork
@@ -585,12 +592,19 @@ def build_dataset(
             return _build_locked(
                 out_dir, config, specs[i:j], specs, int(workers), client, overwrite, progress
             )
-    except BaseException:
+    except BaseException as exc:
         if created:  # nothing of this build left: leave no empty folder either
             try:
                 out_dir.rmdir()
             except OSError:
                 pass
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            # counted once the workers are gone and the lock released: what a rerun finds
+            kept = sum((out_dir / STATE_DIR / (s.file + ".json")).is_file() for s in specs)
+            raise Interrupted(
+                f"interrupted: {kept} of {len(specs)} shards are built and kept in {out_dir}; "
+                "run the same command again to build the rest"
+            ) from None
         raise
 
 
@@ -603,7 +617,6 @@ def _build_locked(out_dir, config, chosen, specs, workers, client, overwrite, pr
     verified: dict[str, dict] = {}  # records whose sha256 the Dask client checked already
     if todo:
         _run(out_dir, config, todo, workers, progress, client, verified)
-        _clean_tmp(out_dir, {s.file for s in todo})
 
     records = [verified.get(s.file) or _valid_record(out_dir, s) for s in specs]
     if any(r is None for r in records):
@@ -634,13 +647,8 @@ def _run(
     client=None,
     verified: dict | None = None,
 ) -> None:
-    from tqdm import tqdm
-
     total = sum(s.count for s in todo)
-    tqdm.monitor_interval = 0
-    bar = tqdm(
-        total=total, unit="pot", file=sys.stderr, disable=not progress, desc="nh data build", smoothing=0.1
-    )
+    bar = progress_bar(total, desc="nh data build", unit="pot", enabled=progress, smoothing=0.1)
     try:
         if client is not None:  # its workers load or compile the kernels themselves
             _run_dask(out_dir, config, todo, client, bar, {} if verified is None else verified)
@@ -654,20 +662,15 @@ def _run(
 
 
 def _run_shards(out_dir: Path, config: dict, todo: list[ShardSpec], workers: int, bar) -> None:
-    """Build the shards `todo`: in this process, or spread over `workers` processes."""
+    """Build the shards `todo`: in this process, or spread over `workers` processes
+    (`nh_data.pool`: forked, they inherit the compiled kernels; the kernels use no threads,
+    and a bar has no monitor thread, `nh_data.progress`). Ctrl-C or a failing shard stops them at once."""
     if workers == 1 or len(todo) == 1:
         for spec in todo:
             write_shard(out_dir, config, spec, progress=bar.update)
         return
-    # fork: workers inherit the compiled kernels and never re-import the caller's
-    # __main__ (scripts and notebooks need no `if __name__ == "__main__"` guard);
-    # the kernels use no threads, and the bar's monitor thread is off.
-    ctx = get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-        futs = {pool.submit(build_shard, str(out_dir), config, s): s for s in todo}
-        for fut in as_completed(futs):
-            fut.result()
-            bar.update(futs[fut].count)
+    tasks = [(str(out_dir), config, s) for s in todo]
+    run_tasks(build_shard, tasks, workers, lambda i, _record: bar.update(todo[i].count))
 
 
 def _run_dask(out_dir: Path, config: dict, todo: list[ShardSpec], client, bar, verified: dict) -> None:

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,8 @@ from .fileio import sha256_file
 EXTRA = 'pip install "neural-hamilton[cluster]"'
 #: seconds to reach a scheduler before giving up (a bad address fails this fast)
 CONNECT_TIMEOUT_S = 5
+#: seconds between two looks for finished shards (and for a Ctrl-C)
+POLL_S = 0.05
 _LOCAL_RE = re.compile(r"local(?::(\d+))?")
 #: a local cluster's background work, sampled less often: each worker's statistical profiler
 #: (a stack sample every 10 ms), the system and GIL monitors; the shards' tasks need none of it
@@ -116,13 +119,30 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a local cluster forks its workers: they inherit it, so Ctrl-C (to the
+    whole process group) reaches the client alone, which cancels the tasks and closes the cluster
+    (its workers' tracebacks would bury the one line the client prints)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
 def connect(target: dict) -> Iterator[object]:
     """A `distributed.Client` for `target` (from `parse_scheduler`), closed on exit.
 
     {"local": N} starts a LocalCluster of N single-threaded worker processes on this
     machine (stopped on exit), forked on Linux like the process pool: they inherit the
     kernels this process compiled (a spawned worker spends seconds importing and loading
-    them); an address is reached within CONNECT_TIMEOUT_S or NHError.
+    them) and ignore SIGINT; an address is reached within CONNECT_TIMEOUT_S or NHError.
     """
     distributed = _distributed()
     cluster = None
@@ -131,7 +151,10 @@ def connect(target: dict) -> Iterator[object]:
 
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         try:
-            with dask.config.set({"distributed.worker.multiprocessing-method": method, **LOCAL_QUIET}):
+            with dask.config.set({"distributed.worker.multiprocessing-method": method, **LOCAL_QUIET}), \
+                    _sigint_ignored(), warnings.catch_warnings():  # fmt: skip
+                # its scheduler's HTTP server (no dashboard here) takes another port when 8787 is taken
+                warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
                 cluster = distributed.LocalCluster(
                     n_workers=target["local"], threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.ERROR,
@@ -148,6 +171,10 @@ def connect(target: dict) -> Iterator[object]:
             raise NHError(f"cannot reach the Dask scheduler at {at}: {_first_line(exc)}") from None
     try:
         yield client
+    except KeyboardInterrupt:  # Ctrl-C: a local cluster's shutdown chatter (lost data, closed comms) is noise
+        if cluster is not None:
+            logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+        raise
     finally:
         client.close()
         if cluster is not None:
@@ -190,18 +217,51 @@ def run_shards(client, task: Callable, out_dir: Path, config: dict, todo: list, 
     distributed = _distributed()
     run = uuid.uuid4().hex[:8]
     where = str(Path(out_dir).resolve())  # the workers' working folders differ from ours
-    futures = {
-        client.submit(task, where, config, spec, key=f"nh-shard-{spec.file}-{run}", retries=0): spec
-        for spec in todo
-    }
+    futures: dict = {}
+    with _sigint_flag() as hit:
+        try:
+            for spec in todo:
+                key = f"nh-shard-{spec.file}-{run}"
+                futures[client.submit(task, where, config, spec, key=key, retries=0)] = spec
+            for fut in _completed(distributed.as_completed(futures), hit):
+                spec = futures[fut]
+                try:
+                    record = fut.result()
+                except Exception as exc:
+                    raise NHError(describe_failure(spec.file, exc)) from None
+                check_shard(Path(out_dir), record)
+                done(spec, record)
+        finally:
+            client.cancel(list(futures))
+
+
+@contextmanager
+def _sigint_flag() -> Iterator[threading.Event]:
+    """SIGINT sets the yielded event instead of raising KeyboardInterrupt (in the main thread).
+    Raised by the default handler, the interrupt can land in one of Dask's garbage-collection
+    callbacks and be swallowed there; the flag is checked between polls (`_completed`)."""
+    import signal
+
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+    old = signal.signal(signal.SIGINT, lambda *_: hit.set())
     try:
-        for fut in distributed.as_completed(futures):
-            spec = futures[fut]
-            try:
-                record = fut.result()
-            except Exception as exc:
-                raise NHError(describe_failure(spec.file, exc)) from None
-            check_shard(Path(out_dir), record)
-            done(spec, record)
+        yield hit
     finally:
-        client.cancel(list(futures))
+        signal.signal(signal.SIGINT, old)
+
+
+def _completed(ac, hit: threading.Event) -> Iterator:
+    """The futures of the `distributed.as_completed` `ac` as they finish; KeyboardInterrupt within
+    POLL_S once `hit` is set."""
+    while not ac.is_empty():
+        if hit.is_set():
+            raise KeyboardInterrupt
+        if not ac.has_ready():
+            hit.wait(POLL_S)
+            continue
+        yield from ac.next_batch(block=False)
+    if hit.is_set():
+        raise KeyboardInterrupt

@@ -88,13 +88,29 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:05d}.parquet"
 
 
+def rejection_totals(manifest: dict) -> dict[str, int]:
+    """Rejections by reason summed over the splits of a manifest (reasons with none left out)."""
+    total: dict[str, int] = {}
+    for per_split in manifest["rejections"].values():
+        for reason, count in per_split.items():
+            if count:
+                total[reason] = total.get(reason, 0) + int(count)
+    return total
+
+
 def read_manifest(dir: str | os.PathLike) -> dict:
-    """The manifest of dataset directory `dir`; NHError if it is missing or corrupt."""
+    """The manifest of dataset directory `dir`; NHError if it is missing or corrupt, telling a
+    build that has not finished (its state folder is there) from a folder that is no dataset."""
     path = Path(dir) / MANIFEST
     if not Path(dir).is_dir():
         raise NHError(f"{dir}: no such dataset directory")
     if not path.is_file():
-        raise NHError(f"{path}: missing (build not finished? run `nh data build` again)")
+        if (Path(dir) / STATE_DIR).is_dir():  # a build started here and has not finished
+            raise NHError(f"{path}: missing: the build is not finished; run the same `nh data build` again")
+        raise NHError(
+            f"{dir} is not a dataset of `nh data build`: no {MANIFEST}, no build state {STATE_DIR}/ "
+            "(build one with `nh data build --out DIR`)"
+        )
     try:
         with open(path) as f:
             m = json.load(f)

@@ -163,8 +163,7 @@ def _check_fresh(potentials) -> None:
 def fresh_arrays(data_dir, potentials: int, progress: bool = False):
     """V, t, ic, q, p (float64) and u of the orbits of `potentials` new potentials drawn like the
     folder's from the calibration stream (FRESH_SEED), in chunks of FRESH_CHUNK; and their count."""
-    from tqdm import tqdm
-
+    from nh_data.progress import iterate
     from nh_data.stream import fresh_chunk, read_build_config
 
     _check_fresh(potentials)
@@ -172,8 +171,7 @@ def fresh_arrays(data_dir, potentials: int, progress: bool = False):
     size = min(int(potentials), FRESH_CHUNK)
     chunks = -(-int(potentials) // size)
     out: dict[str, list] = {k: [] for k in ("V", "t", "ic", "q", "p", "u")}
-    for index in tqdm(range(chunks), desc="calibration orbits", unit="chunk", disable=not progress,
-                      file=sys.stderr):  # fmt: skip
+    for index in iterate(range(chunks), desc="calibration orbits", unit="chunk", enabled=progress):
         c = fresh_chunk(config, FRESH_SEED, index, min(size, potentials - index * size), stream="calibration")
         c["ic"] = np.stack([c["q0"], c["p0"]], axis=1)
         for k in out:

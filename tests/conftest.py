@@ -3,6 +3,7 @@ helpers that several test files use."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -78,3 +79,45 @@ def untrained_val_loss():
         return evaluate(model, ShardDataset(data, "val"), batch_size=batch_size, device=torch.device("cpu"))
 
     return loss
+
+
+@pytest.fixture
+def interrupt_build_part_way():
+    """`run(cmd, out, cwd)`: start `cmd`, a build of `--n 2000 --shard-size 10` (200 shards) into
+    `out`, in a process group of its own; once 2 shards are recorded send SIGINT to the whole
+    group (what Ctrl-C in a terminal does), and check what it must leave (issue 24, item 7):
+    one line and exit 130 within seconds, most shards not built, no temporary file, no lock,
+    and a folder that a rerun accepts, keeping its shards."""
+    from nh_data.fileio import sha256_file
+    from nh_data.lock import LOCK
+
+    def run(cmd: list[str], out: Path, cwd: Path) -> None:
+        proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        state = out / STATE_DIR
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(state.glob("*.parquet.json"))) < 2:
+            time.sleep(0.01)
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+        seconds, total = time.time() - t0, 200
+        records = {p.name.removesuffix(".json") for p in state.glob("*.parquet.json")}
+        assert proc.returncode == 130, err
+        assert err.strip() == (
+            f"interrupted: {len(records)} of {total} shards are built and kept in {out}; "
+            "run the same command again to build the rest"
+        )
+        assert 2 <= len(records) < total // 2 and seconds < 10, (len(records), seconds)
+        files = {p.name: sha256_file(p) for p in out.glob("*.parquet")}  # a worker stopped between
+        assert records <= set(files) and len(set(files) - records) <= 2  # its shard and its record
+        assert not [p for p in out.rglob("*") if ".tmp" in p.name] and not (out / LOCK).exists()
+        part = build_dataset(out, 2000, shard_size=10, shards="0:1", progress=False)
+        assert part["complete"] is False and part["shards_missing"] == total - len(records | {"train-00000.parquet"})
+        assert all(sha256_file(out / name) == files[name] for name in records)  # kept, not rebuilt
+
+    return run

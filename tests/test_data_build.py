@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,7 +212,8 @@ def test_unwritable_directory(tmp_path):
 def test_cli_build_progress_and_quiet(tmp_path):
     loud = run_cli(["data", "build", "--n", "2", "--out", str(tmp_path / "a")])
     assert loud.exit_code == 0, loud.output
-    assert "pot/s" in loud.stderr and "<" in loud.stderr  # tqdm: rate and ETA on stderr
+    # not a terminal (issue 24, 2): no bar, no carriage return; one line for the phase, with its rate
+    assert re.fullmatch(r"nh data build: 2 pot in \d\.\d s, [\d,.]+ pot/s\n", loud.stderr), loud.stderr
     assert "train 4, val 0, test 4 rows" in loud.stdout
     quiet = run_cli(["data", "build", "--n", "2", "--out", str(tmp_path / "b"), "--quiet"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
@@ -259,3 +261,61 @@ def test_write_failure_becomes_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(nb, "write_shard", full)
     with pytest.raises(NHError, match=r"^cannot write to .*: No space left on device$"):
         build_dataset(tmp_path / "d", 2, progress=False)
+
+
+def test_build_summary_adds_the_rejections_of_every_split(tmp_path, monkeypatch):
+    """Issue 24 (8): train 1 + test 3 rejections of one reason are 4 in the summary, not the last split's 3."""
+    import nh_data.build as nb
+    from nh_data.schema import rejection_totals
+
+    manifest = {
+        "counts": {"train": 12, "val": 4, "test": 9},
+        "shards": [{}, {}, {}],
+        "rejections": {
+            "train": {"not_certified": 1, "energy_drift": 0},
+            "val": {"not_certified": 0, "energy_drift": 2},
+            "test": {"not_certified": 3, "energy_drift": 0},
+        },
+    }
+    assert rejection_totals(manifest) == {"not_certified": 4, "energy_drift": 2}
+    assert rejection_totals({"rejections": {"train": {"x": 0}}}) == {}
+    monkeypatch.setattr(nb, "build_dataset", lambda *a, **k: manifest)
+    res = run_cli(["data", "build", "--n", "5", "--out", str(tmp_path / "d"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().endswith("rejected: {'not_certified': 4, 'energy_drift': 2}")
+
+
+def test_ctrl_c_stops_a_multi_worker_build_within_seconds(tmp_path, interrupt_build_part_way):
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "cli", "data", "build", "--n", "2000", "--shard-size", "10", "--workers", "2",
+           "--out", str(out), "--quiet"]  # fmt: skip
+    interrupt_build_part_way(cmd, out, REPO)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_leaves_no_partial_shard(tmp_path, monkeypatch, workers):
+    """Issue 24 (3): ENOSPC in the middle of a shard's write: one line, and no temporary file left
+    (the write had put real bytes into it); a rerun builds the dataset."""
+    import errno
+
+    seen = tmp_path / "seen"
+
+    class FullDisk(pq.ParquetWriter):
+        def write_table(self, table, *args, **kwargs):
+            super().write_table(table, *args, **kwargs)  # bytes reach the temporary file...
+            with open(seen, "a") as f:  # (from a worker process too)
+                f.writelines(f"{p.name}\n" for p in (tmp_path / "d").glob(".*.parquet.tmp-*"))
+            raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(pq, "ParquetWriter", FullDisk)
+    out = tmp_path / "d"
+    res = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--workers", str(workers), "--out", str(out),
+                   "--quiet"])  # fmt: skip
+    assert res.exit_code == 2
+    assert res.output.strip() == f"Error: cannot write to {out}: No space left on device"
+    assert seen.read_text().strip()  # a partial shard existed when the write failed...
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # ...and is gone
+    assert not list(out.glob("*.parquet"))
+    monkeypatch.undo()
+    again = run_cli(["data", "build", "--n", "4", "--shard-size", "1", "--out", str(out), "--quiet"])
+    assert again.exit_code == 0 and "rows in 4 shards" in again.stdout

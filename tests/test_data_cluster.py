@@ -135,6 +135,15 @@ def test_client_killed_then_same_command_resumes(tmp_path, dask_cluster, kill_bu
     assert json.loads((out / "manifest.json").read_text()) == ref5
 
 
+def test_ctrl_c_stops_a_local_cluster_build_within_seconds(tmp_path, interrupt_build_part_way):
+    """Issue 24 (7): SIGINT to the process group: the client cancels the shards, closes the cluster
+    and prints one line (its forked workers ignore SIGINT: no traceback of theirs)."""
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "cli", "data", "build", "--n", "2000", "--shard-size", "10", "--scheduler",
+           "local:2", "--out", str(out), "--quiet"]  # fmt: skip
+    interrupt_build_part_way(cmd, out, REPO)
+
+
 def test_a_task_failing_on_its_own_is_one_line(tmp_path, dask_cluster):
     lc, _ = dask_cluster
     out = tmp_path / "d"

@@ -100,7 +100,7 @@ def test_missing_or_corrupt_manifest(tmp_path, tiny_copy):
     assert res.exit_code == 2
     assert (
         res.output.strip()
-        == f"Error: {tiny_copy / 'manifest.json'}: missing (build not finished? run `nh data build` again)"
+        == f"Error: {tiny_copy / 'manifest.json'}: missing: the build is not finished; run the same `nh data build` again"
     )
 
 

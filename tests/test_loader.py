@@ -209,10 +209,13 @@ def test_bad_directories(tmp_path, single):
         ShardDataset(tmp_path / "empty", "train")
     with pytest.raises(NHError, match="no 'nope' shards .* splits present: test, train, val"):
         ShardDataset(single, "nope")
-    partial = tmp_path / "partial"  # shards but no manifest: an unfinished build
+    partial = tmp_path / "partial"  # shards but no manifest and no build state: not a dataset
     write_synthetic_dataset(partial, n_train=5, n_val=0, n_test=0)
     (partial / "manifest.json").unlink()
-    with pytest.raises(NHError, match="manifest.json: missing"):
+    with pytest.raises(NHError, match="partial is not a dataset of `nh data build`"):
+        ShardDataset(partial, "train")
+    (partial / ".nh_build").mkdir()  # ... with a build's state folder: an unfinished build
+    with pytest.raises(NHError, match="manifest.json: missing: the build is not finished"):
         ShardDataset(partial, "train")
 
 

@@ -152,6 +152,63 @@ def test_time_limit_planning_leaves_the_rng_and_the_weights_as_an_explicit_plan(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_epochs_asked_for_cap_the_plan_of_a_time_limit():
+    from nh_models.training.budget import cap_epochs
+
+    assert cap_epochs((110, 70289), 1, 639) == (1, 639, True)  # `--epochs 1`: one whole epoch
+    assert cap_epochs((110, 70289), None, 639) == (110, 70289, False)
+    assert cap_epochs((3, 20), 3, 8) == (3, 20, False)  # the time limit ends the third epoch early
+    assert cap_epochs((3, 20), 1000, 8) == (3, 20, False)
+
+
+def test_the_replan_keeps_the_epochs_asked_for(synth, tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "plan_budget", lambda *a, **k: (2, 2 * 8))
+    monkeypatch.setattr(T, "REPLAN_AFTER", 0.0)  # re-plans after epoch 1: the 6 s hold many more epochs...
+    m = T.train("deeponet", _cfg(time_limit=0.1, epochs=1000), synth, tmp_path / "r", progress=False, max_epochs=3)
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]
+    assert (saved["epochs"], saved["max_steps"]) == (3, 3 * 8)  # ...but 3 were asked for
+    assert m["status"] == "completed" and m["epochs_done"] == 3
+
+
+@pytest.mark.parametrize(
+    "epochs, timing, plan",
+    [  # (s/step, s/validation): 5 minutes hold 2,000+ epochs of 8 steps, or 2
+        (["--epochs", "2"], (0.01, 0.05), r"2 epochs, 16 steps; bound by the epochs asked for \(2; the time limit "
+                                          r"would allow \d{4}\)"),
+        (["--epochs", "1000"], (10.0, 50.0), r"2 epochs, 16 steps; bound by the time limit \(before the 1000 "
+                                             r"epochs asked for\)"),
+        ([], (10.0, 50.0), r"2 epochs, 16 steps; bound by the time limit"),
+    ],
+)  # fmt: skip
+def test_epochs_typed_beside_a_time_limit_bound_the_run_and_the_plan_line_says_which(
+    epochs, timing, plan, synth, tmp_path, monkeypatch
+):
+    """Issue 24 (1): `--epochs` wins over a recipe's time limit as a cap, the schedule planned for the
+    epochs that run; the plan line names what bounds the run. Off a terminal (2): lines, no bar."""
+    import re
+
+    monkeypatch.setattr(T, "_time_steps", lambda *a, **k: (*timing, 0.0))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": SMALL, "train": {
+        "time_limit": 5.0, "epochs": 1000, "batch_size": 16, "schedule": "cosine", "warmup": 0.1, "seed": 7}}))  # fmt: skip
+    res = CliRunner().invoke(nh, ["train", "deeponet", "--config", str(cfg), "--data", str(synth), *epochs,
+                                  "--out", str(tmp_path / "runs")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    lines = res.stderr.splitlines()
+    ms, val = timing[0] * 1e3, timing[1]
+    assert re.fullmatch(rf"time limit 5 min: {ms:.1f} ms/step, validation {val:.2f} s -> {plan}", lines[0]), lines[0]
+    assert "\r" not in res.stderr
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all(re.search(r"samples/s  ETA \d", line) for line in epoch_lines)
+    assert epoch_lines[0].startswith("epoch 1/2 ") and epoch_lines[1].startswith("epoch 2/2 ")
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (saved["epochs"], saved["max_steps"], saved["time_limit"]) == (2, 16, 5.0)
+    ck = load_checkpoint(run / "checkpoint_last.pt")
+    assert ck["step"] == 16 and ck["scheduler"]["last_epoch"] == 16  # the schedule spans the 2 epochs...
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(saved["infimum_lr"])  # ...to its end
+
+
 # ----------------------------------------------------------------- divergence
 
 
@@ -174,6 +231,9 @@ def test_exploding_loss_stops_with_one_line_naming_the_epoch(synth, tmp_path, mo
     )
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["status"] == "diverged"
     assert load_checkpoint(tmp_path / "r" / "checkpoint_last.pt")["epoch"] == 1  # the last good epoch
+    assert msg.endswith(f"kept in {tmp_path / 'r'}: config.yaml, history.csv, metrics.json (the reason), "
+                        "checkpoint_last.pt (epoch 1, the last good one)")  # fmt: skip
+    assert len((tmp_path / "r" / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
 
 
 def test_a_few_heavy_batches_are_not_a_divergence(synth, tmp_path, monkeypatch):
@@ -212,6 +272,16 @@ def test_diverging_run_from_the_command_line_is_one_line_exit_2(synth, tmp_path,
                                   str(tmp_path / "runs"), "-q"])  # fmt: skip
     assert res.exit_code == 2
     assert len(res.stderr.splitlines()) == 1 and "diverged in epoch 1" in res.stderr
+    # issue 24 (11): a run that diverges in its first epoch keeps what explains it, and says so
+    (run,) = (tmp_path / "runs").iterdir()
+    assert res.stderr.rstrip().endswith(f"; kept in {run}: config.yaml, history.csv, metrics.json (the reason)")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "history.csv", "metrics.json"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["epochs_done"] == 0
+    assert metrics["reason"].startswith("training diverged in epoch 1: the batch loss inf is not finite")
+    assert (run / "history.csv").read_text().splitlines() == [
+        "epoch,train_loss,val_loss,lr,samples_per_s,seconds"
+    ]
 
 
 # ----------------------------------------------------------------- fresh data

@@ -151,3 +151,92 @@ def test_bad_input_in_a_real_process_has_no_traceback(data, tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"Error: data directory '{tmp_path}/missing' does not exist"]
+
+
+def test_packaged_configs_are_found_from_any_folder(data, tmp_path, monkeypatch):
+    """Issue 24 (10): `configs/...` and short names resolve against the packaged copy when no such file is here."""
+    from nh_data.errors import NHError
+    from nh_models.training.config import PAPER_CONFIG_DIR, find_config, load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    paper = load_config("deeponet", PAPER_CONFIG_DIR / "deeponet.yaml")
+    for name in ("configs/paper/deeponet.yaml", "paper/deeponet.yaml", "paper/deeponet"):
+        assert find_config(name) == PAPER_CONFIG_DIR / "deeponet.yaml"
+        assert load_config("deeponet", name) == paper
+    assert find_config("deeponet_tune", "search space file") == CONFIG_DIR / "deeponet_tune.yaml"
+    from nh_models.training.tune import read_space
+
+    assert read_space("configs/deeponet_tune.yaml") == read_space(CONFIG_DIR / "deeponet_tune.yaml")
+    (tmp_path / "configs" / "paper").mkdir(parents=True)  # a file that is here wins over the packaged one
+    (tmp_path / "configs" / "paper" / "deeponet.yaml").write_text("train:\n  epochs: 3\n")
+    assert load_config("deeponet", "configs/paper/deeponet.yaml")["train"]["epochs"] == 3
+    with pytest.raises(NHError, match="config file 'paper/nothing' does not exist, here or among the packaged"):
+        load_config("deeponet", "paper/nothing")
+    assert "packaged config from any folder" in " ".join(_run("--help").output.split())
+    res = _run("deeponet", "--config", "configs/deeponet_small.yaml", "--data", data, "--epochs", 1,
+               "--out", tmp_path / "runs", "--device", "cpu", "-q")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == yaml.safe_load((CONFIG_DIR / "deeponet_small.yaml").read_text())["model"]
+
+
+def test_a_folder_that_is_no_dataset_is_told_from_an_unfinished_build(tiny_copy, tmp_path):
+    """Issue 24 (9): unrelated Parquet files are "not a dataset", a build without its manifest "not
+    finished"; `nh train` prints no run folder for a run it never starts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    other = tmp_path / "other"
+    other.mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0]}), other / "sales.parquet")
+    (tiny_copy / "manifest.json").unlink()  # a build that has not finished: .nh_build/ is there
+    out = tmp_path / "runs"
+    for folder, says in ((other, "is not a dataset of `nh data build`"), (tiny_copy, "the build is not finished")):
+        for args in (["data", "info", str(folder)], ["train", "deeponet", "--data", str(folder), "--out", str(out)]):
+            res = CliRunner().invoke(nh, args)
+            assert res.exit_code == 2, (args, res.output)
+            assert res.stdout == "" and len(res.stderr.splitlines()) == 1, (args, res.output)
+            assert says in res.stderr, (args, res.stderr)
+            if folder == other:
+                assert "not finished" not in res.stderr and "again" not in res.stderr
+    assert not out.exists()
+
+
+def test_ctrl_c_prints_the_resume_command(data, tmp_path, monkeypatch):
+    """Issue 24 (7): Ctrl-C in `nh train` is one line with the command that continues the run
+    (exit 130); before the first epoch ended there is nothing to resume and no run folder is left."""
+    import nh_models.training.trainer as T
+
+    real, calls = T.train_epoch, {"n": 0}
+
+    def interrupted_in_epoch(k):
+        def epoch(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        return epoch
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"nodes": 16, "layers": 2, "branches": 4},
+                                   "train": {"epochs": 3, "batch_size": 32}}))  # fmt: skip
+    args = ["deeponet", "--config", cfg, "--data", data, "--out", tmp_path / "runs", "--device", "cpu", "-q"]
+    monkeypatch.setattr(T, "train_epoch", interrupted_in_epoch(2))
+    res = _run(*args)
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    assert res.exit_code == 130
+    assert res.stderr.splitlines() == [f"interrupted; continue with: nh train deeponet --resume {run}"]
+    monkeypatch.setattr(T, "train_epoch", real)
+    again = _run("deeponet", "--resume", run, "-q")
+    assert again.exit_code == 0, again.output
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+
+    calls["n"] = 0
+    monkeypatch.setattr(T, "train_epoch", interrupted_in_epoch(1))
+    res = _run(*args, "--seed", 6)  # another run folder, even within the same second
+    run = Path(res.stdout.splitlines()[0].removeprefix("run folder: "))
+    assert res.exit_code == 130
+    assert res.stderr.splitlines() == [f"interrupted before the first epoch ended: nothing to resume; {run} removed"]
+    assert not run.exists()

@@ -267,3 +267,63 @@ def test_bad_storage_is_one_line_exit_2(setup, tmp_path):
         result = CliRunner().invoke(nh, args)
         assert result.exit_code == 2
         assert result.stderr.strip() == message
+
+
+def test_what_bounds_a_trial_given_values_win_and_the_default_is_short():
+    """Issue 24 (1): a trial's budget; with a time-limited base config (the recipes: 10 min) and
+    nothing given, a trial takes DEFAULT_TRIAL_MINUTES, not the recipe's 10."""
+    from nh_models.training.tune import DEFAULT_TRIAL_MINUTES, trial_budget
+
+    timed, plain = {"time_limit": 10.0, "epochs": 1000}, {"time_limit": 0.0, "epochs": 20}
+    assert DEFAULT_TRIAL_MINUTES <= 2
+    assert trial_budget(timed, None, None) == ({"time_limit": DEFAULT_TRIAL_MINUTES}, None, "1 min each")
+    assert trial_budget(plain, None, None) == ({}, None, "20 epochs each (the base config's)")
+    assert trial_budget(timed, 3, None) == ({"epochs": 3, "time_limit": 0.0}, None, "3 epochs each")
+    assert trial_budget(plain, None, 0.5) == ({"time_limit": 0.5}, None, "0.5 min each")
+    assert trial_budget(timed, 3, 0.5) == ({"time_limit": 0.5, "epochs": 3}, 3, "at most 3 epochs in 0.5 min each")
+    for bad in (0, -1.0, float("nan"), True):
+        with pytest.raises(NHError, match="--time-limit must be a number of minutes > 0"):
+            trial_budget(timed, None, bad)
+
+
+def test_tune_time_limit_per_trial_and_a_line_per_trial_with_best_and_eta(setup, monkeypatch):
+    """Issue 24 (1, 2): `--time-limit` reaches every trial (with `--epochs`: at most that many); off a
+    terminal each trial is one line with the trials done, the best value so far and an ETA."""
+    import re
+
+    import nh_models.training.trainer as train_module
+
+    root, seen = setup, []
+
+    def fake_train(model, config, data, run_dir, *, epoch_callback, max_epochs=None, **kwargs):
+        seen.append((config["train"]["time_limit"], config["train"]["epochs"], max_epochs))
+        value = 0.5 / (1 + len(seen) % 3)
+        epoch_callback(1, value)
+        return {"best_val_loss": value}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    (root / "timed.yaml").write_text(BASE.replace("epochs: 2", "epochs: 1000, time_limit: 10"))
+
+    def tune_(study, *extra):
+        args = _tune_args(root, 2, out=study, db="budget.db")
+        args[args.index("tiny")] = study
+        del args[args.index("--epochs") : args.index("--epochs") + 2]
+        args[args.index(str(root / "base.yaml"))] = str(root / "timed.yaml")
+        res = CliRunner().invoke(nh, [a for a in args if a != "-q"] + list(extra))
+        assert res.exit_code == 0, res.output
+        return res.stderr.splitlines()
+
+    lines = tune_("t1", "--time-limit", "0.5")
+    assert seen == [(0.5, 1000, None)] * 2
+    assert lines[0].endswith("0 trials so far, running 2 more, 0.5 min each, about 1 min of training")
+    assert re.fullmatch(r"trial 0: COMPLETE val 2\.5000e-01 \(.*\) \| 1/2 done, best 2\.5000e-01 \(trial 0\), "
+                        r"ETA \d\.\d s", lines[1]), lines[1]  # fmt: skip
+    assert re.fullmatch(r"trial 1: COMPLETE val 1\.6667e-01 \(.*\) \| 2/2 done, best 1\.6667e-01 \(trial 1\)",
+                        lines[2]), lines[2]  # fmt: skip
+    assert len(lines) == 3 and not any("\r" in line for line in lines)
+    seen.clear()
+    assert tune_("t2")[0].endswith("running 2 more, 1 min each, about 2 min of training")  # the default
+    assert seen == [(1.0, 1000, None)] * 2
+    seen.clear()
+    tune_("t3", "--time-limit", "0.5", "--epochs", "3")
+    assert seen == [(0.5, 3, 3)] * 2

@@ -117,13 +117,13 @@ def build_all(
     progress: bool = True,
 ) -> dict[str, dict]:
     """build_physics for every potential; {name: summary}. The start is checked for all first."""
-    from tqdm import tqdm
+    from ..progress import iterate
 
     for name in POTENTIALS:
         check_ic(POTENTIALS[name], float(ic[0]), float(ic[1]))
     _check_times(t_max, dt)
     summaries = {}
-    for name in tqdm(POTENTIALS, desc="nh physics", unit="potential", disable=not progress):
+    for name in iterate(POTENTIALS, desc="nh physics", unit="potential", enabled=progress):
         summaries[name] = build_physics(name, out_dir, dt=dt, t_max=t_max, ic=ic, plot=plot)
     return summaries
 

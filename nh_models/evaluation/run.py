@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -132,20 +131,19 @@ def _evaluate_candidate(
     progress: bool,
 ) -> dict[str, Any]:
     """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
-    from tqdm.auto import tqdm
+    from nh_data.progress import iterate
 
     out: dict[str, Any] = {"run": cand.run, **cand.info}
     if test is not None:
         errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
         cal, scores = cand.calibration, []
         bs = settings.batch_size
-        for b in tqdm(
+        for b in iterate(
             test.batches(bs),
             total=-(-len(test.u) // bs),
             desc=f"{cand.label}: test set",
             unit="batch",
-            disable=not progress,
-            file=sys.stderr,
+            enabled=progress,
             leave=False,
         ):
             q_hat, p_hat = cand.predict(b.V, b.t, b.ic)

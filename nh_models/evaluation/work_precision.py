@@ -5,7 +5,6 @@ costs, and RK4's error there."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Any
 
@@ -45,18 +44,11 @@ def integrator_work_precision(
     the time covers the interpolant, the integration and the dense output
     (compilation excluded by a warm-up call).
     """
-    from tqdm.auto import tqdm
+    from nh_data.progress import bar as progress_bar
 
     B = V.shape[0]
     out: dict[str, list[dict[str, float]]] = {}
-    bar = tqdm(
-        total=len(methods) * len(dts),
-        desc="work-precision",
-        unit="point",
-        disable=not progress,
-        file=sys.stderr,
-        leave=False,
-    )
+    bar = progress_bar(len(methods) * len(dts), desc="work-precision", unit="point", enabled=progress, leave=False)
     for method in methods:
         integrator_native(V[:2], t[:2], ic[:2], method, max(dts))  # warm-up (compile)
         rows = []

@@ -27,6 +27,16 @@ def fill(usable: float, per_step: float, fixed: float, steps_per_epoch: int) -> 
     return whole, whole * steps_per_epoch
 
 
+def cap_epochs(plan: tuple[int, int], max_epochs: int | None, steps_per_epoch: int) -> tuple[int, int, bool]:
+    """(epochs, steps, capped): the plan `plan` = (epochs, steps) of a time budget, cut to
+    `max_epochs` whole epochs when that is fewer (a number of epochs the user gave bounds the
+    run as the budget does; the schedule is then planned for those epochs)."""
+    epochs, steps = plan
+    if max_epochs is None or max_epochs >= epochs:
+        return epochs, steps, False
+    return max_epochs, max_epochs * steps_per_epoch, True
+
+
 def plan_budget(seconds: float, per_step: float, per_val: float, per_gen: float, steps_per_epoch: int,
                 fresh_workers: bool) -> tuple[int, int]:  # fmt: skip
     """(epochs, max_steps) that fill `seconds` of training: whole epochs of `steps_per_epoch`

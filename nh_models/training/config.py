@@ -13,6 +13,7 @@ configuration unchanged; `configs/` at the repository root links to the same fol
 
     cfg = load_config("deeponet")                                   # configs/deeponet.yaml if present
     cfg = load_config("deeponet", "configs/deeponet_small.yaml", {"epochs": 5})
+    cfg = load_config("deeponet", "paper/deeponet")                 # the packaged copy, from any folder
 
 YAML is read with `yaml.safe_load`. Unknown sections or keys raise NHError naming the
 key and listing the valid ones.
@@ -72,6 +73,20 @@ def default_config_path(model_name: str) -> Path | None:
     exists; the paper's configurations are in `nh_models/configs/paper/`."""
     path = CONFIG_DIR / f"{model_name}.yaml"
     return path if path.is_file() else None
+
+
+def find_config(path: str | os.PathLike, what: str = "config file") -> Path:
+    """A config (or search space) file: `path` itself when it exists; else, for a relative path,
+    the packaged copy in CONFIG_DIR, so that `configs/paper/deeponet.yaml`, `paper/deeponet.yaml`
+    and `paper/deeponet` work from any folder. NHError when neither exists."""
+    given = Path(path)
+    if given.exists() or given.is_absolute():
+        return given
+    rel = Path(*given.parts[1:]) if given.parts[0] == "configs" and len(given.parts) > 1 else given
+    for candidate in (CONFIG_DIR / rel, CONFIG_DIR / rel.with_name(rel.name + ".yaml")):
+        if candidate.is_file():
+            return candidate
+    raise NHError(f"{what} {str(given)!r} does not exist, here or among the packaged configs in {CONFIG_DIR}")
 
 
 def load_yaml(path: Path, what: str) -> Any:
@@ -264,14 +279,16 @@ def load_config(
     (with the model's tuned learning rate); the YAML file `path` (default
     `configs/<model>.yaml` when it exists); `overrides`, either nested
     `{"model": {...}, "train": {...}}` or flat keys of either section (None values are
-    skipped, so CLI options that were not given can be passed as None).
+    skipped, so CLI options that were not given can be passed as None). A relative `path`
+    that does not exist names a packaged config (`configs/paper/deeponet.yaml`,
+    `paper/deeponet`: `find_config`).
     """
     from nh_models.models import model_config  # validates the model name and keys
 
     model_keys = [f.name for f in dataclasses.fields(type(model_config(model_name, None)))]
     models: list[dict] = []
     trains: list[dict] = []
-    file = Path(path) if path is not None else default_config_path(model_name)
+    file = find_config(path) if path is not None else default_config_path(model_name)
     if file is not None:
         data = read_yaml(file)
         unknown = sorted(set(data["train"]) - set(TRAIN_KEYS))

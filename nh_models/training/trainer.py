@@ -36,7 +36,8 @@ a wall-clock guard ends the run at the limit after the current step, as a normal
 
 A batch loss that is not finite, or a median of the last 5 batch losses 100 times that of
 the run's first 5, stops the run with one line (NHError) naming the epoch and what to change;
-the checkpoints keep the last good epoch. (Medians, not single batches: where a few orbits
+the run folder is kept: history.csv of the finished epochs, metrics.json (status diverged and
+the reason) and the checkpoints of the last good epoch, and the line says so. (Medians, not single batches: where a few orbits
 carry most of the loss, as with a prior that is already accurate, one batch holding such an
 orbit is hundreds of times another and is not a divergence.)
 
@@ -50,10 +51,8 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
-import json
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,19 +63,19 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
+from nh_data.progress import bar as progress_bar
+from nh_data.progress import format_seconds, write
 
 from ..calibration import calibrate_finished_run
 from ..data import ShardDataset, eval_batches, has_split, iterate_batches
 from ..runtime import retain_freed_memory
 from . import distributed as D
-from .budget import BUDGET_MARGIN, fill, plan_budget
+from .budget import BUDGET_MARGIN, cap_epochs, fill, plan_budget
 from .checkpoint import (
     CHECKPOINT_NAMES,
-    checkpoint_path,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -85,6 +84,7 @@ from .checkpoint import (
 )
 from .config import dump_config, resolve_config
 from .guard import GUARD_WINDOW, Diverged, check_loss
+from .runfolder import check_resume, diverged_run, write_metrics
 from .schedules import make_scheduler, reschedule
 from .source import TrainSource
 from .steps import _check_compiler, _to_device, eval_step, evaluate, train_step
@@ -135,15 +135,15 @@ def train_epoch(
     """
     state.net.train()
     E = train_cfg["epochs"]
-    bar = tqdm(
-        total=n_samples * env.world_size,
+    bar = progress_bar(  # off a terminal: no bar, fit's line per epoch (and one a minute in a long epoch)
+        n_samples * env.world_size,
         desc=f"epoch {state.epoch + 1}/{E}",
         unit="sample",
+        enabled=progress and env.is_main,
+        final=False,
+        every=60.0,
         unit_scale=True,
-        file=sys.stderr,
-        disable=not (progress and env.is_main),
         leave=False,
-        dynamic_ncols=True,
     )
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n_seen = 0
@@ -300,10 +300,10 @@ def fit(
             }
         )
         if progress and env.is_main:
-            tqdm.write(
+            write(
                 f"epoch {state.epoch}/{tc['epochs']}  train {train_loss:.4e}  val {val_loss:.4e}"
-                f"{' *' if is_best else '  '}  lr {lr:.2e}  {sps:,.0f} samples/s",
-                file=sys.stderr,
+                f"{' *' if is_best else '  '}  lr {lr:.2e}  {sps:,.0f} samples/s  "
+                f"ETA {format_seconds(_eta(state, tc, fit_start, first_epoch, deadline))}"
             )
         _save(state, run_dir, meta, env, is_best)
         state.tracker.log_epoch(state.step, state.history[-1])
@@ -319,7 +319,39 @@ def fit(
     return status
 
 
+def _eta(state: TrainState, tc: dict[str, Any], fit_start: float, first_epoch: int,
+         deadline: float | None) -> float:  # fmt: skip
+    """Seconds until the run ends: the epochs left at this call's mean time per epoch, at most
+    what is left of a time limit."""
+    now = time.perf_counter()
+    left = (tc["epochs"] - state.epoch) * (now - fit_start) / max(state.epoch - first_epoch, 1)
+    return min(left, deadline - now) if deadline is not None else left
+
+
 # ----------------------------------------------------------------- planning a time budget
+
+
+def _plan_time_limit(state: TrainState, source: TrainSource, tc: dict[str, Any], device: torch.device,
+                     val_ds: ShardDataset, env: D.DistEnv, clock_start: float, max_epochs: int | None,
+                     progress: bool) -> float | None:  # fmt: skip
+    """Set tc's epochs and max_steps to fill its time limit, at most `max_epochs` epochs, on
+    timed steps (`_time_steps`, rank 0's plan), and say which bounds the run. Returns the
+    wall-clock deadline (None under torchrun: the guard is off)."""
+    spe = source.steps_per_epoch()
+    per_step, per_val, per_gen = _time_steps(state, source, tc, device, val_ds)
+    left = tc["time_limit"] * 60.0 - (time.perf_counter() - clock_start)
+    fits = plan_budget(left, per_step, per_val, per_gen, spe, tc["num_workers"] > 0)
+    epochs, steps, capped = cap_epochs(fits, max_epochs, spe)
+    plan = D.all_reduce_sum([float(x) if env.is_main else 0.0 for x in (epochs, steps)], env, device)
+    tc["epochs"], tc["max_steps"] = int(plan[0]), int(plan[1])
+    if progress and env.is_main:
+        if capped:
+            bound = f"bound by the epochs asked for ({max_epochs}; the time limit would allow {fits[0]})"
+        else:
+            bound = "bound by the time limit" + (f" (before the {max_epochs} epochs asked for)" if max_epochs else "")
+        write(f"time limit {tc['time_limit']:g} min: {per_step * 1e3:.1f} ms/step, validation {per_val:.2f} s "
+              f"-> {tc['epochs']} epochs, {tc['max_steps']} steps; {bound}")  # fmt: skip
+    return None if env.distributed else clock_start + tc["time_limit"] * 60.0
 
 
 def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], device: torch.device,
@@ -404,74 +436,6 @@ def _open_datasets(
     return result if result is not None else open_all()
 
 
-def _check_resume(model_name: str, config: dict | None, resume: Path) -> dict[str, Any]:
-    ckpt = load_checkpoint(checkpoint_path(resume, "last"))
-    if ckpt["model_name"] != model_name:
-        raise NHError(f"run {str(resume)!r} trained {ckpt['model_name']!r}, not {model_name!r}")
-    if config is not None:
-        given = resolve_config(model_name, config)
-        diff = [
-            f"{s}.{k}"
-            for s in ("model", "train")
-            for k in given[s]
-            if given[s][k] != ckpt["config"][s].get(k)
-        ]
-        if diff:
-            raise NHError(f"--resume keeps the run's saved config; these values differ: {', '.join(diff)}")
-    done, total = ckpt["epoch"], ckpt["config"]["train"]["epochs"]
-    if done >= total:
-        raise NHError(f"run {str(resume)!r} already completed {done}/{total} epochs; nothing to resume")
-    try:
-        finished = json.loads((resume / "metrics.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError):
-        finished = False
-    if finished:
-        raise NHError(
-            f"run {str(resume)!r} already completed its {ckpt.get('step', 0)} steps; nothing to resume"
-        )
-    return ckpt
-
-
-def _write_metrics(
-    run_dir: Path,
-    state: TrainState,
-    model_name: str,
-    train_cfg: dict[str, Any],
-    test_loss: float | None,
-    device: torch.device,
-    env: D.DistEnv,
-    status: str,
-) -> dict[str, Any]:
-    rows = state.history
-    metrics = {
-        "model": model_name,
-        "status": status,
-        "epochs": train_cfg["epochs"],
-        "epochs_done": state.epoch,
-        "steps_done": state.step,
-        "max_steps": train_cfg["max_steps"],
-        "time_limit_min": train_cfg["time_limit"],
-        "final_val_loss": rows[-1]["val_loss"] if rows else None,
-        "best_val_loss": state.best_val_loss if rows else None,
-        "best_epoch": state.best_epoch if rows else None,
-        "final_train_loss": rows[-1]["train_loss"] if rows else None,
-        "test_loss": test_loss,
-        "num_parameters": sum(p.numel() for p in state.model.parameters() if p.requires_grad),
-        "samples_per_s": sum(r["samples_per_s"] for r in rows) / len(rows) if rows else None,
-        "train_seconds": sum(r["seconds"] for r in rows),
-        "device": str(device),
-        "world_size": env.world_size,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if env.is_main:
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        if rows:
-            from .plot import plot_loss_curve
-
-            plot_loss_curve(rows, run_dir / "loss.png", title=f"{model_name} ({run_dir.name})")
-    return metrics
-
-
 def train(
     model_name: str,
     config: dict[str, Any] | None,
@@ -484,6 +448,8 @@ def train(
     progress: bool = True,
     test: bool = True,
     calibrate: bool = True,
+    started: Callable[[Path], None] | None = None,
+    max_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
 
@@ -494,7 +460,11 @@ def train(
     test: score the best checkpoint on the test split at the end (metrics `test_loss`;
     None without it: a caller that scores the run itself, like bench/accuracy.py, skips it).
     calibrate: write the split-conformal bands (calibration.json) at the end.
-    The run folder is created only once the data and the config have been checked.
+    The run folder is created only once the data and the config have been checked;
+    `started(run_dir)` is called (on rank 0) once it exists.
+    max_epochs: with a time limit, train at most this many epochs (the schedule is planned for
+    them when they end before the limit): what `nh train --epochs` asks for beside a recipe's
+    time limit. (The config's own `epochs` is ignored under a time limit: recipes set 1000.)
     Under torchrun every process calls this; rank 0 writes the files.
     """
     from nh_models.models import get_model
@@ -506,7 +476,7 @@ def train(
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)
-        ckpt = _check_resume(model_name, config, run_dir)
+        ckpt = check_resume(model_name, config, run_dir)
         config = ckpt["config"]
         data_dir = data_dir if data_dir is not None else ckpt.get("data_dir")
     else:
@@ -543,21 +513,8 @@ def train(
         state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=None)  # type: ignore[arg-type]
         deadline = None
         if ckpt is None and tc["time_limit"] > 0:
-            per_step, per_val, per_gen = _time_steps(state, source, tc, dev, datasets["val"])
-            left = tc["time_limit"] * 60.0 - (time.perf_counter() - clock_start)
-            plan = plan_budget(
-                left, per_step, per_val, per_gen, source.steps_per_epoch(), tc["num_workers"] > 0
-            )
-            plan_t = D.all_reduce_sum([float(x) if env.is_main else 0.0 for x in plan], env, dev)
-            tc["epochs"], tc["max_steps"] = int(plan_t[0]), int(plan_t[1])
-            if not env.distributed:
-                deadline = clock_start + tc["time_limit"] * 60.0
-            if progress and env.is_main:
-                tqdm.write(
-                    f"time limit {tc['time_limit']:g} min: {per_step * 1e3:.1f} ms/step, validation "
-                    f"{per_val:.2f} s -> {tc['epochs']} epochs, {tc['max_steps']} steps",
-                    file=sys.stderr,
-                )
+            deadline = _plan_time_limit(state, source, tc, dev, datasets["val"], env, clock_start, max_epochs,
+                                        progress)  # fmt: skip
         state.scheduler = make_scheduler(optimizer, tc, total_steps(tc, source.steps_per_epoch()))
         replan = None
         if deadline is not None and tc["epochs"] > 1:
@@ -571,6 +528,9 @@ def train(
                                    max(per_epoch - spe * per_step, 0.0), spe)  # fmt: skip
                 if more == 0:  # the deadline guard ends this one
                     more, steps = 1, spe
+                if max_epochs is not None and state.epoch + more > max_epochs:  # still at most max_epochs
+                    more = max_epochs - state.epoch
+                    steps = more * spe
                 tc["epochs"], tc["max_steps"] = state.epoch + more, state.step + steps
                 total = total_steps(tc, spe)
                 reschedule(state.scheduler, tc, total)
@@ -579,9 +539,7 @@ def train(
                         run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
                     )
                     if progress:
-                        tqdm.write(
-                            f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs", file=sys.stderr
-                        )
+                        write(f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs")
                 return total
 
         if env.is_main:
@@ -589,6 +547,8 @@ def train(
             if ckpt is None:
                 write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
             tracker = state.tracker = open_tracker(tc.get("log", "none"), run_dir, config, model_name)
+            if started is not None:
+                started(run_dir)
         if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
             torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
         if ckpt is not None:
@@ -631,13 +591,17 @@ def train(
                 deadline=deadline,
                 replan=replan,
             )
-        except Diverged:
-            if state.history:
-                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="diverged")
-            raise
+        except Diverged as exc:
+            raise diverged_run(exc, run_dir, state, model_name, tc, dev, env) from None
         except BaseException:
             if state.history:
-                _write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
+                write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
+            elif ckpt is None and env.is_main:  # stopped before its first epoch: nothing to keep
+                (run_dir / "config.yaml").unlink(missing_ok=True)
+                try:
+                    run_dir.rmdir()
+                except OSError:  # training logs (--log) or files of someone else's: leave them
+                    pass
             raise
 
         test_loss = None
@@ -654,7 +618,7 @@ def train(
                 bf16=tc["bf16"],
                 num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
             )
-        metrics = _write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
+        metrics = write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
         if calibrate and env.is_main:
             calibrate_finished_run(run_dir, Path(data_dir), str(dev), progress)
         D.barrier(env)

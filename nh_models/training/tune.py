@@ -15,6 +15,12 @@ grouped like a config:
     train:
       lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
 
+Each trial trains for the base config's budget unless told otherwise: `time_limit` minutes
+(default DEFAULT_TRIAL_MINUTES when the base config has a time limit, as the recommended
+recipes do, so that a small study takes minutes, not hours of 10-minute trials), `epochs`,
+or both (at most `epochs` within the time limit). Off a terminal it prints one line per
+trial: its result, the trials done, the best value so far and an ETA.
+
 The study lives in an Optuna storage (default `sqlite:///runs/tune.db`): the
 same command with the same storage and study name continues it, adding N
 trials. The best configuration is written to `<out>/best.yaml`, which
@@ -30,6 +36,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,10 @@ _ENTRY_KEYS = {
 }
 
 
+#: minutes per trial when the base config has a time limit and neither --time-limit nor --epochs is given
+DEFAULT_TRIAL_MINUTES = 1.0
+
+
 class NonFiniteLoss(RuntimeError):
     """A trial's validation loss became NaN or infinite."""
 
@@ -59,8 +70,13 @@ def default_space_path(model_name: str) -> Path:
 
 
 def read_space(path: str | os.PathLike) -> dict[str, dict[str, dict[str, Any]]]:
-    """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}."""
-    path = Path(path)
+    """Read and check a search space file; returns {"model": {key: entry}, "train": {key: entry}}.
+
+    A relative path that does not exist names a packaged one (`configs/deeponet_tune.yaml`,
+    `deeponet_tune`)."""
+    from .config import find_config
+
+    path = find_config(path, "search space file")
     data = load_yaml(path, "search space file")
     if not isinstance(data, dict) or not data:
         raise NHError(f"search space file {str(path)!r} must map sections model/train to parameters")
@@ -158,6 +174,66 @@ def _trials_csv(study) -> str:
     return buf.getvalue()
 
 
+def trial_budget(base_train: dict[str, Any], epochs: int | None, time_limit: float | None
+                 ) -> tuple[dict[str, Any], int | None, str]:  # fmt: skip
+    """What bounds every trial: (train overrides, max_epochs for the trainer, a description).
+
+    Given values win over the base config: time_limit and epochs together mean at most
+    `epochs` within the time limit; epochs alone turn the base config's time limit off;
+    neither: DEFAULT_TRIAL_MINUTES if the base config has a time limit, else its epochs."""
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                   or not math.isfinite(time_limit) or time_limit <= 0):  # fmt: skip
+        raise NHError(f"--time-limit must be a number of minutes > 0, got {time_limit!r}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise NHError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    if time_limit is None and epochs is None:
+        if base_train["time_limit"] <= 0:
+            return {}, None, f"{base_train['epochs']} epochs each (the base config's)"
+        time_limit = DEFAULT_TRIAL_MINUTES
+    if time_limit is None:
+        return {"epochs": epochs, "time_limit": 0.0}, None, f"{epochs} epochs each"
+    fixed: dict[str, Any] = {"time_limit": float(time_limit)}
+    if epochs is None:
+        return fixed, None, f"{time_limit:g} min each"
+    return {**fixed, "epochs": epochs}, epochs, f"at most {epochs} epochs in {time_limit:g} min each"
+
+
+class TrialLog:
+    """The progress of `nh tune` (an Optuna callback): a bar on a terminal, and one line per
+    finished trial: its state, value and parameters, the trials done, the best value so far
+    (and its trial) and an ETA from this call's mean time per trial."""
+
+    def __init__(self, n_trials: int, study_name: str, enabled: bool) -> None:
+        from nh_data.progress import bar
+
+        self.n, self.done, self.enabled = n_trials, 0, enabled
+        self.bar = bar(n_trials, desc=f"tune {study_name}", unit="trial", enabled=enabled, final=False)
+        self.start = time.perf_counter()
+
+    def __call__(self, study, trial) -> None:
+        from nh_data.progress import format_seconds, write
+
+        self.done += 1
+        self.bar.update()
+        if not self.enabled:
+            return
+        value = "" if trial.value is None else f" val {trial.value:.4e}"
+        err = trial.user_attrs.get("error", "")
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        best = min(complete, key=lambda t: t.value) if complete else None
+        best_text = f"best {best.value:.4e} (trial {best.number})" if best else "no trial completed yet"
+        left = (time.perf_counter() - self.start) / self.done * (self.n - self.done)
+        eta = f", ETA {format_seconds(left)}" if self.done < self.n else ""
+        write(f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''} | "
+              f"{self.done}/{self.n} done, {best_text}{eta}")  # fmt: skip
+        if best:
+            self.bar.set_postfix(best=f"{best.value:.3e}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def tune(
     model_name: str,
     n_trials: int,
@@ -167,6 +243,7 @@ def tune(
     study_name: str | None = None,
     out_dir: str | os.PathLike | None = None,
     epochs: int | None = None,
+    time_limit: float | None = None,
     base_config: str | os.PathLike | None = None,
     space_path: str | os.PathLike | None = None,
     device: str = "cpu",
@@ -176,9 +253,8 @@ def tune(
     """Run (or continue) an Optuna study of `n_trials` more trials; write best.yaml and trials.csv.
 
     base_config: YAML the samples are laid over (default: configs/<model>.yaml);
-    space_path: search space (default: configs/<model>_tune.yaml); epochs:
-    overrides train.epochs of every trial (and turns off a time_limit of the base config).
-    Returns a summary dict.
+    space_path: search space (default: configs/<model>_tune.yaml); time_limit (minutes)
+    and epochs: what bounds each trial (`trial_budget`). Returns a summary dict.
     """
     import optuna
 
@@ -191,20 +267,17 @@ def tune(
         raise NHError(f"unknown model {model_name!r}; valid: {', '.join(MODEL_NAMES)}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise NHError(f"--trials must be an integer >= 1, got {n_trials!r}")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise NHError(f"--epochs must be an integer >= 1, got {epochs!r}")
     study_name = study_name or model_name
     out = Path(out_dir) if out_dir is not None else Path("runs") / "tune" / study_name
     space = read_space(space_path if space_path is not None else default_space_path(model_name))
-    # --epochs means epochs: it replaces a time budget of the base config
-    fixed = {"train": {"epochs": epochs, "time_limit": 0.0}} if epochs is not None else {}
+    # fail fast on user errors: a bad base config or budget, space keys the config does not have, missing data
+    fixed, max_epochs, budget = trial_budget(load_config(model_name, base_config)["train"], epochs, time_limit)
 
     def build(sampled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **fixed.get("train", {})}}
+        overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **fixed}}
         return load_config(model_name, base_config, overrides)
 
-    # fail fast on user errors: a bad base config, space keys the config does not have, missing data
-    load_config(model_name, base_config, fixed or None)
+    load_config(model_name, base_config, {"train": fixed})
     model_keys = {f.name for f in dataclasses.fields(type(model_config(model_name, None)))}
     for section, valid in (("model", model_keys), ("train", set(TRAIN_KEYS))):
         bad = sorted(set(space[section]) - valid)
@@ -257,41 +330,12 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.3e})")
 
-        metrics = train(
-            model_name, config, data_dir, run_dir, device=device, epoch_callback=report, progress=False
-        )
+        metrics = train(model_name, config, data_dir, run_dir, device=device, epoch_callback=report, progress=False,
+                        max_epochs=max_epochs)  # fmt: skip
         best = metrics.get("best_val_loss")
         if best is None or not math.isfinite(best):
             raise NonFiniteLoss(f"best validation loss is {best}")
         return float(best)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=n_trials,
-        desc=f"tune {study_name}",
-        unit="trial",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-
-    def log(study, trial) -> None:
-        bar.update()
-        if not progress:
-            return
-        value = "" if trial.value is None else f" val {trial.value:.4e}"
-        err = trial.user_attrs.get("error", "")
-        params = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
-        )
-        tqdm.write(
-            f"trial {trial.number}: {trial.state.name}{value} ({params}){' ' + err if err else ''}",
-            file=sys.stderr,
-        )
-        done = [t.value for t in study.trials if t.state.name == "COMPLETE"]
-        if done:
-            bar.set_postfix(best=f"{min(done):.3e}")
 
     def wrapped(trial) -> float:
         try:
@@ -303,13 +347,15 @@ def tune(
             raise
 
     if progress:
-        print(
-            f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more",
-            file=sys.stderr,
-            flush=True,
-        )
-    with bar:
+        minutes = fixed.get("time_limit", 0.0)
+        about = f", about {n_trials * minutes:g} min of training" if minutes else ""
+        print(f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more, "
+              f"{budget}{about}", file=sys.stderr, flush=True)  # fmt: skip
+    log = TrialLog(n_trials, study_name, progress)
+    try:
         study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
+    finally:
+        log.close()
 
     states: dict[str, int] = {}
     for t in study.trials:
