@@ -295,6 +295,17 @@ def test_nh_eval_measures_det_j_one_to_round_off(trained, tmp_path):
     run = json.loads((out / "metrics.json").read_text())["runs"]["run"]
     assert run["model"] == "symponet"
     assert run["detJ"]["max_abs_detJ_minus_1"] < 1e-8 and run["detJ"]["median_abs_detJ_minus_1"] < 1e-9
+    # what training added: the prior alone (learned: false, the same weights) evaluated beside it,
+    # and the integrators at the run's own force evaluations per orbit on its own interpolant
+    metrics = json.loads((out / "metrics.json").read_text())
+    alone = metrics["runs"]["run (prior alone)"]
+    assert alone["learned"] is False and alone["test"]["overall"]["loss"] != run["test"]["overall"]["loss"]
+    rows = run["equal_cost"]["rows"]
+    assert {"model", "prior alone", "leapfrog", "yoshida4", "rk4", "processed", "rk4 at equal time"} == set(rows)
+    assert rows["prior alone"]["loss"] == pytest.approx(alone["work_precision"]["loss"], rel=1e-4)
+    assert all(rows[m]["evaluations"] <= run["equal_cost"]["evaluations_per_orbit"] for m in ("leapfrog", "rk4"))
+    report = (out / "report.md").read_text()
+    assert "## At equal cost, on the model's own interpolant" in report and "| prior alone |" in report
 
 
 def test_small_config_reduces_validation_loss_tenfold(tmp_path, untrained_val_loss):

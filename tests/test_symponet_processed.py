@@ -238,7 +238,7 @@ def test_equal_cost_table_gives_every_integrator_at_most_the_models_evaluations(
     budget = table["evaluations_per_orbit"]
     assert budget == model.force_evaluations_per_orbit(5)
     rows = table["rows"]
-    assert set(rows) == {"model", "prior alone", *si.METHODS, "rk4 at equal time"}
+    assert set(rows) == {"model", "prior alone", "classical coefficients", *si.METHODS, "rk4 at equal time"}
     for name in si.METHODS:
         assert rows[name]["evaluations"] <= budget
         assert si.evaluations(name, rows[name]["steps"] + 1) > budget
@@ -282,3 +282,22 @@ def test_processed_flow_is_a_composition_of_the_module_functions():
     q, p = processed.flow(t, ic, table, None, 20, (1.0,))
     qh, ph = si.integrate(V, t[:, -1:], ic, "leapfrog", 20)  # t = 2: a grid point, no read-out error
     assert torch.allclose(q[:, -1:], qh, atol=1e-12) and torch.allclose(p[:, -1:], ph, atol=1e-12)
+
+
+def test_small_fast_recipe_learns_below_its_prior_alone(tmp_path):
+    from nh_models.data import ShardDataset
+    from nh_models.testing import write_synthetic_dataset
+    from nh_models.training.checkpoint import build_model, load_checkpoint
+    from nh_models.training.config import CONFIG_DIR, load_config
+    from nh_models.training.steps import evaluate
+    from nh_models.training.trainer import train
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, n_train=400, n_val=100, n_test=100, seed=0)
+    cfg = load_config("symponet", CONFIG_DIR / "symponet_fast_small.yaml")
+    train("symponet", cfg, data, tmp_path / "run", progress=False)
+    model = build_model(load_checkpoint(tmp_path / "run" / "checkpoint_best.pt")).eval()
+    test = ShardDataset(data, "test")
+    trained = evaluate(model, test, batch_size=100, device=torch.device("cpu"))
+    alone = evaluate(model.prior_alone(), test, batch_size=100, device=torch.device("cpu"))
+    assert trained * 10 <= alone, (trained, alone)

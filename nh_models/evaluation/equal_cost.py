@@ -51,7 +51,11 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[st
         budget = net.force_evaluations_per_orbit(W)
         rows: dict[str, Any] = {}
         with torch.inference_mode():
-            for label, m in (("model", net), ("prior alone", net.prior_alone())):
+            models = [("model", net), ("prior alone", net.prior_alone())]
+            classical = net.classical_alone() if hasattr(net, "classical_alone") else None
+            if classical is not None:
+                models.append(("classical coefficients", classical.eval()))
+            for label, m in models:
                 (q, p), sec = _timed(lambda m=m: m(V, t, ic), repeats)
                 rows[label] = {
                     "evaluations": m.force_evaluations_per_orbit(W),

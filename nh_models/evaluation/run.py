@@ -358,16 +358,21 @@ def evaluate_runs(
             )
         )
         if hasattr(model, "prior_alone") and model.config.learned:  # what training added: the prior beside it
-            candidates.append(
-                Candidate.from_model(
-                    f"{label} (prior alone)",
-                    model.prior_alone(),
-                    device,
-                    settings.batch_size,
-                    run=str(r),
-                    info={"model": model.name, "n_params": int(n_params), "learned": False, "equal_cost": False},
+            fixed = [("prior alone", model.prior_alone())]
+            if model.classical_alone() is not None:  # and the textbook coefficients in the same structure
+                fixed.append(("classical coefficients", model.classical_alone()))
+            for name, other in fixed:
+                candidates.append(
+                    Candidate.from_model(
+                        f"{label} ({name})",
+                        other.eval(),
+                        device,
+                        settings.batch_size,
+                        run=str(r),
+                        info={"model": model.name, "n_params": int(n_params), "learned": name != "prior alone",
+                              "equal_cost": False},  # fmt: skip
+                    )
                 )
-            )
     if data_dir is None:
         if not names:
             raise NHError("nothing to evaluate: no test data (give --data) and --physics none")

@@ -176,7 +176,7 @@ class SympONet(OperatorModel):
                                         config.local_kernel)  # fmt: skip
             if config.init == "classical":
                 self.local.classical()
-            self.infer_tokens = 100_000  # a trajectory per orbit: inference blocks of many orbits
+            self.infer_tokens = 400_000  # a trajectory per orbit: inference blocks of many orbits
             return
         n = config.ridges
         self.groups = config.shears + (1 if config.steps else 0)  # sets of (f, g)
@@ -249,6 +249,17 @@ class SympONet(OperatorModel):
         other = copy.deepcopy(self)
         other.config = dataclasses.replace(self.config, learned=False)
         return other
+
+    def classical_alone(self) -> SympONet | None:
+        """The same processed grid with the textbook correction of leapfrog instead of the learned
+        one (linear part at the classical coefficients, no CNN): what the structure gives untrained.
+        None unless `grid: processed` with the leapfrog prior."""
+        c = self.config
+        if c.grid != "processed" or c.prior != "leapfrog":
+            return None
+        cfg = dataclasses.replace(c, init="classical", local_layers=0, learned=True)
+        p = next(self.parameters())
+        return type(self)(cfg).to(device=p.device, dtype=p.dtype)
 
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         if self.config.grid == "processed":

@@ -55,7 +55,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # beyond the paper (defaults keep the paper's trainer); see nh_models/train.py
     "schedule": "exp_hyperbolic",  # per epoch (the paper) | cosine: per step, after `warmup`
     "warmup": 0.0,  # fraction of the steps with a linear warm-up (cosine schedule)
-    "loss": "mse",  # training objective: mse (the paper's) | logcosh (v1.33); val/test are MSE
+    "loss": "mse",  # training objective: mse (the paper's) | logcosh (v1.33) | logmse; val/test are MSE
     "time_limit": 0.0,  # minutes of training; > 0 plans epochs/max_steps to fill them
     "max_steps": 0,  # optimizer steps in all (0: epochs x steps per epoch)
     "fresh": 0,  # > 0: every epoch trains on this many fresh potentials drawn like the data's
@@ -65,7 +65,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DTYPES = ("float32", "float64")
 SCHEDULES = ("exp_hyperbolic", "cosine")
-LOSSES = ("mse", "logcosh")
+LOSSES = ("mse", "logcosh", "logmse")
 
 
 def default_config_path(model_name: str) -> Path | None:

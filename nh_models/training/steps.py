@@ -32,6 +32,12 @@ def logcosh_loss(q_hat: Tensor, p_hat: Tensor, q: Tensor, p: Tensor) -> Tensor:
     return 0.5 * (lc(q_hat - q) + lc(p_hat - p))
 
 
+def logmse_loss(per_sample: Tensor) -> Tensor:
+    """mean log(MSE of each orbit + 1e-14): every orbit's relative error counts alike, so a few
+    ill-conditioned orbits (long periods near a barrier) do not set every gradient step."""
+    return torch.log(per_sample + 1e-14).mean()
+
+
 def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     if bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -62,15 +68,21 @@ def train_step(
     """One optimisation step on `batch`; returns the batch's data loss 0.5 (MSE_q + MSE_p), detached.
 
     net: the module to call (the model, or its DDP / compiled wrapper); model: the bare
-    model (for `regularizer()` and the parameters to clip). loss_kind: the objective, "mse"
-    or "logcosh" (the returned value is the MSE either way).
+    model (for `regularizer()` and the parameters to clip). loss_kind: the objective, "mse",
+    "logcosh" or "logmse" (the returned value is the MSE either way).
     """
     optimizer.zero_grad(set_to_none=True)
     with _autocast(batch["V"].device, bf16):
         q_hat, p_hat = net(batch["V"], batch["t"], batch["ic"])  # (B, W), (B, W)
         q_hat, p_hat = q_hat.float(), p_hat.float()
-        data_loss = per_sample_loss(q_hat, p_hat, batch["q"], batch["p"]).mean()
-        objective = data_loss if loss_kind == "mse" else logcosh_loss(q_hat, p_hat, batch["q"], batch["p"])
+        per_sample = per_sample_loss(q_hat, p_hat, batch["q"], batch["p"])
+        data_loss = per_sample.mean()
+        if loss_kind == "mse":
+            objective = data_loss
+        elif loss_kind == "logmse":
+            objective = logmse_loss(per_sample)
+        else:
+            objective = logcosh_loss(q_hat, p_hat, batch["q"], batch["p"])
         loss = objective + model.regularizer()
     loss.backward()
     if grad_clip > 0:

@@ -3,8 +3,8 @@
     metrics = train("deeponet", load_config("deeponet"), "data/normal", "runs/deeponet-1")
 
 Loss: 0.5 (MSE_q + MSE_p) + model.regularizer() (VaRONet's kl_weight x KL; zero otherwise);
-`loss: logcosh` trains on 0.5 (mean log cosh(dq) + mean log cosh(dp)) instead (validation and
-test stay MSE). AdamW, the ExpHyperbolicLR schedule (SPEC section 8, stepped per epoch) or
+`loss: logcosh` trains on 0.5 (mean log cosh(dq) + mean log cosh(dp)) instead, `loss: logmse` on
+the mean over orbits of log MSE (validation and test stay MSE). AdamW, the ExpHyperbolicLR schedule (SPEC section 8, stepped per epoch) or
 `schedule: cosine` (stepped per optimizer step, a linear warm-up over the first `warmup`
 fraction, then a cosine down to infimum_lr), gradient clipping by global norm, optional bf16 autocast and torch.compile (on CUDA, and on CPU too: bf16 pays off
 there only with AVX512-BF16 or AMX, compile needs a C++ compiler). Under torchrun the same code
