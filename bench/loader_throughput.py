@@ -144,11 +144,13 @@ def _ensure_dataset(args: argparse.Namespace) -> tuple[Path, str]:
         return d, f"given dataset {d}"
     d = REPO / "parquet_data" / f"bench_loader_{args.potentials}"
     rows = args.potentials * ORBITS_PER_POTENTIAL
+    synthetic = _synthetic_writer()
+    names = (synthetic.GENERATOR, *synthetic.OLD_GENERATORS)
     if (d / "manifest.json").exists():
         m = read_manifest(d)
-        if m["config"].get("generator") == "nh_models.synthetic" and m["counts"].get("train") == rows:
+        if m["config"].get("generator") in names and m["counts"].get("train") == rows:
             return d, f"synthetic dataset (reused) {d}"
-        if m["config"].get("generator") != "nh_models.synthetic":
+        if m["config"].get("generator") not in names:
             return d, f"nh data build dataset (reused) {d}"
     t0 = time.perf_counter()
     if args.source == "build":
@@ -157,14 +159,23 @@ def _ensure_dataset(args: argparse.Namespace) -> tuple[Path, str]:
         build_dataset(d, args.potentials, seed=0, workers=args.workers, overwrite=True, progress=True)
         what = f"nh data build dataset {d}"
     else:
-        from nh_models.testing import write_synthetic_dataset
-
-        write_synthetic_dataset(
+        synthetic.write_synthetic_dataset(
             d, n_train=rows, n_val=0, n_test=0, seed=0, rows_per_shard=SHARD_POTENTIALS * ORBITS_PER_POTENTIAL
         )
-        what = f"synthetic dataset (nh_models.synthetic, nh_data schema) {d}"
+        what = f"synthetic dataset ({synthetic.GENERATOR}, nh_data schema) {d}"
     print(f"wrote {what} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return d, what
+
+
+def _synthetic_writer():
+    """tests/synthetic.py, the test data writer, loaded by its path (it is test scaffolding,
+    not part of the library, and this script does not edit sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synthetic", REPO / "tests" / "synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run_child(side: str, data_dir: Path, batch_sizes: list[int], threads: int) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from .config import JIT
-from .integrators import _RK, ExplicitRK, _integrate_one
+from .integrators import ExplicitRK
 
 OK, TOO_MANY_STEPS, NON_FINITE = 0, 1, 2
 #: kinks closer than this to a step's start or end are treated as already reached
@@ -630,14 +630,3 @@ def integrate_adaptive(
     )
     return q_out, p_out, int(status), int(nfev)
 
-
-def integrate_fixed(dV, params, q0: float, p0: float, t_out, dt: float, method: EmbeddedRK = DOP853):
-    """Integrate with the main formula of `method` at fixed steps <= dt (for order tests); (q, p)."""
-    t_out = np.ascontiguousarray(t_out, dtype=np.float64)
-    params = np.ascontiguousarray(params, dtype=np.float64)
-    rk = method.fixed_step()
-    q_out = np.empty_like(t_out)
-    p_out = np.empty_like(t_out)
-    w = np.zeros(1)
-    _integrate_one(dV, params, float(q0), float(p0), t_out, float(dt), _RK, w, rk.a, rk.b, q_out, p_out)
-    return q_out, p_out

@@ -182,8 +182,3 @@ def V_batch(q: np.ndarray, params: np.ndarray) -> np.ndarray:
     _V_grid(q, params, out)
     return out
 
-
-def interior_breaks(params: np.ndarray) -> np.ndarray:
-    """Interior breakpoints (the knots where V''' jumps) of a packed params row."""
-    n = int(params[0])
-    return np.ascontiguousarray(params[2 : 1 + n])

@@ -18,10 +18,9 @@ The package, by what each part does (docs/architecture.md):
                  baselines (oracle), test split and physics cases, `nh eval`, report, plots
     inference/   `nh predict`: potentials from names, files, formulas; chained prediction, bands
     calibration.py  split-conformal error bands (`nh calibrate`, end of `nh train`)
-    demo.py      the one-command demo;  runtime.py  process settings;  testing.py  test data
+    demo.py      the one-command demo;  runtime.py  process settings
 
-`nh_models.train`, `nh_models.evaluate` and `nh_models.tune` are the old paths of
-`train`, `evaluate_runs` and `tune`, kept as re-exports.
+Test data in the real schema (harmonic orbits) is written by tests/synthetic.py.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ _API = {
     "iterate_batches": "data",
     "FreshOrbits": "fresh",
     "iterate_chunks": "fresh",
-    "write_synthetic_dataset": "testing",
     # training and loading runs
     "load_config": "training.config",
     "load_run": "training.checkpoint",

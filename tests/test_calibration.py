@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
 from nh_models.calibration import (
@@ -25,7 +26,6 @@ from nh_models.calibration import (
 from nh_models.evaluation.cases import load_test
 from nh_models.evaluation.coverage import chained_coverage, coverage_summary
 from nh_models.evaluation.report import coverage_table
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic import write_synthetic_dataset
 
 from nh_models.models import get_model
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.checkpoint import load_checkpoint
 from nh_models.training.config import load_config
 from nh_models.training.trainer import train

@@ -18,6 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.interpolate import CubicSpline
+from synthetic import write_synthetic_dataset
 
 from nh_data.problem import SENSORS
 from nh_models.evaluation import (
@@ -51,7 +52,6 @@ from nh_models.evaluation.oracle import (
     sensor_spline,
     sensor_V,
 )
-from nh_models.testing import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

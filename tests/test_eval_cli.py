@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.config import PAPER_CONFIG_DIR, load_config
 from nh_models.training.trainer import train
 

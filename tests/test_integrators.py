@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from naive import integrate_fixed, interior_breaks
 from numba import njit
 
-from nh_data.adaptive import DOP853, integrate_adaptive, integrate_fixed
+from nh_data.adaptive import DOP853, integrate_adaptive
 from nh_data.config import JIT
 from nh_data.ground_truth import CERT_TOL, certified_orbits
 from nh_data.initial import sample_initial, sample_times
 from nh_data.integrators import METHODS, integrate
 from nh_data.potentials import V0, sample_potentials
-from nh_data.spline import V_rows, dV_pp, interior_breaks
+from nh_data.spline import V_rows, dV_pp
 
 
 @njit(**JIT)

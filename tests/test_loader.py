@@ -17,12 +17,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic import write_synthetic_dataset
 
 from nh_data.errors import NHError
 from nh_data.fileio import sha256_file
 from nh_models import data as D
 from nh_models.data import EpochBatchSampler, ShardDataset, eval_batches, iterate_batches
-from nh_models.testing import write_synthetic_dataset
 
 
 def _shard_rows(data_dir: Path, split: str) -> dict[str, np.ndarray]:

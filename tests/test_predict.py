@@ -11,6 +11,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
 from nh_data.errors import NHError
@@ -20,7 +21,6 @@ from nh_models.calibration import load_calibration
 from nh_models.evaluation.predictors import model_predictor
 from nh_models.evaluation.structure import chain
 from nh_models.inference import Formula, check_inputs, predict, read_potential_file, resolve_potential
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.checkpoint import load_run
 from nh_models.training.trainer import train
 

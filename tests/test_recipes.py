@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 import nh_models.training.trainer as T
 from cli import nh
@@ -20,7 +21,6 @@ from nh_data.errors import NHError
 from nh_models.models import MODEL_NAMES, PAPER_MODEL_NAMES, get_model
 from nh_models.models.base import energy_features
 from nh_models.models.deeponet import chebyshev_basis
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training import schedules
 from nh_models.training.checkpoint import load_checkpoint
 from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR, load_config

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
 from nh_data.errors import NHError
@@ -17,7 +18,6 @@ from nh_data.potentials import sample_potentials
 from nh_data.spline import spline_dV
 from nh_models.models import get_model
 from nh_models.models.symponet import force_table, sensor_force
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.checkpoint import build_model, load_checkpoint
 from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR, load_config
 from nh_models.training.trainer import train

@@ -285,8 +285,9 @@ def test_processed_flow_is_a_composition_of_the_module_functions():
 
 
 def test_small_fast_recipe_learns_below_its_prior_alone(tmp_path):
+    from synthetic import write_synthetic_dataset
+
     from nh_models.data import ShardDataset
-    from nh_models.testing import write_synthetic_dataset
     from nh_models.training.checkpoint import build_model, load_checkpoint
     from nh_models.training.config import CONFIG_DIR, load_config
     from nh_models.training.steps import evaluate

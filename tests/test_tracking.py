@@ -8,9 +8,9 @@ import io
 
 import pytest
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from synthetic import write_synthetic_dataset
 
 import nh_models.training.trainer as T
 from nh_data.errors import NHError
 from nh_models.data import ShardDataset
 from nh_models.models import get_model
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.checkpoint import (
     digest,
     load_checkpoint,

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.config import CONFIG_DIR
 from nh_models.training.trainer import train
 

@@ -9,11 +9,11 @@ import math
 import pytest
 import yaml
 from click.testing import CliRunner
+from synthetic import write_synthetic_dataset
 
 from cli import nh
 from nh_data.errors import NHError
 from nh_models.models import MODEL_NAMES
-from nh_models.testing import write_synthetic_dataset
 from nh_models.training.config import CONFIG_DIR, load_config
 from nh_models.training.tune import read_space, tune
 

@@ -92,11 +92,3 @@ def all_reduce_sum(values: list[float], env: DistEnv, device: torch.device) -> l
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
 
-
-def broadcast_flag(flag: bool, env: DistEnv, device: torch.device) -> bool:
-    """Rank 0's flag on every rank (to agree on a decision before anyone acts on it)."""
-    if not env.distributed:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())

@@ -1,7 +1,8 @@
 """Test data: a tiny dataset in the exact `nh data build` schema, made of harmonic potentials.
 
-For fast tests, smoke runs of the training stack and the loader benchmark: no Numba, no
-integrator.
+For fast tests, smoke runs of the training stack and the loader benchmark
+(bench/loader_throughput.py loads this file by its path): no Numba, no integrator.
+Test scaffolding, not part of the library (as stumpy keeps tests/naive.py).
 Every orbit is exact in closed form. Per row (one orbit per potential):
 
     V(q) = omega^2 (q - c)^2 / 2 + V_min,  V_min = V0 - omega^2 max(c, 1 - c)^2 / 2
@@ -15,7 +16,7 @@ and `coeffs` its 4 Bernstein coefficients (so `b = 2`), hence
 GRF), `err_est = 0` (exact).
 Query times follow SPEC section 5 (v1.33): t = 0, t = 2 and 98 sorted uniform draws.
 
-    from nh_models.testing import write_synthetic_dataset
+    from synthetic import write_synthetic_dataset  # with tests/ on sys.path, as pytest puts it
     write_synthetic_dataset("data/tiny", n_train=512, n_val=128, n_test=128, seed=0)
 """
 
@@ -31,11 +32,11 @@ import pyarrow.parquet as pq
 from nh_data.errors import NHError
 from nh_data.fileio import sha256_file, write_json_atomic
 from nh_data.problem import SENSORS, T_END, V0, WINDOW
-from nh_data.schema import SCHEMA, SCHEMA_VERSION, read_manifest
+from nh_data.schema import SCHEMA, SCHEMA_VERSION, VECTOR_COLUMNS, read_manifest
 
 N_TIMES = WINDOW  # query times per orbit
-VECTOR_COLUMNS = ("V", "t", "q", "p")
-GENERATOR = "nh_models.synthetic"  # the manifests' name of this writer (kept when the module moved)
+GENERATOR = "tests/synthetic.py"  # the manifests' name of this writer
+OLD_GENERATORS = ("nh_models.synthetic",)  # its names in manifests written before it moved here
 KNOTS = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # one clamped cubic Bezier piece on [0, 1]
 
 

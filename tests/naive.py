@@ -1,0 +1,27 @@
+"""Test-only helpers on the data engine (as stumpy keeps tests/naive.py): a fixed-step
+integrator for the order tests and a spline's interior breakpoints. Not part of the library."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nh_data.adaptive import DOP853, EmbeddedRK
+from nh_data.integrators import _RK, _integrate_one
+
+
+def integrate_fixed(dV, params, q0: float, p0: float, t_out, dt: float, method: EmbeddedRK = DOP853):
+    """Integrate with the main formula of `method` at fixed steps <= dt (for order tests); (q, p)."""
+    t_out = np.ascontiguousarray(t_out, dtype=np.float64)
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    rk = method.fixed_step()
+    q_out = np.empty_like(t_out)
+    p_out = np.empty_like(t_out)
+    w = np.zeros(1)
+    _integrate_one(dV, params, float(q0), float(p0), t_out, float(dt), _RK, w, rk.a, rk.b, q_out, p_out)
+    return q_out, p_out
+
+
+def interior_breaks(params: np.ndarray) -> np.ndarray:
+    """Interior breakpoints (the knots where V''' jumps) of a packed params row."""
+    n = int(params[0])
+    return np.ascontiguousarray(params[2 : 1 + n])
