@@ -333,7 +333,7 @@ def demo(out_dir, size, device, quiet) -> None:
 def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> None:
     """Predict the orbit of a trained RUN on any potential, with its calibrated error band."""
     from nh_data.physics import parse_float, parse_ic
-    from nh_models.evaluation.run import resolve_device
+    from nh_models.devices import resolve_device
     from nh_models.inference.check import format_check
     from nh_models.inference.run import predict_command
 
@@ -364,7 +364,7 @@ def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> Non
 def calibrate_(run, data_dir, score, fresh, device) -> None:
     """Split-conformal bands of RUN on its val split (or fresh orbits), per energy stratum -> RUN/calibration.json."""
     from nh_models.calibration import calibrate
-    from nh_models.evaluation.run import resolve_device
+    from nh_models.devices import resolve_device
 
     cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device), fresh=fresh, progress=True)
     click.echo(f"{path}: {cal['n']} {cal['split']} orbits; " + ", ".join(

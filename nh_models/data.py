@@ -44,11 +44,10 @@ import torch
 from nh_data.errors import NHError
 from nh_data.fileio import sha256_file, write_json_atomic
 from nh_data.problem import N_SENSORS
-from nh_data.schema import MANIFEST, read_manifest
+from nh_data.schema import MANIFEST, VECTOR_COLUMNS, read_manifest
 
 CACHE_DIRNAME = ".nh_cache"
 CACHE_FORMAT = 2  # bump when the cache layout changes: old cache files are then ignored
-VECTOR_COLUMNS = ("V", "t", "q", "p")
 BATCH_KEYS = ("V", "t", "q", "p", "ic")
 CACHE_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 

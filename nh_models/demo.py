@@ -114,7 +114,8 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
-    from .evaluation.run import EvalSettings, evaluate_runs, resolve_device
+    from .devices import resolve_device
+    from .evaluation.run import EvalSettings, evaluate_runs
     from .training.config import CONFIG_DIR, load_config
     from .training.trainer import train
 

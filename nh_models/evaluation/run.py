@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
+from ..devices import resolve_device
 from ..runtime import retain_freed_memory
 from .cases import PhysicsCase, TestData, TestSplit, load_physics_cases, physics_energy, physics_names
 from .metrics import finite, orbit_errors, summarize
@@ -292,17 +292,6 @@ def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str 
     write_text_atomic(report, render_report(metrics, images))
     return report
 
-
-def resolve_device(device: str) -> str:
-    """'auto' -> cuda if available else cpu; a CUDA device without CUDA is an NHError."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NHError(f"device {device!r} requested but CUDA is not available")
-    elif device != "cpu":
-        raise NHError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
-    return device
 
 
 def evaluate_runs(

@@ -15,6 +15,12 @@ import torch.distributed as dist
 
 from nh_data.errors import NHError
 
+from ..devices import resolve_device
+
+# the trainer's texts (it speaks of its --device option)
+UNKNOWN = "unknown device {device!r}; valid devices: cpu, cuda, auto (or cuda:N)"
+NO_CUDA = "--device {device} was asked for but CUDA is not available (use cpu or auto)"
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -47,19 +53,12 @@ def detect() -> DistEnv:
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size)
 
 
-def resolve_device(device: str, env: DistEnv) -> torch.device:
+def local_device(device: str, env: DistEnv) -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'auto' -> a torch.device (one GPU per local rank under DDP)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NHError(f"--device {device} was asked for but CUDA is not available (use cpu or auto)")
-        if device == "cuda":
-            return torch.device("cuda", env.local_rank % torch.cuda.device_count())
-        return torch.device(device)
-    raise NHError(f"unknown device {device!r}; valid devices: cpu, cuda, auto")
+    name = resolve_device(device, unknown=UNKNOWN, no_cuda=NO_CUDA)
+    if name == "cuda":
+        return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+    return torch.device(name)
 
 
 def init(env: DistEnv, device: torch.device) -> bool:

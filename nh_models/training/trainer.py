@@ -472,7 +472,7 @@ def train(
     clock_start = time.perf_counter()
     retain_freed_memory()  # no page faults on every step's fresh activations (runtime.py)
     env = D.detect()
-    dev = D.resolve_device(device, env)
+    dev = D.local_device(device, env)
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)

@@ -44,7 +44,7 @@ from typing import Any
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
-from ..evaluation.run import resolve_device
+from ..devices import resolve_device
 from .config import check_sections, load_yaml, parse_number
 
 PARAM_TYPES = ("int", "float", "categorical")
