@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "compile": False,
     "num_workers": 0,
     "dtype": "float32",
-    # beyond the paper (defaults keep the paper's trainer); see nh_models/train.py
+    # beyond the paper (defaults keep the paper's trainer); see nh_models/training/trainer.py
     "schedule": "exp_hyperbolic",  # per epoch (the paper) | cosine: per step, after `warmup`
     "warmup": 0.0,  # fraction of the steps with a linear warm-up (cosine schedule)
     "loss": "mse",  # training objective: mse (the paper's) | logcosh (v1.33) | logmse; val/test are MSE
@@ -100,13 +101,17 @@ def load_yaml(path: Path, what: str) -> Any:
         raise NHError(f"{what} {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
+def check_keys(given: Iterable, valid: tuple[str, ...], noun: str, plural: str = "keys", prefix: str = "") -> None:
+    """NHError "<prefix>unknown <noun> 'k'; valid <plural>: ..." for the first (sorted) key of
+    `given` outside `valid`; the one unknown-key check of the configs."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise NHError(f"{prefix}unknown {noun} {unknown[0]!r}; valid {plural}: {', '.join(valid)}")
+
+
 def check_sections(data: dict, path: Path, what: str) -> None:
     """NHError for a top-level key of `data` other than the SECTIONS (model, train)."""
-    unknown = sorted(set(map(str, data)) - set(SECTIONS))
-    if unknown:
-        raise NHError(
-            f"{what} {str(path)!r}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}"
-        )
+    check_keys(map(str, data), SECTIONS, "section", "sections", prefix=f"{what} {str(path)!r}: ")
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -168,9 +173,7 @@ def _as_bool(key: str, value: Any) -> bool:
 
 def validate_train(train: dict[str, Any]) -> dict[str, Any]:
     """Checked and normalised copy of a complete `train` section."""
-    unknown = sorted(set(train) - set(TRAIN_KEYS))
-    if unknown:
-        raise NHError(f"unknown train config key {unknown[0]!r}; valid keys: {', '.join(TRAIN_KEYS)}")
+    check_keys(train, TRAIN_KEYS, "train config key")
     out = {
         "epochs": _as_int("epochs", train["epochs"], 1),
         "batch_size": _as_int("batch_size", train["batch_size"], 1),
@@ -235,9 +238,7 @@ def resolve_config(model_name: str, config: dict[str, Any] | None) -> dict[str, 
     No config file is read. Used to complete and validate a config handed to the trainer.
     """
     config = dict(config or {})
-    unknown = sorted(set(map(str, config)) - set(SECTIONS))
-    if unknown:
-        raise NHError(f"unknown config section {unknown[0]!r}; valid sections: model, train")
+    check_keys(map(str, config), SECTIONS, "config section", "sections")
     for section in SECTIONS:
         if not isinstance(config.get(section) or {}, dict):
             raise NHError(f"config section {section!r} must be a mapping")
@@ -254,9 +255,7 @@ def _resolve(model_name: str, models: list[dict], trains: list[dict]) -> dict[st
     for layer in models:
         model.update(layer)
     for layer in trains:
-        unknown = sorted(set(layer) - set(TRAIN_KEYS))
-        if unknown:
-            raise NHError(f"unknown train config key {unknown[0]!r}; valid keys: {', '.join(TRAIN_KEYS)}")
+        check_keys(layer, TRAIN_KEYS, "train config key")
         train.update(layer)
     for key, value in model.items():  # PyYAML reads 1e-3 (no dot) as a string
         if isinstance(defaults_model.get(key), float) and isinstance(value, str):
@@ -291,11 +290,7 @@ def load_config(
     file = find_config(path) if path is not None else default_config_path(model_name)
     if file is not None:
         data = read_yaml(file)
-        unknown = sorted(set(data["train"]) - set(TRAIN_KEYS))
-        if unknown:
-            raise NHError(
-                f"config file {str(file)!r}: unknown train key {unknown[0]!r}; valid keys: {', '.join(TRAIN_KEYS)}"
-            )
+        check_keys(data["train"], TRAIN_KEYS, "train key", prefix=f"config file {str(file)!r}: ")
         models.append(data["model"])
         trains.append(data["train"])
     if overrides:

@@ -453,7 +453,7 @@ def train(
 ) -> dict[str, Any]:
     """Train `model_name` on the shards of `data_dir`, writing the run folder `out_dir`; returns the metrics.
 
-    config: a resolved config (`nh_models.config.load_config`); missing keys take the
+    config: a resolved config (`nh_models.training.config.load_config`); missing keys take the
     defaults. device: "cpu", "cuda", "cuda:N" or "auto". resume: a run folder to continue
     from its checkpoint_last.pt (its saved config and data folder are used; `config`
     may be None, otherwise it must equal the saved one; `out_dir` is ignored).
