@@ -28,7 +28,6 @@ from .base import (
     N_SENSORS,
     OperatorModel,
     check_divisible,
-    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
     input_widths,
@@ -63,8 +62,7 @@ class FNOConfig(SequenceOptions):
         )
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
-        check_input_options(self)
-        self.check_head(("attention", CHEBYSHEV))
+        self.check_sequence("attention")
         if self.modes > self.tokens // 2:
             raise NHError(f"FNOConfig.modes must be at most {self.tokens // 2}, got {self.modes}")
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from nh_data.errors import NHError
 from nh_data.problem import T_END
 
-from .base import N_SENSORS, ICEmbedding, check_positive_ints, mlp
+from .base import N_SENSORS, ICEmbedding, check_input_options, check_positive_ints, mlp
 
 CHEBYSHEV = "chebyshev"
 
@@ -81,6 +81,12 @@ class SequenceOptions:
     head_layers: int = 3
     head_width: int = 16
     patch: int = 1
+
+    def check_sequence(self, decoder: str) -> None:
+        """The checks the sequence models share: the input options (`features`, `scale`:
+        `base.check_input_options`), then the head with `decoder`, the model's own decoder."""
+        check_input_options(self)
+        self.check_head((decoder, CHEBYSHEV))
 
     def check_head(self, decoders: tuple[str, ...]) -> None:
         """Raise NHError unless `decoder` is one of `decoders` and the head sizes are valid."""

@@ -27,7 +27,6 @@ from nh_data.errors import NHError
 from .base import (
     OperatorModel,
     check_divisible,
-    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
     input_widths,
@@ -80,8 +79,7 @@ class MambONetConfig(SequenceOptions):
         check_divisible(self, "d_model", "nhead")
         if self.scan not in SCANS:
             raise NHError(f"MambONetConfig.scan must be one of {', '.join(SCANS)}, got {self.scan!r}")
-        check_input_options(self)
-        self.check_head(("attention", CHEBYSHEV))
+        self.check_sequence("attention")
 
 
 def mamba_block(block: MambaBlock, x: Tensor, scan: str) -> Tensor:

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from .base import (
     OperatorModel,
     check_divisible,
-    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
     input_widths,
@@ -51,8 +50,7 @@ class TraONetConfig(SequenceOptions):
         check_positive_ints(self, "d_model", "nhead", "num_layers", "dim_feedforward")
         check_nonnegative_floats(self, "dropout")
         check_divisible(self, "d_model", "nhead")
-        check_input_options(self)
-        self.check_head(("attention", CHEBYSHEV))
+        self.check_sequence("attention")
 
 
 class TraONet(OperatorModel):

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from .base import (
     ICEmbedding,
     OperatorModel,
-    check_input_options,
     check_nonnegative_floats,
     check_positive_ints,
     input_widths,
@@ -52,8 +51,7 @@ class VaRONetConfig(SequenceOptions):
     def __post_init__(self) -> None:
         check_positive_ints(self, "hidden_size", "num_layers", "latent_size")
         check_nonnegative_floats(self, "dropout", "kl_weight")
-        check_input_options(self)
-        self.check_head(("lstm", CHEBYSHEV))
+        self.check_sequence("lstm")
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
