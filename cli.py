@@ -13,6 +13,7 @@ import sys
 import click
 
 from nh_data.errors import Interrupted, NHError
+from nh_data.problem import PHYSICS_DT, T_END, WINDOW
 
 DEFAULT_DATA = "parquet_data/normal"  # what `nh data build --preset normal` writes
 
@@ -131,8 +132,8 @@ def data_validate(dir, sample, seed):
 @nh.command()
 @click.argument("name", metavar="NAME")
 @click.option("--out", "out_dir", default="parquet_data/physics", show_default=True, help="Output folder.")
-@click.option("--dt", default="0.02", show_default=True, metavar="DT", help="Step of the compared integrators.")
-@click.option("--t-max", "t_max", default="2", show_default=True, metavar="T", help="End of the time window.")
+@click.option("--dt", default=f"{PHYSICS_DT:g}", show_default=True, metavar="DT", help="Step of the compared integrators.")
+@click.option("--t-max", "t_max", default=f"{T_END:g}", show_default=True, metavar="T", help="End of the time window.")
 @click.option("--ic", default="0,0", show_default=True, metavar="Q0,P0", help="Initial condition.")
 @click.option("--plot", is_flag=True, help="Also write NAME.png.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -320,9 +321,9 @@ def demo(out_dir, size, device, quiet) -> None:
               help="A name of `nh physics` (sho, morse, ...), a file (.csv/.npy/.parquet: 100 sensor values "
               "or columns q, V) or a formula in q such as '8*(q-0.5)**2'.")
 @click.option("--ic", required=True, metavar="Q0,P0", help="Initial condition.")
-@click.option("--t-max", "t_max", default="2", show_default=True, metavar="T",
+@click.option("--t-max", "t_max", default=f"{T_END:g}", show_default=True, metavar="T",
               help="End time; beyond 2, windows are chained as in `nh eval`.")
-@click.option("--times", type=int, default=100, show_default=True, metavar="N", help="Uniform times on [0, T].")
+@click.option("--times", type=int, default=WINDOW, show_default=True, metavar="N", help="Uniform times on [0, T].")
 @click.option("--band", type=float, default=None, metavar="LEVEL",
               help="Band level [default: 0.9 when the run has a calibration].")
 @click.option("--check", is_flag=True, help="Also integrate with the certified integrator (and the exact V).")

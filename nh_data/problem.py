@@ -18,5 +18,8 @@ T_END = 2.0  # the time window t in [0, T]
 N_SENSORS = 100  # V is sampled at N_SENSORS uniform points of [0, L]
 SENSORS = np.linspace(0.0, L, N_SENSORS)  # (100,) the sensors x_i = i / 99
 WINDOW = 100  # query times per orbit (t_1 = 0, t_W = T)
+# the step of the fixed-step integrators the operators are compared with (`nh physics --dt`,
+# `nh eval`'s physics_dt, bench/accuracy.py's RK4 baseline): not SPEC section 1, but one fact
+PHYSICS_DT = 0.02
 
-__all__ = ["L", "N_SENSORS", "SENSORS", "T_END", "V0", "WINDOW"]
+__all__ = ["L", "N_SENSORS", "PHYSICS_DT", "SENSORS", "T_END", "V0", "WINDOW"]

@@ -168,7 +168,7 @@ def _time_points(schema: pa.Schema, src: Path) -> int:
         if not pa.types.is_fixed_size_list(typ) or not pa.types.is_floating(typ.value_type):
             raise NHError(f"shard {str(src)!r}: column {name!r} must be fixed_size_list<float64>, got {typ}")
     if schema.field("V").type.list_size != N_SENSORS:
-        raise NHError(f"shard {str(src)!r}: V has {schema.field('V').type.list_size} sensors, expected 100")
+        raise NHError(f"shard {str(src)!r}: V has {schema.field('V').type.list_size} sensors, expected {N_SENSORS}")
     W = schema.field("t").type.list_size
     for name in ("q", "p"):
         if schema.field(name).type.list_size != W:

@@ -136,3 +136,47 @@ def test_the_problem_is_stated_once():
                 targets = node.targets if isinstance(node, ast.Assign) else []
                 for t in targets:
                     assert not (isinstance(t, ast.Name) and t.id in pattern_names), f"{path}: {t.id} defined again"
+
+
+# Literals equal to a constant of nh_data.problem that are something else (a count, a cap,
+# a percentage, a member of a grid of steps): (file, the line's text). Any other int 100 or
+# float 0.02 in the packages or cli.py is the constant written out: import it instead.
+LITERAL_ALLOWED = {
+    ("nh_data/adaptive.py", "return min(100.0 * h0, h1, span)"),
+    ("nh_data/physics/orbits.py", "for _ in range(100):"),
+    ("nh_data/progress.py", 'done = f"{self.n:,.0f}/{self.total:,.0f} {self.unit} ({100 * self.n / self.total:.0f} %)" if self.total \\'),
+    ("nh_models/demo.py", "n_detj: int = 100"),
+    ("nh_models/demo.py", "dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)"),
+    ("nh_models/demo.py", "dts=(0.1, 0.05, 0.02),"),
+    ("nh_models/evaluation/equal_cost.py", "for n in (25, 100):"),
+    ("nh_models/evaluation/equal_cost.py", "per_step = (times[100] - times[25]) / 75"),
+    ("nh_models/evaluation/equal_cost.py", "n = max(1, int(round((target_us - fixed) / per_step))) if per_step > 0 else 100"),
+    ("nh_models/evaluation/settings.py", "dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)"),
+    ("nh_models/training/config.py", '"batch_size": 100,'),
+    ("nh_models/training/guard.py", "EXPLODE_FACTOR = 100.0  # a median batch loss this many times the first one stops the run"),
+}
+CONSTANT_LITERALS = (100, 0.02)  # N_SENSORS and WINDOW; PHYSICS_DT (T_END = 2.0 is too common a number to scan for)
+
+
+def _constant_literals() -> set[tuple[str, str]]:
+    files = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))] + [ROOT / "cli.py"]
+    found = set()
+    for path in files:
+        if path == ROOT / "nh_data" / "problem.py":
+            continue
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if isinstance(node, ast.Constant) and type(node.value) in (int, float) and node.value in CONSTANT_LITERALS:
+                found.add((str(path.relative_to(ROOT)), lines[node.lineno - 1].strip()))
+    return found
+
+
+def test_the_problem_constants_are_imported_not_written_out():
+    stray = _constant_literals() - LITERAL_ALLOWED
+    assert not stray, f"a literal equal to a constant of nh_data.problem (import it, or allow it here): {sorted(stray)}"
+
+
+def test_the_literal_allow_list_is_current():
+    """Every allowed literal is still found: the scan sees the files, and the list holds no stale entry."""
+    stale = LITERAL_ALLOWED - _constant_literals()
+    assert not stale, f"allowed literals no longer in the code (drop them from LITERAL_ALLOWED): {sorted(stale)}"

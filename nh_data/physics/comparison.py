@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..integrators import get_method, integrate
-from ..problem import T_END, WINDOW
+from ..problem import PHYSICS_DT, T_END, WINDOW
 from .orbits import reference
 from .potentials import PhysicalPotential, _check_times, check_ic, get_potential
 
@@ -65,7 +65,7 @@ def _time_per_call(fn: Callable[[], object], repeats: int = 5, min_time: float =
 def compare(
     name: str,
     t_max: float = T_END,
-    dt: float = 0.02,
+    dt: float = PHYSICS_DT,
     ic: tuple[float, float] = (0.0, 0.0),
     *,
     methods: tuple[str, ...] = COMPARE_METHODS,

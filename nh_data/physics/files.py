@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import NHError
 from ..fileio import atomic_write
 from ..integrators import get_method
-from ..problem import T_END
+from ..problem import PHYSICS_DT, T_END
 from .comparison import N_OUT, compare, effective_step
 from .orbits import REF_DT, reference
 from .potentials import POTENTIALS, PhysicalPotential, _check_times, check_ic, get_potential
@@ -33,7 +33,7 @@ def build_physics(
     name: str,
     out_dir: str | os.PathLike = DEFAULT_OUT,
     *,
-    dt: float = 0.02,
+    dt: float = PHYSICS_DT,
     t_max: float = T_END,
     ic: tuple[float, float] = (0.0, 0.0),
     plot: bool = False,
@@ -110,7 +110,7 @@ def build_physics(
 def build_all(
     out_dir: str | os.PathLike = DEFAULT_OUT,
     *,
-    dt: float = 0.02,
+    dt: float = PHYSICS_DT,
     t_max: float = T_END,
     ic: tuple[float, float] = (0.0, 0.0),
     plot: bool = False,

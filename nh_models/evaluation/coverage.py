@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from nh_data.problem import WINDOW
+
 from ..calibration import POOLED, Calibration
 from .metrics import STRATA, WALL, stratum_labels
 from .oracle import integrator_predict
@@ -50,7 +52,7 @@ def coverage_summary(cal: Calibration, scores: np.ndarray, u: np.ndarray, levels
 
 
 def chained_coverage(cal: Calibration, predict, V, ic, u, n_windows: int, window: float,
-                     W: int = 100, level: float = CHAIN_LEVEL) -> list[dict[str, float]]:  # fmt: skip
+                     W: int = WINDOW, level: float = CHAIN_LEVEL) -> list[dict[str, float]]:  # fmt: skip
     """Fraction of orbits inside the one-window band (same width) in each chained window."""
     t, q_hat, p_hat = chain(predict, V, ic, n_windows, window, W)
     q, p = integrator_predict(V, np.broadcast_to(t, q_hat.shape), ic, "yoshida8", 1e-3)

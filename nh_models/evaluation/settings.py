@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 
 from nh_data.errors import NHError
-from nh_data.problem import T_END
+from nh_data.problem import PHYSICS_DT, T_END
 
 from .oracle import BASELINES
 
@@ -20,7 +20,7 @@ class EvalSettings:
     n_detj: int = 200  # test orbits for |det J - 1|
     dts: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
     methods: tuple[str, ...] = BASELINES
-    physics_dt: float = 0.02  # step of the baselines on the physics potentials
+    physics_dt: float = PHYSICS_DT  # step of the baselines on the physics potentials
     eps: float = 1e-6  # finite-difference step for det J (fourth-order stencils, float64 evaluation)
     window: float = T_END  # length of a chained window
     t_long: float = 20.0  # chain windows up to this time

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from nh_data.errors import NHError
+from nh_data.problem import T_END, WINDOW
 
 from .potential import resolve_potential
 from .predict import energy_along, load_predictor_run, predict, write_table
@@ -28,8 +29,8 @@ def predict_command(
     spec: str,
     ic: tuple[float, float],
     *,
-    t_max: float = 2.0,
-    times: int = 100,
+    t_max: float = T_END,
+    times: int = WINDOW,
     band: float | None = None,
     check: bool = False,
     out: str | os.PathLike = "prediction.parquet",
