@@ -1,5 +1,5 @@
 """Where the training batches of every epoch come from: the folder's train split, or fresh
-potentials drawn like the folder's orbits (`fresh: N`)."""
+potentials drawn like the folder's orbits (`fresh: N`); `open_datasets` opens the folder's splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import EpochBatchSampler, ShardDataset, iterate_batches
+from nh_data.errors import NHError
+
+from ..data import EpochBatchSampler, ShardDataset, has_split, iterate_batches
 from . import distributed as D
 
 
@@ -95,3 +97,31 @@ class TrainSource:
             sampler.set_epoch(epoch * self.tc["fresh_reuse"] + rep)
             for idx in sampler:
                 yield {key: v.index_select(0, torch.from_numpy(idx)) for key, v in chunk.items()}
+
+
+def open_datasets(
+    data_dir: Path, dtype: torch.dtype, env: D.DistEnv, with_train: bool = True
+) -> dict[str, ShardDataset | None]:
+    """train/val/test datasets; rank 0 builds the Arrow caches first, the other ranks then map them.
+
+    with_train=False (fresh training sets) leaves the train split unopened."""
+
+    def open_all() -> dict[str, ShardDataset | None]:
+        out: dict[str, ShardDataset | None] = {
+            "train": ShardDataset(data_dir, "train", dtype) if with_train else None,
+            "val": ShardDataset(data_dir, "val", dtype),
+        }
+        out["test"] = ShardDataset(data_dir, "test", dtype) if has_split(data_dir, "test") else None
+        return out
+
+    error: NHError | None = None
+    result = None
+    if env.is_main:
+        try:
+            result = open_all()
+        except NHError as exc:
+            error = exc
+    D.barrier(env)
+    if error is not None:
+        raise error
+    return result if result is not None else open_all()

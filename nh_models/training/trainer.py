@@ -1,4 +1,5 @@
-"""Training of the operator networks: `train -> fit -> train_epoch -> train_step`, `evaluate -> eval_step`.
+"""Training of the operator networks: `train` = `_plan_run`, `_set_up`, `fit`, `_finish`;
+`fit -> train_epoch -> train_step` and `validate -> evaluate -> eval_step` each epoch.
 
     metrics = train("deeponet", load_config("deeponet"), "data/normal", "runs/deeponet-1")
 
@@ -70,7 +71,7 @@ from nh_data.progress import bar as progress_bar
 from nh_data.progress import format_seconds, write
 
 from ..calibration import calibrate_finished_run
-from ..data import ShardDataset, eval_batches, has_split, iterate_batches
+from ..data import ShardDataset, eval_batches, iterate_batches
 from ..runtime import retain_freed_memory
 from . import distributed as D
 from .budget import BUDGET_MARGIN, cap_epochs, fill, plan_budget
@@ -86,7 +87,7 @@ from .config import dump_config, resolve_config
 from .guard import GUARD_WINDOW, Diverged, check_loss
 from .runfolder import check_resume, diverged_run, write_metrics
 from .schedules import make_scheduler, reschedule
-from .source import TrainSource
+from .source import TrainSource, open_datasets
 from .steps import _check_compiler, _to_device, eval_step, evaluate, train_step
 from .tracking import NullTracker, check_available, open_tracker
 
@@ -274,15 +275,7 @@ def fit(
             max_steps=total - state.step,
             deadline=deadline,
         )
-        val_loss = evaluate(
-            state.model,
-            val_ds,
-            batch_size=tc["batch_size"],
-            device=device,
-            env=env,
-            bf16=tc["bf16"],
-            num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
-        )
+        val_loss = validate(state, val_ds, tc, device, env)
         if tc["schedule"] != "cosine":
             state.scheduler.step()
         state.epoch += 1
@@ -317,6 +310,12 @@ def fit(
             total = replan(spent / (state.epoch - first_epoch))
             replan = None
     return status
+
+
+def validate(state: TrainState, ds: ShardDataset, tc: dict[str, Any], device: torch.device, env: D.DistEnv) -> float:
+    """The loss (MSE) of the model on `ds` (the val split after each epoch, the test split at the end)."""
+    return evaluate(state.model, ds, batch_size=tc["batch_size"], device=device, env=env, bf16=tc["bf16"],
+                    num_workers=0 if tc["fresh"] > 0 else tc["num_workers"])  # fmt: skip
 
 
 def _eta(state: TrainState, tc: dict[str, Any], fit_start: float, first_epoch: int,
@@ -408,34 +407,6 @@ def _time_steps(state: TrainState, source: TrainSource, tc: dict[str, Any], devi
 # ----------------------------------------------------------------- the entry point
 
 
-def _open_datasets(
-    data_dir: Path, dtype: torch.dtype, env: D.DistEnv, with_train: bool = True
-) -> dict[str, ShardDataset | None]:
-    """train/val/test datasets; rank 0 builds the Arrow caches first, the other ranks then map them.
-
-    with_train=False (fresh training sets) leaves the train split unopened."""
-
-    def open_all() -> dict[str, ShardDataset | None]:
-        out: dict[str, ShardDataset | None] = {
-            "train": ShardDataset(data_dir, "train", dtype) if with_train else None,
-            "val": ShardDataset(data_dir, "val", dtype),
-        }
-        out["test"] = ShardDataset(data_dir, "test", dtype) if has_split(data_dir, "test") else None
-        return out
-
-    error: NHError | None = None
-    result = None
-    if env.is_main:
-        try:
-            result = open_all()
-        except NHError as exc:
-            error = exc
-    D.barrier(env)
-    if error is not None:
-        raise error
-    return result if result is not None else open_all()
-
-
 def train(
     model_name: str,
     config: dict[str, Any] | None,
@@ -466,13 +437,58 @@ def train(
     them when they end before the limit): what `nh train --epochs` asks for beside a recipe's
     time limit. (The config's own `epochs` is ignored under a time limit: recipes set 1000.)
     Under torchrun every process calls this; rank 0 writes the files.
-    """
-    from nh_models.models import get_model
 
+    The phases: `_plan_run` (the run folder, config and data to use, all checked), `_set_up`
+    (datasets, model, time plan, run folder, `_resume_state`), `fit` (the epochs, each validated
+    and saved), `_finish` (test loss, metrics.json, calibration).
+    """
     clock_start = time.perf_counter()
     retain_freed_memory()  # no page faults on every step's fresh activations (runtime.py)
     env = D.detect()
     dev = D.local_device(device, env)
+    run_dir, config, data_dir, ckpt = _plan_run(model_name, config, data_dir, out_dir, resume, dev, env)
+    created = D.init(env, dev)
+    run = _Run(model_name, config, Path(data_dir), run_dir, ckpt, dev, env, progress)
+    try:
+        _set_up(run, clock_start, max_epochs, started)
+        status = _fit_or_clean_up(run, epoch_callback)
+        return _finish(run, status, test, calibrate)
+    finally:
+        run.tracker.close()
+        if run.source is not None:
+            run.source.close()
+        D.cleanup(created)
+
+
+@dataclass
+class _Run:
+    """What the phases of `train` share: the checked inputs, then what `_set_up` opens."""
+
+    model_name: str
+    config: dict[str, Any]
+    data_dir: Path
+    run_dir: Path
+    ckpt: dict[str, Any] | None  # the checkpoint resumed from
+    dev: torch.device
+    env: D.DistEnv
+    progress: bool
+    source: TrainSource | None = None
+    datasets: dict[str, ShardDataset | None] = field(default_factory=dict)
+    state: TrainState | None = None
+    tracker: Any = field(default_factory=NullTracker)
+    deadline: float | None = None
+    replan: Callable[[float], int] | None = None
+
+    @property
+    def tc(self) -> dict[str, Any]:
+        return self.config["train"]
+
+
+def _plan_run(model_name: str, config: dict[str, Any] | None, data_dir: str | os.PathLike | None,
+              out_dir: str | os.PathLike | None, resume: str | os.PathLike | None, dev: torch.device,
+              env: D.DistEnv) -> tuple[Path, dict[str, Any], str | os.PathLike, dict[str, Any] | None]:  # fmt: skip
+    """(run folder, a copy of the resolved config, data folder, checkpoint to resume or None),
+    every input checked before anything is written."""
     ckpt = None
     if resume is not None:
         run_dir = Path(resume)
@@ -492,142 +508,144 @@ def train(
         raise NHError("train needs a data directory (--data)")
     config = copy.deepcopy(config)
     tc = config["train"]
-    dtype = DTYPES[tc["dtype"]]
     if tc["compile"]:
         _check_compiler(dev)  # before anything is written
     if env.is_main:
         check_available(tc.get("log", "none"))  # a run saved before `log` existed: none
     if tc["batch_size"] % env.world_size:
         raise NHError(f"batch_size {tc['batch_size']} must be a multiple of the {env.world_size} processes")
+    return run_dir, config, data_dir, ckpt
 
-    created = D.init(env, dev)
-    source: TrainSource | None = None
-    tracker = NullTracker()
+
+def _set_up(run: _Run, clock_start: float, max_epochs: int | None, started: Callable[[Path], None] | None) -> None:
+    """Datasets, model and optimizer (seeded), the time plan and schedule, the run folder,
+    the resumed state and the wrapped network, in the order that keeps runs reproducible."""
+    from nh_models.models import get_model
+
+    tc, env, dev = run.tc, run.env, run.dev
+    dtype = DTYPES[tc["dtype"]]
+    run.datasets = open_datasets(run.data_dir, dtype, env, with_train=tc["fresh"] == 0)
+    run.source = TrainSource(run.data_dir, run.datasets["train"], tc, env, dtype)
+    torch.manual_seed(tc["seed"])
+    model = get_model(run.model_name, run.config["model"]).to(device=dev, dtype=dtype)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    state = run.state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=None)  # type: ignore[arg-type]
+    if run.ckpt is None and tc["time_limit"] > 0:
+        run.deadline = _plan_time_limit(state, run.source, tc, dev, run.datasets["val"], env, clock_start,
+                                        max_epochs, run.progress)  # fmt: skip
+    state.scheduler = make_scheduler(optimizer, tc, total_steps(tc, run.source.steps_per_epoch()))
+    if run.deadline is not None and tc["epochs"] > 1:
+        run.replan = _replanner(run, max_epochs)
+    if env.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        if run.ckpt is None:
+            _write_config(run)
+        run.tracker = state.tracker = open_tracker(tc.get("log", "none"), run.run_dir, run.config, run.model_name)
+        if started is not None:
+            started(run.run_dir)
+    if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
+        torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
+    if run.ckpt is not None:
+        _resume_state(state, run.ckpt, run.source, env)
+    state.net = _wrap(model, tc, dev, env)
+
+
+def _write_config(run: _Run) -> None:
+    write_text_atomic(run.run_dir / "config.yaml", f"# nh train {run.model_name}\n" + dump_config(run.config))
+
+
+def _replanner(run: _Run, max_epochs: int | None) -> Callable[[float], int]:
+    """`fit`'s `replan`: re-plan the epochs left on the measured seconds per epoch (data, steps,
+    validation, checkpoints together); the schedule stretches to the new end."""
+    tc, state, source, deadline = run.tc, run.state, run.source, run.deadline
+
+    def replan(per_epoch: float) -> int:
+        spe = source.steps_per_epoch()
+        per_step = sum(h["seconds"] for h in state.history[-2:]) / (min(2, len(state.history)) * spe)
+        more, steps = fill(BUDGET_MARGIN * (deadline - time.perf_counter()), per_step,
+                           max(per_epoch - spe * per_step, 0.0), spe)  # fmt: skip
+        if more == 0:  # the deadline guard ends this one
+            more, steps = 1, spe
+        if max_epochs is not None and state.epoch + more > max_epochs:  # still at most max_epochs
+            more = max_epochs - state.epoch
+            steps = more * spe
+        tc["epochs"], tc["max_steps"] = state.epoch + more, state.step + steps
+        total = total_steps(tc, spe)
+        reschedule(state.scheduler, tc, total)
+        if run.env.is_main:
+            _write_config(run)
+            if run.progress:
+                write(f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs")
+        return total
+
+    return replan
+
+
+def _resume_state(state: TrainState, ckpt: dict[str, Any], source: TrainSource, env: D.DistEnv) -> None:
+    """Model, optimizer, scheduler, counters, history and this rank's RNG states from `ckpt`."""
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.epoch, state.history = ckpt["epoch"], [dict(r) for r in ckpt.get("history", [])]
+    state.step = ckpt.get("step", state.epoch * source.steps_per_epoch())
+    state.first_loss = ckpt.get("first_loss")
+    state.best_val_loss, state.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
+    ranks = ckpt.get("rng_ranks")
+    set_rng_state(ranks[env.rank] if ranks and len(ranks) == env.world_size else ckpt["rng"])
+
+
+def _wrap(model: nn.Module, tc: dict[str, Any], dev: torch.device, env: D.DistEnv) -> nn.Module:
+    """What is called: the model, in DistributedDataParallel under torchrun, compiled with `compile`."""
+    net: nn.Module = model
+    if env.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if tc["compile"]:
+        net = torch.compile(net)
+    return net
+
+
+def _fit_or_clean_up(run: _Run, epoch_callback: Callable[[int, float], None] | None) -> str:
+    """`fit`; a diverged run becomes one NHError, a stopped one keeps its metrics (or, before its
+    first epoch, leaves no run folder behind)."""
+    state, tc, run_dir = run.state, run.tc, run.run_dir
+    meta = {
+        "model_name": run.model_name,
+        "config": run.config,
+        "data_dir": str(run.data_dir.resolve()),
+        "world_size": run.env.world_size,
+    }
     try:
-        datasets = _open_datasets(Path(data_dir), dtype, env, with_train=tc["fresh"] == 0)
-        source = TrainSource(Path(data_dir), datasets["train"], tc, env, dtype)
+        return fit(state, run.source, run.datasets["val"], tc, run_dir, meta, device=run.dev, env=run.env,
+                   progress=run.progress, epoch_callback=epoch_callback, deadline=run.deadline,
+                   replan=run.replan)  # fmt: skip
+    except Diverged as exc:
+        raise diverged_run(exc, run_dir, state, run.model_name, tc, run.dev, run.env) from None
+    except BaseException:
+        if state.history:
+            write_metrics(run_dir, state, run.model_name, tc, None, run.dev, run.env, status="stopped")
+        elif run.ckpt is None and run.env.is_main:  # stopped before its first epoch: nothing to keep
+            (run_dir / "config.yaml").unlink(missing_ok=True)
+            try:
+                run_dir.rmdir()
+            except OSError:  # training logs (--log) or files of someone else's: leave them
+                pass
+        raise
 
-        torch.manual_seed(tc["seed"])
-        model = get_model(model_name, config["model"]).to(device=dev, dtype=dtype)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-        state = TrainState(model=model, net=model, optimizer=optimizer, scheduler=None)  # type: ignore[arg-type]
-        deadline = None
-        if ckpt is None and tc["time_limit"] > 0:
-            deadline = _plan_time_limit(state, source, tc, dev, datasets["val"], env, clock_start, max_epochs,
-                                        progress)  # fmt: skip
-        state.scheduler = make_scheduler(optimizer, tc, total_steps(tc, source.steps_per_epoch()))
-        replan = None
-        if deadline is not None and tc["epochs"] > 1:
 
-            def replan(per_epoch: float) -> int:
-                """Re-plan the epochs left on the measured seconds per epoch (data, steps,
-                validation, checkpoints together); the schedule stretches to the new end."""
-                spe = source.steps_per_epoch()
-                per_step = sum(h["seconds"] for h in state.history[-2:]) / (min(2, len(state.history)) * spe)
-                more, steps = fill(BUDGET_MARGIN * (deadline - time.perf_counter()), per_step,
-                                   max(per_epoch - spe * per_step, 0.0), spe)  # fmt: skip
-                if more == 0:  # the deadline guard ends this one
-                    more, steps = 1, spe
-                if max_epochs is not None and state.epoch + more > max_epochs:  # still at most max_epochs
-                    more = max_epochs - state.epoch
-                    steps = more * spe
-                tc["epochs"], tc["max_steps"] = state.epoch + more, state.step + steps
-                total = total_steps(tc, spe)
-                reschedule(state.scheduler, tc, total)
-                if env.is_main:
-                    write_text_atomic(
-                        run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config)
-                    )
-                    if progress:
-                        write(f"re-planned on {per_epoch:.2f} s/epoch: {tc['epochs']} epochs")
-                return total
-
-        if env.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if ckpt is None:
-                write_text_atomic(run_dir / "config.yaml", f"# nh train {model_name}\n" + dump_config(config))
-            tracker = state.tracker = open_tracker(tc.get("log", "none"), run_dir, config, model_name)
-            if started is not None:
-                started(run_dir)
-        if env.rank > 0:  # different dropout / sampling noise on every rank; rank 0 keeps the seed's stream
-            torch.manual_seed(tc["seed"] + 1_000_003 * env.rank)
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            state.scheduler.load_state_dict(ckpt["scheduler"])
-            state.epoch, state.history = ckpt["epoch"], [dict(r) for r in ckpt.get("history", [])]
-            state.step = ckpt.get("step", state.epoch * source.steps_per_epoch())
-            state.first_loss = ckpt.get("first_loss")
-            state.best_val_loss, state.best_epoch = ckpt["best_val_loss"], ckpt["best_epoch"]
-            ranks = ckpt.get("rng_ranks")
-            set_rng_state(ranks[env.rank] if ranks and len(ranks) == env.world_size else ckpt["rng"])
-        net: nn.Module = model
-        if env.distributed:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dev.index] if dev.type == "cuda" else None
-            )
-        if tc["compile"]:
-            net = torch.compile(net)
-        state.net = net
-
-        meta = {
-            "model_name": model_name,
-            "config": config,
-            "data_dir": str(Path(data_dir).resolve()),
-            "world_size": env.world_size,
-        }
-        try:
-            status = fit(
-                state,
-                source,
-                datasets["val"],
-                tc,
-                run_dir,
-                meta,
-                device=dev,
-                env=env,
-                progress=progress,
-                epoch_callback=epoch_callback,
-                deadline=deadline,
-                replan=replan,
-            )
-        except Diverged as exc:
-            raise diverged_run(exc, run_dir, state, model_name, tc, dev, env) from None
-        except BaseException:
-            if state.history:
-                write_metrics(run_dir, state, model_name, tc, None, dev, env, status="stopped")
-            elif ckpt is None and env.is_main:  # stopped before its first epoch: nothing to keep
-                (run_dir / "config.yaml").unlink(missing_ok=True)
-                try:
-                    run_dir.rmdir()
-                except OSError:  # training logs (--log) or files of someone else's: leave them
-                    pass
-            raise
-
-        test_loss = None
-        if test and datasets["test"] is not None:
-            D.barrier(env)  # checkpoint_best.pt is on disk
-            best = load_checkpoint(run_dir / CHECKPOINT_NAMES["best"], dev)
-            model.load_state_dict(best["model"])
-            test_loss = evaluate(
-                model,
-                datasets["test"],
-                batch_size=tc["batch_size"],
-                device=dev,
-                env=env,
-                bf16=tc["bf16"],
-                num_workers=0 if tc["fresh"] > 0 else tc["num_workers"],
-            )
-        metrics = write_metrics(run_dir, state, model_name, tc, test_loss, dev, env, status=status)
-        if calibrate and env.is_main:
-            calibrate_finished_run(run_dir, Path(data_dir), str(dev), progress)
-        D.barrier(env)
-        return metrics
-    finally:
-        tracker.close()
-        if source is not None:
-            source.close()
-        D.cleanup(created)
+def _finish(run: _Run, status: str, test: bool, calibrate: bool) -> dict[str, Any]:
+    """The best checkpoint's test loss, metrics.json and the calibration; returns the metrics."""
+    tc, env, dev = run.tc, run.env, run.dev
+    test_loss = None
+    if test and run.datasets["test"] is not None:
+        D.barrier(env)  # checkpoint_best.pt is on disk
+        best = load_checkpoint(run.run_dir / CHECKPOINT_NAMES["best"], dev)
+        run.state.model.load_state_dict(best["model"])
+        test_loss = validate(run.state, run.datasets["test"], tc, dev, env)
+    metrics = write_metrics(run.run_dir, run.state, run.model_name, tc, test_loss, dev, env, status=status)
+    if calibrate and env.is_main:
+        calibrate_finished_run(run.run_dir, run.data_dir, str(dev), run.progress)
+    D.barrier(env)
+    return metrics
 
 
 def default_run_dir(out_dir: str | os.PathLike, model_name: str, seed: int) -> Path:

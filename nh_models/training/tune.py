@@ -38,6 +38,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
 from ..devices import resolve_device
-from .config import check_sections, load_yaml, parse_number
+from .config import check_keys, check_sections, load_yaml, parse_number
 
 PARAM_TYPES = ("int", "float", "categorical")
 _ENTRY_KEYS = {
@@ -255,13 +256,51 @@ def tune(
     base_config: YAML the samples are laid over (default: configs/<model>.yaml);
     space_path: search space (default: configs/<model>_tune.yaml); time_limit (minutes)
     and epochs: what bounds each trial (`trial_budget`). Returns a summary dict.
-    """
-    import optuna
 
+    The phases: `_plan_study` (every input checked), `_open_study` (created or resumed),
+    `_run_trials` (each trial trains a run, `_objective`), `_write_results`.
+    """
+    plan = _plan_study(model_name, n_trials, data_dir, study_name, out_dir, epochs, time_limit, base_config,
+                       space_path, device, seed)  # fmt: skip
+    plan.storage = _storage_url(storage)
+    study = _open_study(plan)
+    _run_trials(plan, study, progress)
+    return _write_results(plan, study)
+
+
+@dataclass
+class _Study:
+    """The checked inputs of one `tune` call."""
+
+    model_name: str
+    n_trials: int
+    data_dir: str | os.PathLike
+    study_name: str
+    out: Path
+    space: dict[str, dict[str, dict[str, Any]]]
+    base_config: str | os.PathLike | None
+    fixed: dict[str, Any]  # train keys every trial gets (its budget)
+    max_epochs: int | None
+    budget: str  # the budget in words
+    device: str
+    seed: int
+    storage: str = ""
+
+    def build(self, sampled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The config of a trial: the base config <- the sampled values <- the budget."""
+        from .config import load_config
+
+        overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **self.fixed}}
+        return load_config(self.model_name, self.base_config, overrides)
+
+
+def _plan_study(model_name, n_trials, data_dir, study_name, out_dir, epochs, time_limit, base_config, space_path,
+                device, seed) -> _Study:  # fmt: skip
+    """Fail fast on user errors: the model, a bad base config or budget, space keys the config
+    does not have, missing data, an unusable device."""
     from ..data import ShardDataset
     from ..models import MODEL_NAMES, model_config
-    from .config import TRAIN_KEYS, dump_config, load_config
-    from .trainer import train
+    from .config import TRAIN_KEYS, load_config
 
     if model_name not in MODEL_NAMES:
         raise NHError(f"unknown model {model_name!r}; valid: {', '.join(MODEL_NAMES)}")
@@ -270,25 +309,22 @@ def tune(
     study_name = study_name or model_name
     out = Path(out_dir) if out_dir is not None else Path("runs") / "tune" / study_name
     space = read_space(space_path if space_path is not None else default_space_path(model_name))
-    # fail fast on user errors: a bad base config or budget, space keys the config does not have, missing data
     fixed, max_epochs, budget = trial_budget(load_config(model_name, base_config)["train"], epochs, time_limit)
-
-    def build(sampled: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        overrides = {"model": dict(sampled["model"]), "train": {**sampled["train"], **fixed}}
-        return load_config(model_name, base_config, overrides)
-
     load_config(model_name, base_config, {"train": fixed})
     model_keys = {f.name for f in dataclasses.fields(type(model_config(model_name, None)))}
     for section, valid in (("model", model_keys), ("train", set(TRAIN_KEYS))):
-        bad = sorted(set(space[section]) - valid)
-        if bad:
-            raise NHError(
-                f"search space: unknown {section} key {bad[0]!r}; valid keys: {', '.join(sorted(valid))}"
-            )
+        check_keys(space[section], tuple(sorted(valid)), f"{section} key", prefix="search space: ")
     for split in ("train", "val"):
         ShardDataset(data_dir, split)
     resolve_device(device)  # cuda without CUDA: one error now, not a failed study
-    storage = _storage_url(storage)
+    return _Study(model_name, n_trials, data_dir, study_name, out, space, base_config, fixed, max_epochs, budget,
+                  device, seed)  # fmt: skip
+
+
+def _open_study(plan: _Study):
+    """The Optuna study `plan.study_name` in `plan.storage`, created or continued (for the same
+    model only), with a fresh TPE sampler seed."""
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
@@ -296,50 +332,65 @@ def tune(
         # heartbeats: a trial whose process was killed is marked failed when the study next runs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+            rdb = optuna.storages.RDBStorage(plan.storage, heartbeat_interval=30, grace_period=90)
         study = optuna.create_study(
-            study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True, pruner=pruner
+            study_name=plan.study_name, storage=rdb, direction="minimize", load_if_exists=True, pruner=pruner
         )
     except Exception as exc:  # bad URL, unreadable database, ...
-        raise NHError(f"cannot open Optuna storage {storage!r}: {' '.join(str(exc).split())[:200]}") from None
+        raise NHError(f"cannot open Optuna storage {plan.storage!r}: {' '.join(str(exc).split())[:200]}") from None
     owner = study.user_attrs.get("model")
     if owner is None:
-        study.set_user_attr("model", model_name)
-    elif owner != model_name:
+        study.set_user_attr("model", plan.model_name)
+    elif owner != plan.model_name:
         raise NHError(
-            f"study {study_name!r} in {storage} tunes {owner!r}, not {model_name!r}; choose another --study"
+            f"study {plan.study_name!r} in {plan.storage} tunes {owner!r}, not {plan.model_name!r}; "
+            "choose another --study"
         )
     # a fresh sampler seed per call, so that a resumed study does not redraw its first trials
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=5)
-    trials_dir = out / "trials"
+    study.sampler = optuna.samplers.TPESampler(seed=plan.seed + len(study.trials), n_startup_trials=5)
+    return study
 
-    def objective(trial) -> float:
-        config = build(sample(trial, space))
-        trial.set_user_attr("config", config)
-        run_dir = trials_dir / f"trial_{trial.number:04d}"
-        k = 1
-        while run_dir.exists():  # a leftover of an earlier study with this output folder
-            run_dir = trials_dir / f"trial_{trial.number:04d}_{k}"
-            k += 1
-        trial.set_user_attr("run_dir", str(run_dir))
 
-        def report(epoch: int, val_loss: float) -> None:
-            if not math.isfinite(val_loss):
-                raise NonFiniteLoss(f"validation loss {val_loss} at epoch {epoch}")
-            trial.report(val_loss, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.3e})")
+def _objective(plan: _Study, trial) -> float:
+    """One trial: sample a config, train it in its own run folder (each epoch's validation loss
+    reported for pruning), return its best validation loss."""
+    import optuna
 
-        metrics = train(model_name, config, data_dir, run_dir, device=device, epoch_callback=report, progress=False,
-                        max_epochs=max_epochs)  # fmt: skip
-        best = metrics.get("best_val_loss")
-        if best is None or not math.isfinite(best):
-            raise NonFiniteLoss(f"best validation loss is {best}")
-        return float(best)
+    from .trainer import train
+
+    config = plan.build(sample(trial, plan.space))
+    trial.set_user_attr("config", config)
+    trials_dir = plan.out / "trials"
+    run_dir = trials_dir / f"trial_{trial.number:04d}"
+    k = 1
+    while run_dir.exists():  # a leftover of an earlier study with this output folder
+        run_dir = trials_dir / f"trial_{trial.number:04d}_{k}"
+        k += 1
+    trial.set_user_attr("run_dir", str(run_dir))
+
+    def report(epoch: int, val_loss: float) -> None:
+        if not math.isfinite(val_loss):
+            raise NonFiniteLoss(f"validation loss {val_loss} at epoch {epoch}")
+        trial.report(val_loss, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} (val loss {val_loss:.3e})")
+
+    metrics = train(plan.model_name, config, plan.data_dir, run_dir, device=plan.device, epoch_callback=report,
+                    progress=False, max_epochs=plan.max_epochs)  # fmt: skip
+    best = metrics.get("best_val_loss")
+    if best is None or not math.isfinite(best):
+        raise NonFiniteLoss(f"best validation loss is {best}")
+    return float(best)
+
+
+def _run_trials(plan: _Study, study, progress: bool) -> None:
+    """`plan.n_trials` more trials; a trial that raises is recorded (its error as a user
+    attribute) and the study goes on."""
+    import optuna
 
     def wrapped(trial) -> float:
         try:
-            return objective(trial)
+            return _objective(plan, trial)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -347,16 +398,22 @@ def tune(
             raise
 
     if progress:
-        minutes = fixed.get("time_limit", 0.0)
-        about = f", about {n_trials * minutes:g} min of training" if minutes else ""
-        print(f"study {study_name!r} in {storage}: {len(study.trials)} trials so far, running {n_trials} more, "
-              f"{budget}{about}", file=sys.stderr, flush=True)  # fmt: skip
-    log = TrialLog(n_trials, study_name, progress)
+        minutes = plan.fixed.get("time_limit", 0.0)
+        about = f", about {plan.n_trials * minutes:g} min of training" if minutes else ""
+        print(f"study {plan.study_name!r} in {plan.storage}: {len(study.trials)} trials so far, running "
+              f"{plan.n_trials} more, {plan.budget}{about}", file=sys.stderr, flush=True)  # fmt: skip
+    log = TrialLog(plan.n_trials, plan.study_name, progress)
     try:
-        study.optimize(wrapped, n_trials=n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
+        study.optimize(wrapped, n_trials=plan.n_trials, catch=(Exception,), callbacks=[log], gc_after_trial=True)
     finally:
         log.close()
 
+
+def _write_results(plan: _Study, study) -> dict[str, Any]:
+    """trials.csv, best.yaml (when a trial completed) and summary.json in `plan.out`; the summary."""
+    from .config import dump_config
+
+    out = plan.out
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
@@ -364,9 +421,9 @@ def tune(
     write_text_atomic(out / "trials.csv", _trials_csv(study))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     summary: dict[str, Any] = {
-        "study": study_name,
-        "storage": storage,
-        "model": model_name,
+        "study": plan.study_name,
+        "storage": plan.storage,
+        "model": plan.model_name,
         "n_trials": len(study.trials),
         "states": states,
         "best_yaml": None,
@@ -374,7 +431,7 @@ def tune(
     if complete:
         best = study.best_trial
         header = (
-            f"# nh tune {model_name}: best of {len(study.trials)} trials in study {study_name!r} "
+            f"# nh tune {plan.model_name}: best of {len(study.trials)} trials in study {plan.study_name!r} "
             f"(trial {best.number}, best val loss {best.value:.6e})\n"
         )
         write_text_atomic(out / "best.yaml", header + dump_config(best.user_attrs["config"]))
@@ -387,5 +444,6 @@ def tune(
         )
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     if not complete:
-        raise NHError(f"no trial of study {study_name!r} completed ({states}); see {out / 'trials.csv'}")
+        raise NHError(f"no trial of study {plan.study_name!r} completed ({states}); see {out / 'trials.csv'}")
     return summary
+
