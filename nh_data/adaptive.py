@@ -358,68 +358,71 @@ def make_adaptive_orbit(dV):
             kp[st] = -dV(q_old + hh * dq, params)
         return ax.shape[0]
 
-    @njit(**JIT)
-    def orbit(
-        params,
-        q0,
-        p0,
-        t_out,
-        rtol,
-        atol,
-        a,
-        b,
-        c,
-        e5,
-        e3,
-        err_order,
-        max_steps,
-        kinks,
-        dense,
-        ax,
-        dd,
-        q_out,
-        p_out,
-    ):
-        """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
+    @njit(inline="always", **JIT)
+    def _trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp):
+        """Step: the stages of one trial step of length hh from (q, p) (f = (fq, fp) there), into
+        kq, kp (rows 0 .. s, the last one f at the new point); returns (qn, pn)."""
+        kq[0] = fq
+        kp[0] = fp
+        for st in range(1, s):
+            dq = 0.0
+            dp = 0.0
+            for j in range(st):
+                dq += a[st, j] * kq[j]
+                dp += a[st, j] * kp[j]
+            ps = p + hh * dp
+            kq[st] = ps
+            kp[st] = -dV(q + hh * dq, params)
+        dq = 0.0
+        dp = 0.0
+        for j in range(s):
+            dq += b[j] * kq[j]
+            dp += b[j] * kp[j]
+        qn = q + hh * dq
+        pn = p + hh * dp
+        kq[s] = pn
+        kp[s] = -dV(qn, params)
+        return qn, pn
 
-        Writes q_out, p_out (W,). Returns (status, force evaluations):
-        status OK, TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE.
-
-        Knot-aware: `kinks` (sorted q values where the force is only C^0/C^1, for
-        a cubic spline its interior knots) end steps. A trial step whose path
-        crosses a kink is shortened to end on it (crossing time from the step's
-        cubic Hermite path, accurate to O(h^4)), so no step integrates across a
-        kink and the method keeps its order; the embedded error estimate is then
-        reliable again.
-        """
-        s = b.shape[0]
-        n_k = s + 1 + (ax.shape[0] if dense else 0)
-        kq = np.empty(n_k)
-        kp = np.empty(n_k)
-        Fq = np.empty(3 + dd.shape[0])
-        Fp = np.empty(3 + dd.shape[0])
-        expo = -1.0 / (err_order + 1.0)
-        W = t_out.shape[0]
-        q = q0
-        p = p0
+    @njit(inline="always", **JIT)
+    def _start(params, q, p, t_out, rtol, atol, err_order):
+        """The force at the start and the first step size (Hairer-Norsett-Wanner's guess)."""
+        span = t_out[t_out.shape[0] - 1] - t_out[0]
         fq = p
         fp = -dV(q, params)
-        nfev = 1
-        q_out[0] = q
-        p_out[0] = p
-        t = t_out[0]
-        span = t_out[W - 1] - t
-        if span <= 0.0:
-            for i in range(1, W):
-                q_out[i] = q
-                p_out[i] = p
-            return OK, nfev
         h0, q1, p1 = _initial_h0(q, p, fq, fp, rtol, atol, span)
         h = _initial_h1(q, p, fq, fp, p1, -dV(q1, params), h0, rtol, atol, span, err_order)
         # the Hairer-Norsett-Wanner guess collapses for a start at rest next to q = 0
         # (d0 ~ |q| / atol tiny, d1 large); the controller grows or shrinks h from here
-        h = max(h, 1e-10 * span)
-        nfev += 1
+        return fq, fp, max(h, 1e-10 * span)
+
+    @njit(**JIT)
+    def orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3, err_order, max_steps, kinks, dense, ax, dd,
+              q_out, p_out):  # fmt: skip
+        """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
+
+        Writes q_out, p_out (W,). Returns (status, force evaluations): status OK,
+        TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE. Each step: `_trial_step`,
+        `_land_on_kink` (steps end on the `kinks`, module docstring), the certificate
+        `_step_error` < 1 and `_step_size`; then the outputs, exact or dense.
+        """
+        s = b.shape[0]
+        kq = np.empty(s + 1 + (ax.shape[0] if dense else 0))
+        kp = np.empty(kq.shape[0])
+        Fq = np.empty(3 + dd.shape[0])
+        Fp = np.empty(3 + dd.shape[0])
+        expo = -1.0 / (err_order + 1.0)
+        W = t_out.shape[0]
+        q, p, t = q0, p0, t_out[0]
+        q_out[0] = q
+        p_out[0] = p
+        if t_out[W - 1] - t <= 0.0:
+            for i in range(1, W):
+                q_out[i] = q
+                p_out[i] = p
+            return OK, 1
+        fq, fp, h = _start(params, q, p, t_out, rtol, atol, err_order)
+        nfev = 2
         steps = 0
         i = 1
         while i < W:
@@ -443,84 +446,27 @@ def make_adaptive_orbit(dV):
                 else:
                     clipped = t + 1.01 * h >= t_target
                     hh = t_target - t if clipped else h
-                kq[0] = fq
-                kp[0] = fp
-                for st in range(1, s):
-                    dq = 0.0
-                    dp = 0.0
-                    for j in range(st):
-                        dq += a[st, j] * kq[j]
-                        dp += a[st, j] * kp[j]
-                    ps = p + hh * dp
-                    kq[st] = ps
-                    kp[st] = -dV(q + hh * dq, params)
-                dq = 0.0
-                dp = 0.0
-                for j in range(s):
-                    dq += b[j] * kq[j]
-                    dp += b[j] * kp[j]
-                qn = q + hh * dq
-                pn = p + hh * dp
-                kq[s] = pn
-                kp[s] = -dV(qn, params)
+                qn, pn = _trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
                 nfev += s
-                if kinks.shape[0] > 0 and forced < 0.0:
-                    sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
-                    if sx < 1.0:
-                        forced = sx * hh
-                        continue
-                elif forced > 0.0 and n_newton < MAX_NEWTON:
-                    # land on the kink: Newton on the step length, d qn / d hh = pn. A miss of
-                    # delta leaves a sliver tau = delta / |p| of the step beyond the kink, which
-                    # costs ~ h tau^2 jump(d3V/dq3) p^2 in q: the Hermite estimate alone (miss up
-                    # to ~1e-5 on long steps) is not enough.
-                    miss = qn - x_kink
-                    if abs(miss) > KINK_LAND and abs(pn) > 1e-12:
-                        new = hh - miss / pn
-                        if 0.0 < new < t_target - t:
-                            forced = new
-                            n_newton += 1
-                            continue
-                sq = atol + rtol * max(abs(q), abs(qn))
-                sp = atol + rtol * max(abs(p), abs(pn))
-                e5q = 0.0
-                e5p = 0.0
-                e3q = 0.0
-                e3p = 0.0
-                for j in range(s + 1):
-                    e5q += e5[j] * kq[j]
-                    e5p += e5[j] * kp[j]
-                    e3q += e3[j] * kq[j]
-                    e3p += e3[j] * kp[j]
-                err5 = (e5q / sq) ** 2 + (e5p / sp) ** 2
-                err3 = (e3q / sq) ** 2 + (e3p / sp) ** 2
-                if err5 == 0.0 and err3 == 0.0:
-                    err = 0.0
-                else:
-                    err = abs(hh) * err5 / np.sqrt((err5 + 0.01 * err3) * 2.0)
+                retry, forced, x_kink, n_newton = _land_on_kink(q, p, qn, pn, hh, kinks, forced, x_kink, n_newton,
+                                                                t_target - t)  # fmt: skip
+                if retry:
+                    continue
+                err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
                 if not np.isfinite(err):
                     if not (np.isfinite(qn) and np.isfinite(pn)):
                         return NON_FINITE, nfev
-                if err < 1.0:
-                    factor = 10.0 if err == 0.0 else min(10.0, 0.9 * err**expo)
-                    if rejected:
-                        factor = min(1.0, factor)
-                    h_new = hh * factor
-                    h = max(h_new, h) if (clipped or forced > 0.0) else h_new
-                    t_old = t
-                    q_old = q
-                    p_old = p
+                accepted, h = _step_size(err, expo, hh, h, rejected, clipped, forced)
+                if accepted:
+                    t_old, q_old, p_old = t, q, p
                     t = t_target if clipped else t + hh
-                    q = qn
-                    p = pn
-                    fq = kq[s]
-                    fp = kp[s]
+                    q, p, fq, fp = qn, pn, kq[s], kp[s]
                     break
-                h = hh * max(0.2, 0.9 * err**expo)
                 rejected = True
                 forced = -1.0
                 n_newton = 0
             if dense:
+                # dense output: the output times this step holds, from DOP853's 7th-order interpolant
                 if i < W - 1 and t_out[i] < t:
                     nfev += _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp)
                     _dense_coeffs(q_old, q, hh, kq, s, dd, Fq)
@@ -541,6 +487,65 @@ def make_adaptive_orbit(dV):
         return OK, nfev
 
     return orbit
+
+
+@njit(inline="always", **JIT)
+def _land_on_kink(q, p, qn, pn, hh, kinks, forced, x_kink, n_newton, room):
+    """Knot landing: whether the trial step from q to qn must be retried shorter, ending on a
+    kink; returns (retry, forced step length or -1, the kink, Newton iterations so far).
+
+    A first trial that crosses a kink is cut at the crossing time of its Hermite path; a cut
+    step is refined by Newton on its length (d qn / d hh = pn) until it lands within KINK_LAND.
+    A miss of delta leaves a sliver tau = delta / |p| of the step beyond the kink, which costs
+    ~ h tau^2 jump(d3V/dq3) p^2 in q: the Hermite estimate alone (miss up to ~1e-5 on long
+    steps) is not enough. `room`: the time left to the step's target."""
+    if kinks.shape[0] > 0 and forced < 0.0:
+        sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+        if sx < 1.0:
+            return True, sx * hh, x_kink, n_newton
+    elif forced > 0.0 and n_newton < MAX_NEWTON:
+        miss = qn - x_kink
+        if abs(miss) > KINK_LAND and abs(pn) > 1e-12:
+            new = hh - miss / pn
+            if 0.0 < new < room:
+                return True, new, x_kink, n_newton + 1
+    return False, forced, x_kink, n_newton
+
+
+@njit(inline="always", **JIT)
+def _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol):
+    """The step's error norm from the two embedded estimators (orders 5 and 3), mixed as in
+    SciPy's DOP853, at scale atol + rtol max(|y|, |y_new|); the step passes when it is < 1."""
+    sq = atol + rtol * max(abs(q), abs(qn))
+    sp = atol + rtol * max(abs(p), abs(pn))
+    e5q = 0.0
+    e5p = 0.0
+    e3q = 0.0
+    e3p = 0.0
+    for j in range(s + 1):
+        e5q += e5[j] * kq[j]
+        e5p += e5[j] * kp[j]
+        e3q += e3[j] * kq[j]
+        e3p += e3[j] * kp[j]
+    err5 = (e5q / sq) ** 2 + (e5p / sp) ** 2
+    err3 = (e3q / sq) ** 2 + (e3p / sp) ** 2
+    if err5 == 0.0 and err3 == 0.0:
+        return 0.0
+    return abs(hh) * err5 / np.sqrt((err5 + 0.01 * err3) * 2.0)
+
+
+@njit(inline="always", **JIT)
+def _step_size(err, expo, hh, h, rejected, clipped, forced):
+    """(accepted, next step size): the controller's factor in [0.2, 10] (safety 0.9, no growth
+    right after a rejection); a step cut short (to an output time or a kink) keeps the
+    controller's own h when that is larger."""
+    if err < 1.0:
+        factor = 10.0 if err == 0.0 else min(10.0, 0.9 * err**expo)
+        if rejected:
+            factor = min(1.0, factor)
+        h_new = hh * factor
+        return True, max(h_new, h) if (clipped or forced > 0.0) else h_new
+    return False, hh * max(0.2, 0.9 * err**expo)
 
 
 @njit(**JIT)
