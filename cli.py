@@ -14,8 +14,8 @@ import click
 
 from nh_data.errors import Interrupted, NHError
 from nh_data.problem import PHYSICS_DT, T_END, WINDOW
+from nh_models.training.command import DEFAULT_DATA, DEFAULT_STORAGE
 
-DEFAULT_DATA = "parquet_data/normal"  # what `nh data build --preset normal` writes
 
 class _Group(click.Group):
     """Click group whose sub-commands fail in one line with exit status 2: an NHError,
@@ -189,33 +189,13 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, lr, seed, device, out_dir, resume,
            log, quiet) -> None:  # fmt: skip
     """Train MODEL; command-line values override the config file; run it under torchrun for DDP."""
-    import os
-    from pathlib import Path
-
-    from nh_models.training.trainer import default_run_dir, train
+    from nh_models.training.command import interrupted, is_main_process, plan_train
+    from nh_models.training.trainer import train
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "time_limit": time_limit,
                  "fresh": fresh, "log": log}  # fmt: skip
-    if resume is not None:
-        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
-        if config_file is not None:
-            given.append("--config")
-        if given:
-            raise NHError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
-        config, run_dir = None, resume
-    else:
-        from nh_models.training.config import load_config
-
-        if data_dir is None:
-            if not (Path(DEFAULT_DATA) / "manifest.json").is_file():
-                raise NHError(
-                    f"no dataset at {DEFAULT_DATA} (the default --data); build it with "
-                    "`nh data build --preset normal`, or pass --data DIR"
-                )
-            data_dir = DEFAULT_DATA
-        config = load_config(model, config_file, overrides)
-        run_dir = default_run_dir(out_dir, model, config["train"]["seed"])
-    main_rank = os.environ.get("RANK", "0") == "0"
+    config, data_dir, run_dir = plan_train(model, config_file, data_dir, overrides, out_dir, resume)
+    main_rank = is_main_process()
     try:
         metrics = train(model, config, data_dir, run_dir, device=device, resume=resume, progress=not quiet,
                         started=lambda d: click.echo(f"run folder: {d}"),  # once it exists: all checked
@@ -223,10 +203,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
     except KeyboardInterrupt:
         if not main_rank:
             sys.exit(130)
-        if (Path(run_dir) / "checkpoint_last.pt").is_file():
-            raise Interrupted(f"interrupted; continue with: nh train {model} --resume {run_dir}") from None
-        gone = "" if Path(run_dir).exists() else f"; {run_dir} removed"
-        raise Interrupted(f"interrupted before the first epoch ended: nothing to resume{gone}") from None
+        raise interrupted(model, run_dir) from None
     if main_rank:
         test = "" if metrics["test_loss"] is None else f", test {metrics['test_loss']:.4e}"
         click.echo(
@@ -266,9 +243,9 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 @nh.command()
 @click.argument("model", metavar="MODEL")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials to add to the study.")
-@click.option("--data", "data_dir", default="parquet_data/normal", show_default=True,
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
               help="Dataset folder.")
-@click.option("--storage", default="sqlite:///runs/tune.db", show_default=True, help="Optuna storage URL.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
 @click.option("--study", "study_name", default=None, help="Study name [default: MODEL].")
 @click.option("--out", "out_dir", default=None, help="Output folder [default: runs/tune/STUDY].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,

@@ -646,15 +646,3 @@ def _finish(run: _Run, status: str, test: bool, calibrate: bool) -> dict[str, An
         calibrate_finished_run(run.run_dir, run.data_dir, str(dev), run.progress)
     D.barrier(env)
     return metrics
-
-
-def default_run_dir(out_dir: str | os.PathLike, model_name: str, seed: int) -> Path:
-    """`<out_dir>/<model>-<YYYYmmdd-HHMMSS>-s<seed>`; under torchrun the timestamp is replaced by
-    the rendezvous id, which every rank shares."""
-    env = D.detect()
-    if env.distributed:
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-        tag = f"ddp{env.world_size}" + (f"-{run_id[:12]}" if run_id and run_id != "none" else "")
-    else:
-        tag = time.strftime("%Y%m%d-%H%M%S")
-    return Path(out_dir) / f"{model_name}-{tag}-s{seed}"

@@ -46,6 +46,7 @@ from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
 from ..devices import resolve_device
+from .command import DEFAULT_STORAGE
 from .config import check_keys, check_sections, load_yaml, parse_number
 
 PARAM_TYPES = ("int", "float", "categorical")
@@ -240,7 +241,7 @@ def tune(
     n_trials: int,
     data_dir: str | os.PathLike,
     *,
-    storage: str = "sqlite:///runs/tune.db",
+    storage: str = DEFAULT_STORAGE,
     study_name: str | None = None,
     out_dir: str | os.PathLike | None = None,
     epochs: int | None = None,
