@@ -417,9 +417,8 @@ def make_adaptive_orbit(dV):
         q_out[0] = q
         p_out[0] = p
         if t_out[W - 1] - t <= 0.0:
-            for i in range(1, W):
-                q_out[i] = q
-                p_out[i] = p
+            q_out[1:] = q
+            p_out[1:] = p
             return OK, 1
         fq, fp, h = _start(params, q, p, t_out, rtol, atol, err_order)
         nfev = 2
@@ -448,10 +447,17 @@ def make_adaptive_orbit(dV):
                     hh = t_target - t if clipped else h
                 qn, pn = _trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
                 nfev += s
-                retry, forced, x_kink, n_newton = _land_on_kink(q, p, qn, pn, hh, kinks, forced, x_kink, n_newton,
-                                                                t_target - t)  # fmt: skip
-                if retry:
-                    continue
+                if kinks.shape[0] > 0 and forced < 0.0:  # knot landing: cut a step that crosses a kink
+                    sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+                    if sx < 1.0:
+                        forced = sx * hh
+                        continue
+                elif forced > 0.0 and n_newton < MAX_NEWTON:
+                    new = _land_on_kink(qn, pn, hh, x_kink, t_target - t)
+                    if new > 0.0:
+                        forced = new
+                        n_newton += 1
+                        continue
                 err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
                 if not np.isfinite(err):
                     if not (np.isfinite(qn) and np.isfinite(pn)):
@@ -490,26 +496,18 @@ def make_adaptive_orbit(dV):
 
 
 @njit(inline="always", **JIT)
-def _land_on_kink(q, p, qn, pn, hh, kinks, forced, x_kink, n_newton, room):
-    """Knot landing: whether the trial step from q to qn must be retried shorter, ending on a
-    kink; returns (retry, forced step length or -1, the kink, Newton iterations so far).
-
-    A first trial that crosses a kink is cut at the crossing time of its Hermite path; a cut
-    step is refined by Newton on its length (d qn / d hh = pn) until it lands within KINK_LAND.
-    A miss of delta leaves a sliver tau = delta / |p| of the step beyond the kink, which costs
-    ~ h tau^2 jump(d3V/dq3) p^2 in q: the Hermite estimate alone (miss up to ~1e-5 on long
-    steps) is not enough. `room`: the time left to the step's target."""
-    if kinks.shape[0] > 0 and forced < 0.0:
-        sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
-        if sx < 1.0:
-            return True, sx * hh, x_kink, n_newton
-    elif forced > 0.0 and n_newton < MAX_NEWTON:
-        miss = qn - x_kink
-        if abs(miss) > KINK_LAND and abs(pn) > 1e-12:
-            new = hh - miss / pn
-            if 0.0 < new < room:
-                return True, new, x_kink, n_newton + 1
-    return False, forced, x_kink, n_newton
+def _land_on_kink(qn, pn, hh, x_kink, room):
+    """Knot landing: a step cut at a kink crossing (from its Hermite path) is refined by Newton
+    on its length (d qn / d hh = pn); returns the next length to try, or -1 once qn lands
+    within KINK_LAND of the kink. A miss of delta leaves a sliver tau = delta / |p| of the
+    step beyond the kink, which costs ~ h tau^2 jump(d3V/dq3) p^2 in q: the Hermite estimate
+    alone (miss up to ~1e-5 on long steps) is not enough. `room`: time left to the target."""
+    miss = qn - x_kink
+    if abs(miss) > KINK_LAND and abs(pn) > 1e-12:
+        new = hh - miss / pn
+        if 0.0 < new < room:
+            return new
+    return -1.0
 
 
 @njit(inline="always", **JIT)
