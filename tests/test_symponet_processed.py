@@ -12,7 +12,7 @@ import torch
 from nh_data.potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestData
-from nh_models.evaluation.equal_cost import equal_cost_table
+from nh_models.evaluation.cost_table import equal_cost_table
 from nh_models.models import get_model, processed, processor, sensor_spline
 from nh_models.models.correction import FEATURES, GridCorrection
 

@@ -180,7 +180,7 @@ def _evaluate_candidate(
             seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
             timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
         if hasattr(cand.model, "force_evaluations_per_orbit") and cand.info.get("equal_cost", True):
-            from .equal_cost import equal_cost_table
+            from .cost_table import equal_cost_table
 
             _log(f"{cand.label}: the integrators at its cost", progress)
             out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
