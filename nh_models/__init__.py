@@ -34,6 +34,9 @@ _API = {
     "OperatorModel": "models",
     "get_model": "models",
     "model_config": "models",
+    "model_names": "models",
+    "register_model": "models",  # a model of your own (docs/extending.md)
+    "load_plugin": "models",
     # data
     "ShardDataset": "data",
     "EpochBatchSampler": "data",
