@@ -140,10 +140,33 @@ def data_validate(dir, sample, seed):
     if r["problems"]:
         click.echo(f"{dir}: {len(r['problems'])} problem(s)", err=True)
         sys.exit(1)
+    if r.get("imported"):  # nh data import: how far the orbits are from the sensor interpolant's
+        from nh_data.validate_imported import format_report
+
+        click.echo(format_report(dir, r))
+        return
     click.echo(
         f"{dir}: OK ({r['checked_rows']} rows checked, {r['sampled_rows']} re-integrated, "
         f"max deviation {r['max_deviation']:.2g})"
     )
+
+
+@data.command("import")
+@click.argument("src")
+@click.option("--out", required=True, help="New dataset folder (must not hold anything).")
+@click.option("--val", type=float, default=0.1, show_default=True, help="Fraction of the potentials for val.")
+@click.option("--test", type=float, default=0.1, show_default=True, help="Fraction of the potentials for test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+def data_import(src, out, val, test, seed):
+    """Import your own orbits: SRC (.npz or .parquet) with V (N x S sensors on [0, 1]), t, q, p (N x W)
+    and optionally q0, p0 -> shards and manifest in OUT, marked imported (not certified)."""
+    from nh_data.importing import import_dataset
+
+    m = import_dataset(src, out, val=val, test=test, seed=seed)
+    c = m["config"]
+    counts = ", ".join(f"{s} {n}" for s, n in m["counts"].items())
+    note = f"; V resampled from {c['sensors_in']} sensors to 100" if c["resampled"] else ""
+    click.echo(f"{out}: {c['orbits']} orbits of {c['n']} potentials imported ({counts}){note}; not certified")
 
 
 # ============================================================ nh physics  (issue 3)
