@@ -493,7 +493,9 @@ def rk4_at_cost(rk4_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any
     cheaper: the cost is below every measured RK4 point; then `dt` and `loss` are those of
     RK4's cheapest measured point (None when it diverged), not an extrapolation past it.
     """
-    from nh_models.evaluation import equal_cost
+    # not `from nh_models.evaluation import equal_cost`: once evaluate_runs has imported the submodule
+    # nh_models/evaluation/equal_cost.py, that package attribute is the module, not the function
+    from nh_models.evaluation.work_precision import equal_cost
 
     cheapest = min(rk4_rows, key=lambda r: r["time_per_traj_s"])
     if seconds < cheapest["time_per_traj_s"]:
