@@ -1,5 +1,6 @@
-"""bench/accuracy.py's RK4 at equal cost works after an evaluation in the same process (the
-submodule nh_models/evaluation/equal_cost.py replaces the package's attribute `equal_cost`)."""
+"""bench/accuracy.py's RK4 at equal cost works after an evaluation in the same process (a
+submodule once named nh_models/evaluation/equal_cost.py replaced the package's function
+`equal_cost` when imported; it is cost_table.py now)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 
 
 def test_rk4_at_cost_after_evaluate_runs_imported_the_equal_cost_module():
-    importlib.import_module("nh_models.evaluation.equal_cost")  # what evaluate_runs does on its way
+    importlib.import_module("nh_models.evaluation.cost_table")  # what evaluate_runs does on its way
+    from nh_models import evaluation
+
+    assert callable(evaluation.equal_cost)  # still the function, not a module
     path = Path(__file__).resolve().parent.parent / "bench" / "accuracy.py"
     spec = importlib.util.spec_from_file_location("nh_bench_accuracy", path)
     accuracy = importlib.util.module_from_spec(spec)
