@@ -8,6 +8,7 @@ operation) becomes a one-line message on stderr and exit status 2.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -40,6 +41,26 @@ class _Group(click.Group):
             what = exc.strerror or str(exc)
             click.echo(f"Error: cannot use {exc.filename}: {what}" if exc.filename else f"Error: {what}", err=True)
             sys.exit(2)
+
+
+def plugin_option(command):
+    """--plugin MODULE (repeatable): import the user's modules when the command runs, before its body,
+    so that the models they register resolve; parsing alone (and --help) imports nothing."""
+
+    @functools.wraps(command)
+    def run(*args, plugin: tuple[str, ...] = (), **kwargs):
+        if plugin:
+            from nh_models.models import load_plugin
+
+            for module in plugin:
+                load_plugin(module)
+        return command(*args, **kwargs)
+
+    return click.option(
+        "--plugin", multiple=True, metavar="MODULE",
+        help="Import MODULE (a module name or a .py file) first: it registers a model of your own "
+        "(docs/extending.md). Repeatable.",
+    )(run)  # fmt: skip
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,10 +141,33 @@ def data_validate(dir, sample, seed):
     if r["problems"]:
         click.echo(f"{dir}: {len(r['problems'])} problem(s)", err=True)
         sys.exit(1)
+    if r.get("imported"):  # nh data import: how far the orbits are from the sensor interpolant's
+        from nh_data.validate_imported import format_report
+
+        click.echo(format_report(dir, r))
+        return
     click.echo(
         f"{dir}: OK ({r['checked_rows']} rows checked, {r['sampled_rows']} re-integrated, "
         f"max deviation {r['max_deviation']:.2g})"
     )
+
+
+@data.command("import")
+@click.argument("src")
+@click.option("--out", required=True, help="New dataset folder (must not hold anything).")
+@click.option("--val", type=float, default=0.1, show_default=True, help="Fraction of the potentials for val.")
+@click.option("--test", type=float, default=0.1, show_default=True, help="Fraction of the potentials for test.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+def data_import(src, out, val, test, seed):
+    """Import your own orbits: SRC (.npz or .parquet) with V (N x S sensors on [0, 1]), t, q, p (N x W)
+    and optionally q0, p0 -> shards and manifest in OUT, marked imported (not certified)."""
+    from nh_data.importing import import_dataset
+
+    m = import_dataset(src, out, val=val, test=test, seed=seed)
+    c = m["config"]
+    counts = ", ".join(f"{s} {n}" for s, n in m["counts"].items())
+    note = f"; V resampled from {c['sensors_in']} sensors to 100" if c["resampled"] else ""
+    click.echo(f"{out}: {c['orbits']} orbits of {c['n']} potentials imported ({counts}){note}; not certified")
 
 
 # ============================================================ nh physics  (issue 3)
@@ -163,6 +207,7 @@ def physics(name: str, out_dir: str, dt: str, t_max: str, ic: str, plot: bool, q
 
 
 @nh.command("train")
+@plugin_option
 @click.argument("model", metavar="MODEL")
 @click.option("--config", "config_file", default=None,
               help="YAML config: a path, or a packaged config from any folder (configs/paper/MODEL.yaml, "
@@ -216,6 +261,7 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
 
 
 @nh.command("eval")
+@plugin_option
 @click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
 @click.option("--data", "data_dir", default=None,
               help="Dataset folder with a test split [default: the first run's].")
@@ -241,6 +287,7 @@ def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub
 
 
 @nh.command()
+@plugin_option
 @click.argument("model", metavar="MODEL")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials to add to the study.")
 @click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True,
@@ -293,6 +340,7 @@ def demo(out_dir, size, device, quiet) -> None:
 
 
 @nh.command("predict")
+@plugin_option
 @click.argument("run", metavar="RUN")
 @click.option("--potential", "spec", required=True, metavar="SPEC",
               help="A name of `nh physics` (sho, morse, ...), a file (.csv/.npy/.parquet: 100 sensor values "
@@ -332,6 +380,7 @@ def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> Non
 
 
 @nh.command("calibrate")
+@plugin_option
 @click.argument("run", metavar="RUN")
 @click.option("--data", "data_dir", default=None, help="Dataset folder with a val split [default: the run's].")
 @click.option("--score", type=click.Choice(["scaled", "max"]), default="scaled", show_default=True,

@@ -103,6 +103,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="name of the results block and of the run subfolder [default: the data folder's name]",
     )
     ap.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (a module name or a .py file) first: it registers a model of your own "
+        "(docs/extending.md); repeatable",
+    )
+    ap.add_argument(
         "--train-only",
         action="store_true",
         help="train the runs and stop (several such runs side by side, each pinned to its own cores, "
@@ -133,10 +141,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def recipe_path(model: str, recipe: str) -> Path:
-    """The config file of a recipe: CONFIG_DIR/<model>.yaml or PAPER_CONFIG_DIR/<model>.yaml."""
-    from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR
+def recipe_path(model: str, recipe: str) -> Path | None:
+    """The config file of a recipe: CONFIG_DIR/<model>.yaml or PAPER_CONFIG_DIR/<model>.yaml; a plug-in
+    model's recommended recipe is the default config it registered (None: registered as data)."""
+    from nh_models.models import registered_plugin
+    from nh_models.training.config import CONFIG_DIR, PAPER_CONFIG_DIR, default_config_path
 
+    if recipe in ("recommended", "files") and registered_plugin(model) is not None:
+        return default_config_path(model)
     name = f"{model}_fast.yaml" if recipe == "fast" else f"{model}.yaml"
     path = (PAPER_CONFIG_DIR if recipe == "paper" else CONFIG_DIR) / name
     if not path.is_file():
@@ -162,7 +174,7 @@ class RunSpec:
     model: str
     recipe: str
     seed: int
-    config_path: Path
+    config_path: Path | None  # None: a plug-in's default config registered as data
     run_dir: Path
     config: dict[str, Any] = field(default_factory=dict)
     train_metrics: dict[str, Any] = field(default_factory=dict)
@@ -481,7 +493,9 @@ def rk4_at_cost(rk4_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any
     cheaper: the cost is below every measured RK4 point; then `dt` and `loss` are those of
     RK4's cheapest measured point (None when it diverged), not an extrapolation past it.
     """
-    from nh_models.evaluation import equal_cost
+    # not `from nh_models.evaluation import equal_cost`: once evaluate_runs has imported the submodule
+    # nh_models/evaluation/equal_cost.py, that package attribute is the module, not the function
+    from nh_models.evaluation.work_precision import equal_cost
 
     cheapest = min(rk4_rows, key=lambda r: r["time_per_traj_s"])
     if seconds < cheapest["time_per_traj_s"]:
@@ -1000,8 +1014,10 @@ def run(args: argparse.Namespace, command: str) -> Path:
     """The whole benchmark; returns the results file."""
     from nh_models.data import has_split
     from nh_models.evaluation import physics_names, resolve_device
-    from nh_models.models import MODEL_NAMES
+    from nh_models.models import load_plugin, model_names
 
+    for module in args.plugin:
+        load_plugin(module)
     data_dir = Path(args.data)
     if not (data_dir / "manifest.json").is_file():
         raise NHError(f"data folder {args.data!r} does not exist or has no manifest.json")
@@ -1014,7 +1030,7 @@ def run(args: argparse.Namespace, command: str) -> Path:
         raise NHError(f"--max-test must be >= 1, got {args.max_test}")
     if args.n_sub < 2:
         raise NHError(f"--n-sub must be >= 2, got {args.n_sub}")
-    models = parse_names(args.models, list(MODEL_NAMES), "model")
+    models = parse_names(args.models, list(model_names()), "model")
     seeds = parse_seeds(args.seeds)
     recipes = parse_recipes(args.recipes, seeds)
     physics_names(args.physics)  # NHError for an unknown potential, before any training

@@ -83,6 +83,12 @@ SCALAR_COLUMNS = ("q0", "p0", "E0", "u", "depth", "l", "err_est", "pid", "b")
 LIST_COLUMNS = ("knots", "coeffs")
 
 
+def schema_for(window: int) -> pa.Schema:
+    """SCHEMA with `window` time points per orbit (`nh data import` keeps the user's W)."""
+    vec = pa.list_(pa.float64(), window)
+    return pa.schema([f.with_type(vec) if f.name in ("t", "q", "p") else f for f in SCHEMA])
+
+
 def shard_name(split: str, index: int) -> str:
     """File name of shard `index` of `split`, e.g. train-00000.parquet."""
     return f"{split}-{index:05d}.parquet"

@@ -62,6 +62,11 @@ def read_build_config(data_dir: str | os.PathLike) -> dict:
         msg = str(exc)
         hint = "" if "nh data build" in msg else "; run `nh data build` first"
         raise NHError(f"no build configuration in {str(data_dir)!r}: {msg}{hint}") from None
+    if isinstance(config, dict) and config.get("imported"):
+        raise NHError(
+            f"{str(data_dir)!r} was imported (`nh data import`): it has no build configuration to draw "
+            "fresh orbits like its own; drop --fresh (use its files)"
+        )
     missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
     if missing:
         raise NHError(

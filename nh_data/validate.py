@@ -29,6 +29,7 @@ from .fileio import sha256_file
 from .problem import SENSORS, T_END, V0
 from .schema import SCHEMA, SPLITS, read_manifest
 from .spline import V_pp, V_rows, pack_params
+from .validate_imported import validate_imported
 
 REF_METHOD = "kahanli8"
 REF_DT = 2e-5
@@ -85,7 +86,7 @@ def info(dir: str | os.PathLike) -> dict:
         d = {}
         for c in cols:
             x = np.concatenate(acc[split][c]) if acc[split][c] else np.zeros(0)
-            if x.size == 0:
+            if x.size == 0 or np.isnan(x).all():  # imported data: depth, l, err_est unknown
                 continue
             if c == "b":
                 vals, cnt = np.unique(x, return_counts=True)
@@ -187,6 +188,8 @@ def validate(dir: str | os.PathLike, sample: int = 16, seed: int = 0, progress: 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise NHError(f"--seed must be a non-negative integer, got {seed}")
     m = read_manifest(dir)
+    if m.get("imported"):  # `nh data import`: no certificate to check
+        return validate_imported(dir, m, sample=sample, seed=seed)
     cfg = m["config"]
     problems: list[str] = []
     tol = float(cfg.get("cert_tol", 1e-8)) + REF_MARGIN
@@ -247,11 +250,17 @@ def validate(dir: str | os.PathLike, sample: int = 16, seed: int = 0, progress: 
 def format_info(d: dict) -> str:
     """Human-readable text of `info`'s result."""
     cfg = d["config"]
-    lines = [
-        f"{d['dir']}: {d['shards']} shards, {d['bytes'] / 1e6:.1f} MB",
-        f"config: n={cfg['n']} seed={cfg['seed']} ic={cfg['ic']} times={cfg['times']} "
-        f"integrator={cfg['integrator']}" + (f" dt={cfg['dt']}" if cfg.get("dt") else ""),
-    ]
+    lines = [f"{d['dir']}: {d['shards']} shards, {d['bytes'] / 1e6:.1f} MB"]
+    if cfg.get("imported"):
+        lines.append(
+            f"imported from {cfg['source']} ({cfg['format']}), not certified: {cfg['orbits']} orbits of "
+            f"{cfg['n']} potentials, {cfg['sensors_in']} sensors" + (" (resampled to 100)" if cfg["resampled"] else "")
+        )
+    else:
+        lines.append(
+            f"config: n={cfg['n']} seed={cfg['seed']} ic={cfg['ic']} times={cfg['times']} "
+            f"integrator={cfg['integrator']}" + (f" dt={cfg['dt']}" if cfg.get("dt") else "")
+        )
     for split in SPLITS:
         pots = (d.get("potentials") or {}).get(split, "?")
         lines.append(f"{split}: {d['counts'][split]} rows from {pots} potentials")

@@ -11,7 +11,7 @@ pulls optuna or matplotlib in before they are needed):
 
 The package, by what each part does (docs/architecture.md):
 
-    models/      the five networks, their registry and shared layers
+    models/      the networks, their registry (and plug-ins: register_model) and shared layers
     data.py      shards -> memory-mapped Arrow cache -> batches;  fresh.py  fresh orbits
     training/    trainer, schedules, steps, training source, checkpoints, configs, DDP, tuning
     evaluation/  metrics, work-precision, structure (energy, det J, chaining), integrator
@@ -33,6 +33,9 @@ _API = {
     "OperatorModel": "models",
     "get_model": "models",
     "model_config": "models",
+    "model_names": "models",
+    "register_model": "models",  # a model of your own (docs/extending.md)
+    "load_plugin": "models",
     # data
     "ShardDataset": "data",
     "EpochBatchSampler": "data",

@@ -289,7 +289,10 @@ def test_spectral_conv_equals_fft_reference():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(NHError) as err:
         get_model("resnet")
-    assert str(err.value) == "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno, symponet"
+    assert str(err.value) == (
+        "unknown model 'resnet'; valid models: deeponet, varonet, traonet, mambonet, fno, symponet "
+        "(a model of your own: --plugin MODULE, docs/extending.md)"
+    )
 
 
 def test_unknown_key_lists_valid_keys():

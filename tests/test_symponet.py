@@ -77,7 +77,10 @@ def test_det_j_is_one_to_round_off_for_random_weights(config, weight_scale):
     det, size = jacobian_det(model, V, t, ic)
     # round-off of float64: a few ulps of the products per step (a leapfrog step past its
     # stability limit stretches the map, |J| up to 1e4 here); 1 to 1e-13 where the map is tame
-    per_steps = max(1.0, config["steps"] / 6)
+    # (per leapfrog substep: Yoshida-4 takes three a step; 1.3e-14 of |J| was measured on an Intel
+    # Xeon for the stretched Yoshida-4 map, where 1e-14 per step held on the AMD EPYC)
+    substeps = 3 if config.get("prior") == "yoshida4" else 1
+    per_steps = max(1.0, config["steps"] * substeps / 6)
     assert ((det - 1).abs() <= 1e-14 * per_steps * size).all(), ((det - 1).abs() / size).max()
     tame = size < 10
     assert tame.sum() >= 10 and (det[tame] - 1).abs().max() < 1e-13
@@ -240,7 +243,7 @@ def test_fixed_grid_is_continuous_in_t_and_chains_like_one_integration():
         ({"prior": "rk4"}, "SympONetConfig.prior must be one of leapfrog, yoshida4, got 'rk4'"),
         ({"ridges": 0}, "SympONetConfig.ridges must be an integer >= 1, got 0"),
         ({"scale": "yes"}, "SympONetConfig.scale must be true or false, got 'yes'"),
-        ({"grid": "adaptive"}, "SympONetConfig.grid must be one of scaled, fixed, got 'adaptive'"),
+        ({"grid": "adaptive"}, "SympONetConfig.grid must be one of scaled, fixed, processed, got 'adaptive'"),
         ({"correction": 0}, "SympONetConfig.correction must be a number > 0, got 0"),
         ({"correction": float("nan")}, "SympONetConfig.correction must be a number > 0, got nan"),
     ],

@@ -12,7 +12,7 @@ import torch
 from nh_data.potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestData
-from nh_models.evaluation.equal_cost import equal_cost_table
+from nh_models.evaluation.cost_table import equal_cost_table
 from nh_models.models import get_model, processed, processor, sensor_spline
 from nh_models.models.correction import FEATURES, GridCorrection
 
@@ -302,3 +302,24 @@ def test_small_fast_recipe_learns_below_its_prior_alone(tmp_path):
     trained = evaluate(model, test, batch_size=100, device=torch.device("cpu"))
     alone = evaluate(model.prior_alone(), test, batch_size=100, device=torch.device("cpu"))
     assert trained * 10 <= alone, (trained, alone)
+
+
+@pytest.mark.parametrize("grid", ["fixed", "scaled"])
+def test_learned_false_on_the_other_grids_is_the_prior_with_the_same_weights(grid):
+    """learned: false zeroes the ridge corrections and the shears: the fixed and scaled grids'
+    prior alone is exactly the network with its correction amplitudes set to zero."""
+    cfg = {"grid": grid, "steps": 8, "shears": 1, "latent": 8, "nodes": 16, "ridges": 4}
+    model = get_model("symponet", cfg).double()
+    randomise(model, 0.3)
+    zeroed = get_model("symponet", cfg).double()
+    zeroed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        zeroed.amp_rest[-1].weight.zero_()
+        zeroed.amp_rest[-1].bias.zero_()
+    V, t, ic = random_problem(4, seed=10)
+    with torch.no_grad():
+        q, p = model.prior_alone()(V, t, ic)
+        qz, pz = zeroed(V, t, ic)
+        ql, _ = model(V, t, ic)
+    assert torch.equal(q, qz) and torch.equal(p, pz)
+    assert (ql - q).abs().max() > 1e-6

@@ -56,6 +56,7 @@ class Candidate:
     run: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     calibration: Any = None  # the run's nh_models.calibration.Calibration, if it has one
+    cost_table: bool = True  # a SympONet: the integrators at its cost (evaluation/cost_table.py)
 
     @classmethod
     def from_model(cls, label: str, model: torch.nn.Module, device="cpu", batch_size=2048, **kw) -> Candidate:

@@ -294,15 +294,16 @@ def equal_cost_table(metrics: dict[str, Any]) -> str:
         if not ec:
             continue
         rows = [
-            [name, r["evaluations"], r["steps"], r["loss"], f"{r['us_per_orbit']:.1f}"]
+            [name, r["evaluations"], r["steps"], r["loss"], r.get("median"), f"{r['us_per_orbit']:.1f}",
+             f"{r['model_wins']:.3f} ± {r['model_wins_se']:.3f}" if "model_wins" in r else "—"]
             for name, r in ec["rows"].items()
-        ]
+        ]  # fmt: skip
         parts += [
             f"**{label}**: {ec['evaluations_per_orbit']} force evaluations per orbit ({ec['n_times']} query "
             f"times, {ec['n_orbits']} test orbits, float64, {ec['threads']} thread, timed side by side). "
             f"Read-out: model, {ec['readout']['model']}; integrators, {ec['readout']['integrators']}.",
             "",
-            _table(["row", "force evaluations", "steps", "loss", "us/orbit"], rows),
+            _table(["row", "force evaluations", "steps", "loss", "median", "us/orbit", "model better on"], rows),
             "",
         ]
     return "\n".join(parts)

@@ -179,8 +179,8 @@ def _evaluate_candidate(
         else:
             seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
             timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
-        if hasattr(cand.model, "force_evaluations_per_orbit") and cand.info.get("equal_cost", True):
-            from .equal_cost import equal_cost_table
+        if hasattr(cand.model, "force_evaluations_per_orbit") and cand.cost_table:
+            from .cost_table import equal_cost_table
 
             _log(f"{cand.label}: the integrators at its cost", progress)
             out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
@@ -358,8 +358,8 @@ def evaluate_runs(
                         device,
                         settings.batch_size,
                         run=str(r),
-                        info={"model": model.name, "n_params": int(n_params), "learned": name != "prior alone",
-                              "equal_cost": False},  # fmt: skip
+                        info={"model": model.name, "n_params": int(n_params), "learned": name != "prior alone"},
+                        cost_table=False,  # its rows are in the trained run's table
                     )
                 )
     if data_dir is None:

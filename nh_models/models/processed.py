@@ -67,14 +67,15 @@ def flow(
 
     k = torch.floor(t.detach() / h).clamp(min=0, max=steps)  # whole steps before each query time
     n = int(k.max().item()) if k.numel() else 0
-    qs, ps, fs = [q], [p], [F]
+    qs, ps, fs = [q[:, 0]], [p[:, 0]], [F[:, 0]]
     for _ in range(n):
         q, p, F, _ = step(q, p, F, h)
-        qs.append(q)
-        ps.append(p)
-        fs.append(F)
+        qs.append(q[:, 0])
+        ps.append(p[:, 0])
+        fs.append(F[:, 0])
     idx = k.long()
-    q, p, F = (torch.cat(x, dim=1).gather(1, idx) for x in (qs, ps, fs))  # the states at k h
+    # the states at k h: stacked step-major ((n + 1, B): contiguous rows, a fast copy), then gathered
+    q, p, F = (torch.stack(x).T.gather(1, idx) for x in (qs, ps, fs))
     last = torch.cat([ktab, proc], dim=2) if proc is not None else None
     q, p, _, values = step(q, p, F, t - k * h, last)
     if proc is not None:

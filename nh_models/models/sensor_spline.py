@@ -76,7 +76,7 @@ def force_matrix() -> np.ndarray:
 
 _FORCE = torch.from_numpy(force_matrix())  # float64 master, cast per call
 # d/dx of a table's polynomial: coefficient r of the derivative is (r + 1) c_{r+1} / dx
-_DERIV = torch.from_numpy(np.diag(np.arange(1.0, DEGREE) / DX, k=-1))  # (5, 5): c @ _DERIV
+_DERIV = torch.arange(1.0, DEGREE, dtype=torch.float64) / DX  # (4,)
 
 
 def force_table(V: Tensor) -> Tensor:
@@ -86,17 +86,20 @@ def force_table(V: Tensor) -> Tensor:
 
 def derivative_table(table: Tensor) -> Tensor:
     """The table of the next derivative (same layout, top coefficient zero): (..., 5) -> (..., 5)."""
-    return table @ _DERIV.to(table)
+    return torch.cat([table[..., 1:] * _DERIV.to(table), torch.zeros_like(table[..., :1])], dim=-1)
 
 
 def lookup(tables: Tensor, q: Tensor) -> Tensor:
     """All K stacked polynomials at q, one interval lookup: (B, 99, K, 5), (B, W) -> (B, W, K)."""
-    K = tables.shape[2]
+    B, K = tables.shape[0], tables.shape[2]
     pos = q.clamp(0.0, 1.0) * (N_SENSORS - 1)
     i = pos.detach().floor().clamp(max=N_SENSORS - 2)
     s = pos - i
-    flat = tables.reshape(tables.shape[0], N_SENSORS - 1, K * DEGREE)
-    coef = flat.gather(1, i.long().unsqueeze(-1).expand(*q.shape, K * DEGREE)).view(*q.shape, K, DEGREE)
+    if K == 1:  # the kernel's lookups: one small gather per step
+        coef = tables[:, :, 0].gather(1, i.long().unsqueeze(-1).expand(*q.shape, DEGREE)).unsqueeze(-2)
+    else:  # stacked tables: whole rows of K polynomials by one index_select (a gather per column is slower)
+        rows = (i.long() + torch.arange(B, device=q.device).unsqueeze(1) * (N_SENSORS - 1)).reshape(-1)
+        coef = tables.reshape(B * (N_SENSORS - 1), K * DEGREE).index_select(0, rows).view(*q.shape, K, DEGREE)
     s = s.unsqueeze(-1)
     out = coef[..., DEGREE - 1]
     for r in range(DEGREE - 2, -1, -1):  # Horner

@@ -165,8 +165,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> torch.nn.Module:
     """The model of a loaded checkpoint, weights restored, in eval mode."""
-    from nh_models.models import get_model
+    from nh_models.models import get_model, is_known_model
 
+    if not is_known_model(ckpt["model_name"]):
+        raise NHError(
+            f"the checkpoint holds a model {ckpt['model_name']!r} that is neither built in nor registered: "
+            "pass --plugin MODULE (the module that registers it) or install the package that provides it"
+        )
     config = ckpt["config"]
     model = get_model(ckpt["model_name"], config["model"])
     dtype = torch.float64 if config.get("train", {}).get("dtype") == "float64" else torch.float32

@@ -71,7 +71,13 @@ LOSSES = ("mse", "logcosh", "logmse")
 
 def default_config_path(model_name: str) -> Path | None:
     """The recommended recipe `nh_models/configs/<model>.yaml` (shipped in the package), if it
-    exists; the paper's configurations are in `nh_models/configs/paper/`."""
+    exists; the paper's configurations are in `nh_models/configs/paper/`. A plug-in model's:
+    the YAML file it registered, if any (`plugin_default_config` for one registered as data)."""
+    from nh_models.models import registered_plugin
+
+    plugin = registered_plugin(model_name)
+    if plugin is not None:
+        return plugin.default_config if isinstance(plugin.default_config, Path) else None
     path = CONFIG_DIR / f"{model_name}.yaml"
     return path if path.is_file() else None
 
@@ -88,6 +94,16 @@ def find_config(path: str | os.PathLike, what: str = "config file") -> Path:
         if candidate.is_file():
             return candidate
     raise NHError(f"{what} {str(given)!r} does not exist, here or among the packaged configs in {CONFIG_DIR}")
+
+
+def plugin_default_config(model_name: str) -> dict | None:
+    """The default config a plug-in model registered as data (a copy), or None."""
+    from nh_models.models import registered_plugin
+
+    plugin = registered_plugin(model_name)
+    if plugin is None or not isinstance(plugin.default_config, dict):
+        return None
+    return {s: dict(plugin.default_config[s]) for s in SECTIONS}
 
 
 def load_yaml(path: Path, what: str) -> Any:
@@ -276,10 +292,10 @@ def load_config(
 
     Layers, each overriding the one before: the model's paper defaults and TRAIN_DEFAULTS
     (with the model's tuned learning rate); the YAML file `path` (default
-    `configs/<model>.yaml` when it exists); `overrides`, either nested
-    `{"model": {...}, "train": {...}}` or flat keys of either section (None values are
-    skipped, so CLI options that were not given can be passed as None). A relative `path`
-    that does not exist names a packaged config (`configs/paper/deeponet.yaml`,
+    `configs/<model>.yaml` when it exists; a plug-in's: the default config it registered);
+    `overrides`, either nested `{"model": {...}, "train": {...}}` or flat keys of either
+    section (None values are skipped, so CLI options that were not given can be passed as None).
+    A relative `path` that does not exist names a packaged config (`configs/paper/deeponet.yaml`,
     `paper/deeponet`: `find_config`).
     """
     from nh_models.models import model_config  # validates the model name and keys
@@ -288,9 +304,10 @@ def load_config(
     models: list[dict] = []
     trains: list[dict] = []
     file = find_config(path) if path is not None else default_config_path(model_name)
-    if file is not None:
-        data = read_yaml(file)
-        check_keys(data["train"], TRAIN_KEYS, "train key", prefix=f"config file {str(file)!r}: ")
+    data = read_yaml(file) if file is not None else plugin_default_config(model_name)
+    if data is not None:
+        where = f"config file {str(file)!r}" if file is not None else f"default config of {model_name}"
+        check_keys(data["train"], TRAIN_KEYS, "train key", prefix=f"{where}: ")
         models.append(data["model"])
         trains.append(data["train"])
     if overrides:

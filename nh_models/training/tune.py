@@ -66,8 +66,14 @@ class NonFiniteLoss(RuntimeError):
 
 
 def default_space_path(model_name: str) -> Path:
+    from ..models import registered_plugin
     from .config import CONFIG_DIR
 
+    plugin = registered_plugin(model_name)
+    if plugin is not None:
+        if plugin.tune_space is None:
+            raise NHError(f"plug-in model {model_name!r} registered no search space (tune_space); pass --space FILE")
+        return plugin.tune_space
     return CONFIG_DIR / f"{model_name}_tune.yaml"
 
 
@@ -300,11 +306,11 @@ def _plan_study(model_name, n_trials, data_dir, study_name, out_dir, epochs, tim
     """Fail fast on user errors: the model, a bad base config or budget, space keys the config
     does not have, missing data, an unusable device."""
     from ..data import ShardDataset
-    from ..models import MODEL_NAMES, model_config
+    from ..models import is_known_model, model_config, model_names
     from .config import TRAIN_KEYS, load_config
 
-    if model_name not in MODEL_NAMES:
-        raise NHError(f"unknown model {model_name!r}; valid: {', '.join(MODEL_NAMES)}")
+    if not is_known_model(model_name):
+        raise NHError(f"unknown model {model_name!r}; valid: {', '.join(model_names())}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise NHError(f"--trials must be an integer >= 1, got {n_trials!r}")
     study_name = study_name or model_name

@@ -29,9 +29,27 @@ def _timed(fn, repeats: int) -> tuple[Any, float]:
     return out, best
 
 
-def _loss(q: torch.Tensor, p: torch.Tensor, data) -> float:
-    err = orbit_errors(q.double().numpy(), p.double().numpy(), data.q, data.p)["loss"]
-    return float(np.mean(err)) if np.all(np.isfinite(err)) else math.inf
+def _errors(q: torch.Tensor, p: torch.Tensor, data) -> np.ndarray:
+    return orbit_errors(q.double().numpy(), p.double().numpy(), data.q, data.p)["loss"]
+
+
+def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_errs: np.ndarray | None) -> dict:
+    """Mean and median loss over the orbits, and the share of orbits on which the model is more
+    accurate than this row (with its standard error): the mean of a heavy-tailed error is set by
+    a few orbits, the win rate by all of them."""
+    B = len(errs)
+    row = {
+        "evaluations": int(evaluations),
+        "steps": int(steps),
+        "loss": float(np.mean(errs)) if np.all(np.isfinite(errs)) else math.inf,
+        "median": float(np.median(errs)),
+        "us_per_orbit": 1e6 * seconds / B,
+    }
+    if model_errs is not None:
+        win = float(np.mean(model_errs < errs))
+        row["model_wins"] = win
+        row["model_wins_se"] = math.sqrt(win * (1 - win) / B)
+    return row
 
 
 def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[str, Any]:
@@ -55,24 +73,17 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[st
             classical = net.classical_alone() if hasattr(net, "classical_alone") else None
             if classical is not None:
                 models.append(("classical coefficients", classical.eval()))
+            mine = None
             for label, m in models:
                 (q, p), sec = _timed(lambda m=m: m(V, t, ic), repeats)
-                rows[label] = {
-                    "evaluations": m.force_evaluations_per_orbit(W),
-                    "steps": m.config.steps,
-                    "loss": _loss(q, p, data),
-                    "us_per_orbit": 1e6 * sec / B,
-                }
+                errs = _errors(q, p, data)
+                rows[label] = _row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
+                mine = errs if mine is None else mine
             for method in METHODS:
                 n = steps_for(method, budget)
                 (q, p), sec = _timed(lambda n=n, method=method: integrate(V, t, ic, method, n), repeats)
-                rows[method] = {
-                    "evaluations": evaluations(method, n),
-                    "steps": n,
-                    "loss": _loss(q, p, data),
-                    "us_per_orbit": 1e6 * sec / B,
-                }
-            rows["rk4 at equal time"] = _rk4_at_time(V, t, ic, data, rows["model"]["us_per_orbit"], repeats)
+                rows[method] = _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
+            rows["rk4 at equal time"] = _rk4_at_time(V, t, ic, data, rows["model"]["us_per_orbit"], repeats, mine)
     finally:
         torch.set_num_threads(previous)
     return {
@@ -85,7 +96,7 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[st
     }
 
 
-def _rk4_at_time(V, t, ic, data, target_us: float, repeats: int) -> dict[str, Any]:
+def _rk4_at_time(V, t, ic, data, target_us: float, repeats: int, mine: np.ndarray) -> dict[str, Any]:
     """RK4 at the step count whose time per orbit matches `target_us` (linear fit of time in steps)."""
     B = t.shape[0]
     times = {}
@@ -96,7 +107,7 @@ def _rk4_at_time(V, t, ic, data, target_us: float, repeats: int) -> dict[str, An
     fixed = times[25] - 25 * per_step
     n = max(1, int(round((target_us - fixed) / per_step))) if per_step > 0 else 100
     (q, p), sec = _timed(lambda: integrate(V, t, ic, "rk4", n), repeats)
-    return {"evaluations": evaluations("rk4", n), "steps": n, "loss": _loss(q, p, data), "us_per_orbit": 1e6 * sec / B}
+    return _row(_errors(q, p, data), evaluations("rk4", n), n, sec, mine)
 
 
 def _model_readout(model) -> str:
