@@ -46,9 +46,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from nh_data.errors import NHError  # noqa: E402
+from nh_data.errors import NHError
 
 # files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
 # isolates what the fresh orbits bring; fast: CONFIG_DIR/<model>_fast.yaml (SympONet's coarse

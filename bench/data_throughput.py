@@ -32,13 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from nh_data.adaptive import DOP853
+from nh_data.ground_truth import ADAPTIVE_TOLS, certified_orbits
+from nh_data.initial import sample_initial, sample_times
+from nh_data.potentials import V0, sample_potentials
 
-from nh_data.adaptive import DOP853  # noqa: E402
-from nh_data.ground_truth import ADAPTIVE_TOLS, certified_orbits  # noqa: E402
-from nh_data.initial import sample_initial, sample_times  # noqa: E402
-from nh_data.potentials import V0, sample_potentials  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def workload(n_pot: int, seed: int = 2024):

@@ -30,20 +30,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from nh_models.models import MODEL_NAMES, OperatorModel, get_model  # noqa: E402
-from nh_models.models.base import mlp, sinusoidal_table  # noqa: E402
-from nh_models.models.deeponet import DeepONet, inner_product  # noqa: E402
-from nh_models.models.traonet import TraONet  # noqa: E402
-from nh_models.runtime import retain_freed_memory  # noqa: E402
+from nh_models.models import MODEL_NAMES, OperatorModel, get_model
+from nh_models.models.base import mlp, sinusoidal_table
+from nh_models.models.deeponet import DeepONet, inner_product
+from nh_models.models.traonet import TraONet
+from nh_models.runtime import retain_freed_memory
 
 # reference implementation on this machine class, 2 threads (issue 4): samples/s, us/trajectory
 REFERENCE = {

@@ -118,79 +118,76 @@ def _coverage(cal, cand: Candidate, scores: np.ndarray, u: np.ndarray, sub: Test
     return out
 
 
-def _evaluate_candidate(
-    cand: Candidate,
-    test: TestData | TestSplit | None,
-    sub: TestData | None,
-    detj_sub: TestData | None,
-    cases: list[PhysicsCase],
-    settings: EvalSettings,
-    rk4_rows,
-    curves: dict,
-    device: str,
-    progress: bool,
-) -> dict[str, Any]:
-    """Every metric of one candidate (test set, work-precision point, energy, det J, physics, long time)."""
+def _test_set_metrics(cand: Candidate, test, sub, settings: EvalSettings, progress: bool) -> dict[str, Any]:
+    """Errors per stratum on the whole test split, and the bands' coverage if the run has them."""
     from nh_data.progress import iterate
 
-    out: dict[str, Any] = {"run": cand.run, **cand.info}
-    if test is not None:
-        errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
-        cal, scores = cand.calibration, []
-        bs = settings.batch_size
-        for b in iterate(
-            test.batches(bs),
-            total=-(-len(test.u) // bs),
-            desc=f"{cand.label}: test set",
-            unit="batch",
-            enabled=progress,
-            leave=False,
-        ):
-            q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
-            for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
-                errs[k].append(v)
-            if cal is not None:
-                scores.append(cal.scores_of(q_hat, p_hat, b.q, b.p))
-        out["test"] = summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)
+    errs: dict[str, list[np.ndarray]] = {k: [] for k in ("mse_q", "mse_p", "loss", "rel_l2")}
+    cal, scores = cand.calibration, []
+    bs = settings.batch_size
+    for b in iterate(
+        test.batches(bs),
+        total=-(-len(test.u) // bs),
+        desc=f"{cand.label}: test set",
+        unit="batch",
+        enabled=progress,
+        leave=False,
+    ):
+        q_hat, p_hat = cand.predict(b.V, b.t, b.ic)
+        for k, v in orbit_errors(q_hat, p_hat, b.q, b.p).items():
+            errs[k].append(v)
         if cal is not None:
-            out["coverage"] = _coverage(cal, cand, np.concatenate(scores), test.u, sub, settings)
+            scores.append(cal.scores_of(q_hat, p_hat, b.q, b.p))
+    out: dict[str, Any] = {"test": summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)}
+    if cal is not None:
+        out["coverage"] = _coverage(cal, cand, np.concatenate(scores), test.u, sub, settings)
+    return out
 
-        q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
-        dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
-        curves["energy"][cand.label] = dH
-        out["energy"] = _energy_summary(dH)
-        # the learned map is the function the weights define: a network's det J by automatic
-        # differentiation in float64 (round-off, not a finite-difference floor), any other
-        # predictor's by finite differences in float64
-        det, how = candidate_jacobian_det(
-            cand.model,
-            float64_predictor(cand, device, settings.batch_size),
-            detj_sub.V,
-            detj_sub.t,
-            detj_sub.ic,
-            settings.eps,
-            device,
-        )
-        out["detJ"] = _detj_summary(det) | how
-        if cand.model is not None:
-            timing = time_model(
-                cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats
-            )
-        else:
-            seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
-            timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
-        if hasattr(cand.model, "force_evaluations_per_orbit") and cand.cost_table:
-            from .cost_table import equal_cost_table
 
-            _log(f"{cand.label}: the integrators at its cost", progress)
-            out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
-        out["work_precision"] = timing | {
-            "loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))
-        }
-        curves["work_precision"][cand.label] = out["work_precision"]
-        if rk4_rows:
-            out["rk4_equal_cost"] = equal_cost(rk4_rows, timing["time_per_traj_s"])
-    out["physics"] = {}
+def _structure_metrics(cand: Candidate, sub, detj_sub, settings: EvalSettings, curves: dict, device: str):
+    """Energy error on the timing subset and det J on the det-J subset; returns (metrics, q_hat, p_hat)."""
+    q_hat, p_hat = cand.predict(sub.V, sub.t, sub.ic)
+    dH = energy_error(sub.V, q_hat, p_hat, sub.ic)
+    curves["energy"][cand.label] = dH
+    # the learned map is the function the weights define: a network's det J by automatic
+    # differentiation in float64 (round-off, not a finite-difference floor), any other
+    # predictor's by finite differences in float64
+    det, how = candidate_jacobian_det(
+        cand.model,
+        float64_predictor(cand, device, settings.batch_size),
+        detj_sub.V,
+        detj_sub.t,
+        detj_sub.ic,
+        settings.eps,
+        device,
+    )
+    return {"energy": _energy_summary(dH), "detJ": _detj_summary(det) | how}, q_hat, p_hat
+
+
+def _cost_metrics(cand: Candidate, sub, q_hat, p_hat, settings, rk4_rows, curves, device, progress):
+    """Time per orbit (a work-precision point), RK4 at that cost and, for a SympONet, the
+    integrators at its force evaluations per orbit (`cost_table`)."""
+    out: dict[str, Any] = {}
+    if cand.model is not None:
+        timing = time_model(cand.model, sub.V, sub.t, sub.ic, device, settings.batch_size, settings.repeats)
+    else:
+        seconds = _best_time(lambda: cand.predict(sub.V, sub.t, sub.ic), settings.repeats)
+        timing = {"time_per_traj_s": seconds / len(sub.u), "batch": len(sub.u), "device": "cpu"}
+    if hasattr(cand.model, "force_evaluations_per_orbit") and cand.cost_table:
+        from .cost_table import equal_cost_table
+
+        _log(f"{cand.label}: the integrators at its cost", progress)
+        out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
+    out["work_precision"] = timing | {"loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))}
+    curves["work_precision"][cand.label] = out["work_precision"]
+    if rk4_rows:
+        out["rk4_equal_cost"] = equal_cost(rk4_rows, timing["time_per_traj_s"])
+    return out
+
+
+def _physics_metrics(cand: Candidate, cases: list[PhysicsCase], settings: EvalSettings, curves: dict):
+    """Each physics case in its window and chained to t_long (error and energy error)."""
+    out: dict[str, Any] = {"physics": {}}
     for case in cases:
         ic = np.array([[case.q_ref[0], case.p_ref[0]]])
         q_hat, p_hat = cand.predict(case.V[None], case.t[None], ic)
@@ -211,6 +208,28 @@ def _evaluate_candidate(
     if cases:
         out["physics_mean_loss"] = float(np.mean([v["loss"] for v in out["physics"].values()]))
     return out
+
+
+def _evaluate_candidate(
+    cand: Candidate,
+    test: TestData | TestSplit | None,
+    sub: TestData | None,
+    detj_sub: TestData | None,
+    cases: list[PhysicsCase],
+    settings: EvalSettings,
+    rk4_rows,
+    curves: dict,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """Every metric of one candidate: test set, energy and det J, cost, physics and long time."""
+    out: dict[str, Any] = {"run": cand.run, **cand.info}
+    if test is not None:
+        out |= _test_set_metrics(cand, test, sub, settings, progress)
+        structure, q_hat, p_hat = _structure_metrics(cand, sub, detj_sub, settings, curves, device)
+        out |= structure
+        out |= _cost_metrics(cand, sub, q_hat, p_hat, settings, rk4_rows, curves, device, progress)
+    return out | _physics_metrics(cand, cases, settings, curves)
 
 
 def evaluate_candidates(
