@@ -47,15 +47,16 @@ from typing import Any
 import numpy as np
 
 from nh_data.errors import NHError
+from nh_data.problem import PHYSICS_DT
+from nh_models.evaluation.metrics import OTHER  # the label of orbits outside the energy strata
 
 # files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
 # isolates what the fresh orbits bring; fast: CONFIG_DIR/<model>_fast.yaml (SympONet's coarse
 # prior with a learned correction, issue 21)
 RECIPES = ("recommended", "paper", "files", "fast")
 PRIOR_ALONE = " (prior alone)"  # evaluate_runs' label suffix of a SympONet's prior-alone row
-OTHER = "other"  # nh_models.evaluation.metrics.OTHER, the label of orbits outside the energy strata
 DONE_STATUSES = ("completed", "time_limit")
-RK4_DT = 0.02  # the fixed-step RK4 baseline of the table (also evaluate's physics_dt)
+RK4_DT = PHYSICS_DT  # the fixed-step RK4 baseline of the table (evaluate's physics_dt)
 RANKS = (10, 20, 32, 64)  # rank-K floors always reported (plus each recipe's DeepONet branch count)
 SMOOTH = ("sho", "quartic", "morse")  # physics potentials with smooth V
 KINKED = ("mff", "smff")  # with a kink (mff) or a steep corner (smff)
