@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import NHError
-from .fileio import sha256_file
 from .problem import SENSORS, T_END, V0
 from .schema import SCHEMA, SPLITS, read_manifest
+from .shard_walk import pick_rows, readable_shards
 from .spline import V_pp, V_rows, pack_params
 from .validate_imported import validate_imported
 
@@ -193,52 +193,14 @@ def validate(dir: str | os.PathLike, sample: int = 16, seed: int = 0, progress: 
     cfg = m["config"]
     problems: list[str] = []
     tol = float(cfg.get("cert_tol", 1e-8)) + REF_MARGIN
-    counts = dict.fromkeys(SPLITS, 0)
-    rng = np.random.default_rng(seed)
-    total_rows = sum(int(s["rows"]) for s in m["shards"])
-    picks = (
-        set(rng.choice(total_rows, size=min(sample, total_rows), replace=False).tolist())
-        if total_rows
-        else set()
-    )
-    base = 0
+    picks = pick_rows(m, sample, seed)
     checked = 0
     max_dev = 0.0
-    for sh in m["shards"]:
-        file = sh["file"]
-        path = Path(dir) / file
-        rows_here = int(sh["rows"])
-        mine = sorted(i - base for i in picks if base <= i < base + rows_here)
-        base += rows_here
-        if sh["split"] in counts:
-            counts[sh["split"]] += rows_here
-        if not path.is_file():
-            problems.append(f"{file}: missing")
-            continue
-        if sha256_file(path) != sh["sha256"]:
-            problems.append(f"{file}: checksum mismatch (sha256 differs from the manifest)")
-        try:
-            schema = pq.read_schema(path)
-            d = read_shard(path)
-        except (OSError, pa.ArrowException) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            problems.append(f"{file}: unreadable Parquet ({first})")
-            continue
-        if not schema.equals(SCHEMA):
-            problems.append(f"{file}: schema differs from the nh schema")
-            continue
-        if len(d["q0"]) != rows_here:
-            problems.append(f"{file}: {len(d['q0'])} rows, manifest says {rows_here}")
-            continue
+    for file, d, rows, mine in readable_shards(dir, m, picks, problems, SCHEMA, read_shard):
         _check_rows(file, d, cfg, problems)
-        checked += rows_here
+        checked += rows
         for r in mine:
             max_dev = max(max_dev, _reintegrate(file, r, d, problems, tol))
-    for split in SPLITS:
-        if m["counts"].get(split) != counts[split]:
-            problems.append(
-                f"manifest: counts[{split}] = {m['counts'].get(split)} but shards hold {counts[split]} rows"
-            )
     return {
         "problems": problems,
         "checked_rows": checked,

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .fileio import sha256_file
 from .integrators import integrate
 from .problem import SENSORS
-from .schema import SPLITS, schema_for
+from .schema import schema_for
+from .shard_walk import pick_rows, readable_shards
 from .spline import V_batch, dV_pp, pack_params
 
 REF_METHOD = "kahanli8"
@@ -85,41 +85,14 @@ def validate_imported(dir: str | os.PathLike, manifest: dict, sample: int = 16, 
     True, "checked_rows", "sampled_rows", "max_deviation", "median_deviation", "worst" ("file row i")}."""
     problems: list[str] = []
     W = int(manifest["config"].get("window", 0))
-    total = sum(int(s["rows"]) for s in manifest["shards"])
-    picks = set(np.random.default_rng(seed).choice(total, size=min(sample, total), replace=False).tolist())
+    picks = pick_rows(manifest, sample, seed)
     devs: list[tuple[float, str]] = []
-    counts = dict.fromkeys(SPLITS, 0)
-    base = checked = 0
-    for sh in manifest["shards"]:
-        file, rows = sh["file"], int(sh["rows"])
-        mine = sorted(i - base for i in picks if base <= i < base + rows)
-        base += rows
-        counts[sh["split"]] = counts.get(sh["split"], 0) + rows
-        path = Path(dir) / file
-        if not path.is_file():
-            problems.append(f"{file}: missing")
-            continue
-        if sha256_file(path) != sh["sha256"]:
-            problems.append(f"{file}: checksum mismatch (sha256 differs from the manifest)")
-        try:
-            if not pq.read_schema(path).equals(schema_for(W)):
-                problems.append(f"{file}: schema differs from the nh schema with {W} times per orbit")
-                continue
-            d = _read(path)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            problems.append(f"{file}: unreadable Parquet ({str(exc).splitlines()[0] if str(exc) else exc!r})")
-            continue
-        if len(d["q0"]) != rows:
-            problems.append(f"{file}: {len(d['q0'])} rows, manifest says {rows}")
-            continue
+    checked = 0
+    note = f" with {W} times per orbit"
+    for file, d, rows, mine in readable_shards(dir, manifest, picks, problems, schema_for(W), _read, note):
         _check_rows(file, d, problems)
         checked += rows
         devs += [(_deviation(d, r), f"{file} row {r}") for r in mine]
-    for split in SPLITS:
-        if manifest["counts"].get(split) != counts[split]:
-            problems.append(
-                f"manifest: counts[{split}] = {manifest['counts'].get(split)} but shards hold {counts[split]} rows"
-            )
     values = np.array([v for v, _ in devs])
     return {
         "problems": problems,
