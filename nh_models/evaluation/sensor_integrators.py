@@ -29,8 +29,9 @@ from nh_data.integrators import LEAPFROG, YOSHIDA4
 from nh_data.problem import T_END
 
 from ..models import sensor_spline
-from ..models.processed import hermite
+from ..models.processed import hermite, start, trajectory
 from ..models.processor import INVERSE_ITERATIONS
+from ..models.sensor_spline import sensor_force
 
 COMPOSITIONS = {m.name: tuple(float(w) for w in m.weights) for m in (LEAPFROG, YOSHIDA4)}
 METHODS = ("leapfrog", "yoshida4", "rk4", "processed")
@@ -71,38 +72,23 @@ def integrate(V: Tensor, t: Tensor, ic: Tensor, method: str, steps: int) -> tupl
     return hermite(qs, ps, fs, t, h)
 
 
-def _force(table: Tensor, q: Tensor) -> Tensor:
-    return sensor_spline.lookup(table.unsqueeze(2), q)[..., 0]
-
-
 def _composition(table, ic, h, steps, subs):
-    q, p = ic[:, :1], ic[:, 1:]
-    F = _force(table, q)
-    qs, ps, fs = [q], [p], [F]
-    for _ in range(steps):
-        for a in subs:
-            p = p - 0.5 * a * h * F
-            q = q + a * h * p
-            F = _force(table, q)
-            p = p - 0.5 * a * h * F
-        qs.append(q)
-        ps.append(p)
-        fs.append(F)
-    return torch.cat(qs, 1), torch.cat(ps, 1), torch.cat(fs, 1)
+    ktab = table.unsqueeze(2)
+    return trajectory(*start(ic, ktab, None), ktab, h, steps, subs)
 
 
 def _rk4(table, ic, h, steps):
     q, p = ic[:, :1], ic[:, 1:]
-    F = _force(table, q)
+    F = sensor_force(table, q)
     qs, ps, fs = [q], [p], [F]
     for _ in range(steps):
         k1q, k1p = p, -F
-        k2q, k2p = p + 0.5 * h * k1p, -_force(table, q + 0.5 * h * k1q)
-        k3q, k3p = p + 0.5 * h * k2p, -_force(table, q + 0.5 * h * k2q)
-        k4q, k4p = p + h * k3p, -_force(table, q + h * k3q)
+        k2q, k2p = p + 0.5 * h * k1p, -sensor_force(table, q + 0.5 * h * k1q)
+        k3q, k3p = p + 0.5 * h * k2p, -sensor_force(table, q + 0.5 * h * k2q)
+        k4q, k4p = p + h * k3p, -sensor_force(table, q + h * k3q)
         q = q + h / 6 * (k1q + 2 * k2q + 2 * k3q + k4q)
         p = p + h / 6 * (k1p + 2 * k2p + 2 * k3p + k4p)
-        F = _force(table, q)  # the next step's first stage
+        F = sensor_force(table, q)  # the next step's first stage
         qs.append(q)
         ps.append(p)
         fs.append(F)
@@ -117,7 +103,7 @@ def _processed(V, table, ic, h, steps):
     Q, P = ic[:, :1], ic[:, 1:]
     q = Q
     for _ in range(INVERSE_ITERATIONS):  # q - c V'(q) = Q
-        q = Q + c * _force(table, q)
+        q = Q + c * sensor_force(table, q)
     d2 = sensor_spline.lookup(both, q)[..., 1]
     qs, ps, fs = _composition(kernel, torch.cat([q, P / (1.0 + c * d2)], 1), h, steps, (1.0,))
     values = sensor_spline.lookup(both, qs)  # (B, G, 2): V', V'' at every stored state

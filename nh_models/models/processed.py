@@ -45,42 +45,55 @@ def flow(
         return _hermite_flow(t, ic, kernel, proc, steps, subs, force)
     h = T_END / steps
     ktab = kernel.unsqueeze(2)  # (B, 99, 1, 5)
-    if proc is not None:
-        q, p, F = processor.invert(ic[:, :1], ic[:, 1:], proc, ktab)
-        F = F[..., 0]
-    else:
-        q, p = ic[:, :1], ic[:, 1:]
-        F = sensor_spline.lookup(ktab, q)[..., 0]
-
-    def step(q, p, F, dt, last_tables=None):
-        values = None
-        for j, a in enumerate(subs):  # Strang substeps; the force at the end is the next one's start
-            p = p - (0.5 * a) * dt * F
-            q = q + a * dt * p
-            if last_tables is not None and j == len(subs) - 1:
-                values = sensor_spline.lookup(last_tables, q)
-                F = values[..., 0]
-            else:
-                F = sensor_spline.lookup(ktab, q)[..., 0]
-            p = p - (0.5 * a) * dt * F
-        return q, p, F, values
-
     k = torch.floor(t.detach() / h).clamp(min=0, max=steps)  # whole steps before each query time
     n = int(k.max().item()) if k.numel() else 0
-    qs, ps, fs = [q[:, 0]], [p[:, 0]], [F[:, 0]]
-    for _ in range(n):
-        q, p, F, _ = step(q, p, F, h)
-        qs.append(q[:, 0])
-        ps.append(p[:, 0])
-        fs.append(F[:, 0])
+    qs, ps, fs = trajectory(*start(ic, ktab, proc), ktab, h, n, subs)
     idx = k.long()
-    # the states at k h: stacked step-major ((n + 1, B): contiguous rows, a fast copy), then gathered
-    q, p, F = (torch.stack(x).T.gather(1, idx) for x in (qs, ps, fs))
+    q, p, F = (x.gather(1, idx) for x in (qs, ps, fs))  # the states at k h
     last = torch.cat([ktab, proc], dim=2) if proc is not None else None
-    q, p, _, values = step(q, p, F, t - k * h, last)
+    q, p, _, values = step(q, p, F, t - k * h, ktab, subs, last)
     if proc is not None:
         q, p = processor.apply(q, p, values[..., 1:])
     return q, p
+
+
+def start(ic: Tensor, ktab: Tensor, proc: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernel's first state and force, each (B, 1): chi^-1 of the initial condition (its last
+    lookup also reads the force) or, without a processor, the initial condition itself."""
+    if proc is not None:
+        q, p, F = processor.invert(ic[:, :1], ic[:, 1:], proc, ktab)
+        return q, p, F[..., 0]
+    q, p = ic[:, :1], ic[:, 1:]
+    return q, p, sensor_spline.lookup(ktab, q)[..., 0]
+
+
+def step(q, p, F, dt, ktab: Tensor, subs: tuple[float, ...], last_tables: Tensor | None = None):
+    """One step of dt of the composition of Strang substeps on the kernel table; the force at the
+    end is the next step's start. `last_tables` (stacked with the kernel's first): the last lookup
+    reads them all, returned as `values` (else None). Returns (q, p, F, values)."""
+    values = None
+    for j, a in enumerate(subs):
+        p = p - (0.5 * a) * dt * F
+        q = q + a * dt * p
+        if last_tables is not None and j == len(subs) - 1:
+            values = sensor_spline.lookup(last_tables, q)
+            F = values[..., 0]
+        else:
+            F = sensor_spline.lookup(ktab, q)[..., 0]
+        p = p - (0.5 * a) * dt * F
+    return q, p, F, values
+
+
+def trajectory(q, p, F, ktab: Tensor, h: float, n: int, subs: tuple[float, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """n fixed steps of h from the state (B, 1): q, p and the force at every grid point, (B, n + 1) each."""
+    qs, ps, fs = [q[:, 0]], [p[:, 0]], [F[:, 0]]
+    for _ in range(n):
+        q, p, F, _ = step(q, p, F, h, ktab, subs)
+        qs.append(q[:, 0])
+        ps.append(p[:, 0])
+        fs.append(F[:, 0])
+    # stacked step-major ((n + 1, B): contiguous rows, a fast copy), read as (B, n + 1)
+    return tuple(torch.stack(x).T for x in (qs, ps, fs))
 
 
 def lookups_per_orbit(steps: int, n_substeps: int, n_times: int, processed: bool, readout: str = "step") -> int:
@@ -95,23 +108,7 @@ def _hermite_flow(t, ic, kernel, proc, steps, subs, force):
     """The whole trajectory, chi at every grid state, cubic Hermite between them."""
     h = T_END / steps
     ktab = kernel.unsqueeze(2)
-    if proc is not None:
-        q, p, F = processor.invert(ic[:, :1], ic[:, 1:], proc, ktab)
-        F = F[..., 0]
-    else:
-        q, p = ic[:, :1], ic[:, 1:]
-        F = sensor_spline.lookup(ktab, q)[..., 0]
-    qs, ps, fs = [q], [p], [F]
-    for _ in range(steps):
-        for a in subs:
-            p = p - (0.5 * a) * h * F
-            q = q + a * h * p
-            F = sensor_spline.lookup(ktab, q)[..., 0]
-            p = p - (0.5 * a) * h * F
-        qs.append(q)
-        ps.append(p)
-        fs.append(F)
-    qs, ps, fs = (torch.cat(x, dim=1) for x in (qs, ps, fs))  # (B, steps + 1)
+    qs, ps, fs = trajectory(*start(ic, ktab, proc), ktab, h, steps, subs)  # (B, steps + 1)
     if proc is not None:  # chi at every grid state, and V' there for the Hermite derivative
         d1 = sensor_spline.derivative_table(force)
         values = sensor_spline.lookup(torch.cat([proc, force.unsqueeze(2), d1.unsqueeze(2)], dim=2), qs)
