@@ -25,3 +25,28 @@ def interior_breaks(params: np.ndarray) -> np.ndarray:
     """Interior breakpoints (the knots where V''' jumps) of a packed params row."""
     n = int(params[0])
     return np.ascontiguousarray(params[2 : 1 + n])
+
+
+YOSHIDA_W1 = 1 / (2 - 2 ** (1 / 3))  # Yoshida's triple jump: substeps w1, 1 - 2 w1, w1
+
+
+def prior_substeps(prior: str) -> list[float]:
+    """The Stormer-Verlet substep weights of one step of SympONet's prior, written out by hand."""
+    return [1.0] if prior == "leapfrog" else [YOSHIDA_W1, 1 - 2 * YOSHIDA_W1, YOSHIDA_W1]
+
+
+def fixed_grid_harmonic(q0: float, p0: float, t: float, h: float, subs: list[float], k: float, c: float):
+    """SympONet's fixed grid by hand on scalars, force 2 k (q - c): floor(t / h) steps of h, then one
+    step of the rest, each step the substeps `subs` of kick-drift-kick. Returns (q, p) at t."""
+
+    def step(qq, pp, dt):
+        for a in subs:
+            pp -= 0.5 * a * dt * 2 * k * (qq - c)
+            qq += a * dt * pp
+            pp -= 0.5 * a * dt * 2 * k * (qq - c)
+        return qq, pp
+
+    n = int(np.floor(t / h))
+    for _ in range(n):
+        q0, p0 = step(q0, p0, h)
+    return step(q0, p0, t - n * h)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from naive import fixed_grid_harmonic, prior_substeps
 from synthetic import write_synthetic_dataset
 
 from cli import nh
@@ -158,8 +159,7 @@ def test_without_corrections_the_map_is_the_prior_integrator_on_the_sensor_force
     t = torch.tensor([[0.3], [1.0], [2.0]], dtype=torch.float64)
     ic = torch.tensor([[0.5, 0.2], [0.3, -0.4], [0.6, 1.0]], dtype=torch.float64)
     q, p = model(V, t, ic)
-    w1 = 1 / (2 - 2 ** (1 / 3))
-    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]  # Yoshida's triple jump
+    subs = prior_substeps(prior)  # Yoshida's triple jump for yoshida4
     for i in range(3):  # 7 steps of t / 7 of Stormer-Verlet (or of its triple jump), force 2 k (q - c)
         qq, pp = ic[i, 0].item(), ic[i, 1].item()
         h = t[i, 0].item() / 7
@@ -192,24 +192,10 @@ def test_fixed_grid_is_one_trajectory_of_fixed_steps_read_out_by_a_partial_step(
     t = torch.tensor([[0.3, 1.0, 2.0, 0.25], [1.75, 0.0, 1.9, 0.6]], dtype=torch.float64)
     ic = torch.tensor([[0.5, 0.2], [0.3, -0.4]], dtype=torch.float64)
     q, p = model(V, t, ic)
-    w1 = 1 / (2 - 2 ** (1 / 3))
-    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]
-
-    def step(qq, pp, dt):
-        for a in subs:
-            pp -= 0.5 * a * dt * 2 * k * (qq - c)
-            qq += a * dt * pp
-            pp -= 0.5 * a * dt * 2 * k * (qq - c)
-        return qq, pp
-
-    h = 2.0 / 8
+    subs = prior_substeps(prior)
     for i in range(2):
         for j in range(4):
-            qq, pp = ic[i, 0].item(), ic[i, 1].item()
-            n = int(t[i, j].item() // h)
-            for _ in range(n):
-                qq, pp = step(qq, pp, h)
-            qq, pp = step(qq, pp, t[i, j].item() - n * h)
+            qq, pp = fixed_grid_harmonic(ic[i, 0].item(), ic[i, 1].item(), t[i, j].item(), 2.0 / 8, subs, k, c)
             assert q[i, j].item() == pytest.approx(qq, abs=1e-12) and p[i, j].item() == pytest.approx(pp, abs=1e-12)
 
 

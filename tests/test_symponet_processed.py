@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from naive import fixed_grid_harmonic, prior_substeps
 
 from nh_data.potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
@@ -64,24 +65,10 @@ def test_learned_false_is_exactly_the_prior_integrator_on_the_sensor_spline(prio
     t = torch.tensor([[0.3, 1.0, 2.0, 0.25], [1.75, 0.0, 1.9, 0.6]], dtype=torch.float64)
     ic = torch.tensor([[0.5, 0.2], [0.3, -0.4]], dtype=torch.float64)
     q, p = alone(V, t, ic)
-    w1 = 1 / (2 - 2 ** (1 / 3))
-    subs = [1.0] if prior == "leapfrog" else [w1, 1 - 2 * w1, w1]
-
-    def step(qq, pp, dt):
-        for a in subs:
-            pp -= 0.5 * a * dt * 2 * K * (qq - C)
-            qq += a * dt * pp
-            pp -= 0.5 * a * dt * 2 * K * (qq - C)
-        return qq, pp
-
-    h = 2.0 / 8
+    subs = prior_substeps(prior)
     for i in range(2):
         for j in range(4):
-            qq, pp = ic[i, 0].item(), ic[i, 1].item()
-            k = int(np.floor(t[i, j].item() / h))
-            for _ in range(k):
-                qq, pp = step(qq, pp, h)
-            qq, pp = step(qq, pp, t[i, j].item() - k * h)
+            qq, pp = fixed_grid_harmonic(ic[i, 0].item(), ic[i, 1].item(), t[i, j].item(), 2.0 / 8, subs, K, C)
             assert q[i, j].item() == pytest.approx(qq, abs=1e-12)
             assert p[i, j].item() == pytest.approx(pp, abs=1e-12)
     q_learned, _ = model(V, t, ic)
