@@ -69,10 +69,7 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[st
         budget = net.force_evaluations_per_orbit(W)
         rows: dict[str, Any] = {}
         with torch.inference_mode():
-            models = [("model", net), ("prior alone", net.prior_alone())]
-            classical = net.classical_alone() if hasattr(net, "classical_alone") else None
-            if classical is not None:
-                models.append(("classical coefficients", classical.eval()))
+            models = [("model", net), *net.fixed_parts()]
             mine = None
             for label, m in models:
                 (q, p), sec = _timed(lambda m=m: m(V, t, ic), repeats)

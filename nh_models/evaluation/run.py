@@ -365,15 +365,12 @@ def evaluate_runs(
                 calibration=cal,
             )
         )
-        if hasattr(model, "prior_alone") and model.config.learned:  # what training added: the prior beside it
-            fixed = [("prior alone", model.prior_alone())]
-            if model.classical_alone() is not None:  # and the textbook coefficients in the same structure
-                fixed.append(("classical coefficients", model.classical_alone()))
-            for name, other in fixed:
+        if hasattr(model, "fixed_parts") and model.config.learned:  # what training added: its fixed parts beside it
+            for name, other in model.fixed_parts():
                 candidates.append(
                     Candidate.from_model(
                         f"{label} ({name})",
-                        other.eval(),
+                        other,
                         device,
                         settings.batch_size,
                         run=str(r),

@@ -261,6 +261,16 @@ class SympONet(OperatorModel):
         p = next(self.parameters())
         return type(self)(cfg).to(device=p.device, dtype=p.dtype)
 
+    def fixed_parts(self) -> list[tuple[str, SympONet]]:
+        """What the network is without its training, each shown beside it (`nh eval`, the
+        equal-cost table): ("prior alone", `prior_alone()`) and, on the processed grid with the
+        leapfrog prior, ("classical coefficients", `classical_alone()`). Each in eval mode."""
+        parts = [("prior alone", self.prior_alone().eval())]
+        classical = self.classical_alone()
+        if classical is not None:
+            parts.append(("classical coefficients", classical.eval()))
+        return parts
+
     def _forward(self, V: Tensor, t: Tensor, ic: Tensor) -> tuple[Tensor, Tensor]:
         if self.config.grid == "processed":
             return self._processed(V, t, ic)
