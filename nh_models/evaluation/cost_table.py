@@ -10,7 +10,6 @@ integrator; then RK4 again at the step count whose measured time equals the mode
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -18,15 +17,14 @@ import torch
 
 from .metrics import orbit_errors
 from .sensor_integrators import METHODS, READOUT, evaluations, integrate, steps_for
+from .work_precision import _best_time
 
 
 def _timed(fn, repeats: int) -> tuple[Any, float]:
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+    """fn's result and its best time over `repeats` calls (work_precision's `_best_time`)."""
+    last: dict[str, Any] = {}
+    seconds = _best_time(lambda: last.update(out=fn()), repeats)
+    return last["out"], seconds
 
 
 def _errors(q: torch.Tensor, p: torch.Tensor, data) -> np.ndarray:
