@@ -46,6 +46,8 @@ _API = {
     "load_config": "training.config",
     "load_run": "training.checkpoint",
     "load_checkpoint": "training.checkpoint",
+    # pretrained operators shipped with the package (`nh models`)
+    "load_pretrained": "zoo",
     # using a trained operator (nh predict, nh calibrate)
     "predict": "inference.predict",
     "resolve_potential": "inference.potential",

@@ -51,9 +51,13 @@ class Bands:
 
 
 def load_predictor_run(run: str | os.PathLike, device: str = "cpu"):
-    """(model, calibration or None, checkpoint meta) of a run folder's best checkpoint."""
+    """(model, calibration or None, checkpoint meta) of a run folder's best checkpoint, or of a
+    shipped entry when `run` is a `zoo.Pretrained`."""
     from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
+    from ..zoo import Pretrained, load_pretrained
 
+    if isinstance(run, Pretrained):
+        return load_pretrained(run.name, device)
     ckpt = load_checkpoint(checkpoint_path(run, "best"), device)
     model = build_model(ckpt, device)
     cal = load_calibration(run, ckpt["digest"])
