@@ -1,6 +1,6 @@
 """The layout (issue 10): no import circle between the project's modules, no file over about
-700 lines in nh_data/ or nh_models/, nh_data never imports torch, one home for the problem's
-constants (SPEC section 1)."""
+700 lines and no function over about 80 in nh_data/ or nh_models/, nh_data never imports torch,
+one home for the problem's constants (SPEC section 1)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("nh_data", "nh_models")
 MAX_LINES = 700
+#: a function longer than this (def to last line, nested functions included) does several jobs
+MAX_FUNCTION_LINES = 80
 
 
 def _modules() -> dict[str, Path]:
@@ -98,6 +100,20 @@ def test_no_file_over_the_limit(pkg):
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+@pytest.mark.parametrize("pkg", PACKAGES)
+def test_no_function_over_the_limit(pkg):
+    """No allow-list: split a long function into named phases (for a Numba kernel, @njit helpers
+    with bit-identical results)."""
+    long = {}
+    for path in sorted((ROOT / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = n
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
 def test_nh_data_never_imports_torch():
