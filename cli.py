@@ -361,7 +361,7 @@ def predict_(run, spec, ic, t_max, times, band, check, out, plot, device) -> Non
     from nh_data.physics import parse_float, parse_ic
     from nh_models.devices import resolve_device
     from nh_models.inference.check import format_check
-    from nh_models.inference.run import predict_command
+    from nh_models.inference.predict_command import predict_command
 
     r = predict_command(run, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
                         check=check, out=out, plot=plot, device=resolve_device(device))  # fmt: skip

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .config import JIT
 from .integrators import ExplicitRK
+from .jit_options import JIT
 
 OK, TOO_MANY_STEPS, NON_FINITE = 0, 1, 2
 #: kinks closer than this to a step's start or end are treated as already reached

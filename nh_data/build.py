@@ -1,6 +1,6 @@
 """Dataset builds: plan, seeds, shards, worker processes, resume, atomic writes, manifest.
 
-Data flow (docs/architecture.md): a shard's seed -> `potentials.sample_potentials`
+Data flow (docs/architecture.md): a shard's seed -> `random_potentials.sample_potentials`
 -> `initial.sample_initial` / `sample_times` -> `ground_truth.certified_orbits`
 -> rows -> `schema` (Parquet, zstd) -> DIR/<split>-<index>.parquet.
 
@@ -45,9 +45,9 @@ from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
 from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .pool import run_tasks
-from .potentials import potential_rejections, sample_potentials
 from .problem import N_SENSORS, T_END, V0, WINDOW
 from .progress import bar as progress_bar
+from .random_potentials import potential_rejections, sample_potentials
 from .schema import (
     MANIFEST,
     ROW_GROUP_SIZE,

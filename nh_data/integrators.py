@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit, prange
 
-from .config import JIT, JIT_FN, PARALLEL_JIT_FN
 from .errors import NHError
+from .jit_options import JIT, JIT_FN, PARALLEL_JIT_FN
 
 _COMPOSITION = 0
 _RK = 1

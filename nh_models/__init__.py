@@ -48,11 +48,11 @@ _API = {
     "load_checkpoint": "training.checkpoint",
     # using a trained operator (nh predict, nh calibrate)
     "predict": "inference.predict",
-    "resolve_potential": "inference.potential",
+    "resolve_potential": "inference.potential_input",
     "calibrate": "calibration",
     "load_calibration": "calibration",
     # evaluation, search, demo
-    "evaluate_runs": "evaluation.run",
+    "evaluate_runs": "evaluation.eval_command",
     "OracleModel": "evaluation.oracle",
     "run_demo": "demo",
 }

@@ -115,7 +115,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .devices import resolve_device
-    from .evaluation.run import EvalSettings, evaluate_runs
+    from .evaluation.eval_command import EvalSettings, evaluate_runs
     from .training.config import CONFIG_DIR, load_config
     from .training.trainer import train
 

@@ -87,9 +87,9 @@ def test_no_import_circle():
 
 def test_the_graph_sees_relative_and_lazy_imports():
     graph = _graph()
-    assert "nh_data.physics.potentials" in graph["nh_data.physics.orbits"]  # from .potentials import
-    assert "nh_models.evaluation.plots" in graph["nh_models.evaluation.run"]  # from . import plots (lazy)
-    assert "nh_models.training.checkpoint" in graph["nh_models.evaluation.run"]  # from ..training...
+    assert "nh_data.physics.analytic_potentials" in graph["nh_data.physics.orbits"]  # from .analytic_potentials
+    assert "nh_models.evaluation.plots" in graph["nh_models.evaluation.eval_command"]  # from . import plots (lazy)
+    assert "nh_models.training.checkpoint" in graph["nh_models.evaluation.eval_command"]  # from ..training...
 
 
 @pytest.mark.parametrize("pkg", PACKAGES)
@@ -131,15 +131,15 @@ def test_the_problem_is_stated_once():
     """Every module that exposes a constant of SPEC section 1 exposes the one of nh_data.problem."""
     import nh_data.initial
     import nh_data.physics
-    import nh_data.potentials
+    import nh_data.random_potentials
     import nh_data.schema
     import nh_data.validate
     from nh_data import problem
 
     assert (problem.V0, problem.L, problem.T_END, problem.N_SENSORS, problem.WINDOW) == (2.0, 1.0, 2.0, 100, 100)
     assert np.array_equal(problem.SENSORS, np.linspace(0, 1, 100))
-    assert nh_data.potentials.SENSORS is problem.SENSORS and nh_data.validate.SENSORS is problem.SENSORS
-    assert nh_data.potentials.V0 is problem.V0 and nh_data.physics.V0 is problem.V0
+    assert nh_data.random_potentials.SENSORS is problem.SENSORS and nh_data.validate.SENSORS is problem.SENSORS
+    assert nh_data.random_potentials.V0 is problem.V0 and nh_data.physics.V0 is problem.V0
     assert nh_data.initial.T_END is problem.T_END and nh_data.initial.WINDOW is problem.WINDOW
     assert nh_data.schema.WINDOW is problem.WINDOW and nh_data.schema.N_SENSORS is problem.N_SENSORS
     # and nowhere else is one of them assigned

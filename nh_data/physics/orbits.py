@@ -12,10 +12,10 @@ import math
 import numpy as np
 from numba import njit
 
-from ..config import JIT
 from ..errors import NHError
 from ..integrators import KAHANLI8, composition_step
-from .potentials import PhysicalPotential, _dV_branch_by_id, check_ic, get_potential
+from ..jit_options import JIT
+from .analytic_potentials import PhysicalPotential, _dV_branch_by_id, check_ic, get_potential
 
 REF_WEIGHTS = KAHANLI8.weights  # composition used by the numeric references
 REF_DT = 1e-3  # their step (reference error ~1e-13 on [0, 2], see tests/test_physics_reference.py)
