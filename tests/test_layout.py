@@ -116,6 +116,18 @@ def test_no_function_over_the_limit(pkg):
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
+def test_the_schema_table_of_the_docs_is_the_one_of_schema_py():
+    """docs/data.md's column table is rendered from nh_data/schema.py (SCHEMA, COLUMN_MEANINGS),
+    which lists every column once, in schema order."""
+    from nh_data import schema
+
+    assert [n for names, _ in schema.COLUMN_MEANINGS for n in names] == schema.SCHEMA.names
+    text = (ROOT / "docs" / "data.md").read_text()
+    start, end = "<!-- schema:columns start -->\n", "\n<!-- schema:columns end -->"
+    block = text[text.index(start) + len(start) : text.index(end)]
+    assert block == schema.columns_markdown(), "docs/data.md: paste nh_data.schema.columns_markdown() there"
+
+
 def test_nh_data_never_imports_torch():
     for path in sorted((ROOT / "nh_data").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
