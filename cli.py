@@ -369,12 +369,13 @@ def predict_(run, pretrained, spec, ic, t_max, times, band, check, out, plot, de
     from nh_data.physics import parse_float, parse_ic
     from nh_models.devices import resolve_device
     from nh_models.inference.check import format_check
-    from nh_models.inference.run import predict_command
+    from nh_models.inference.predict_command import predict_command
     from nh_models.zoo import Pretrained
 
     if (run is None) == (pretrained is None):
         raise NHError("give either a RUN folder or --model NAME (`nh models` lists the pretrained ones)")
-    r = predict_command(run if pretrained is None else Pretrained(pretrained), spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
+    source = run if pretrained is None else Pretrained(pretrained)
+    r = predict_command(source, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
                         check=check, out=out, plot=plot, device=resolve_device(device))  # fmt: skip
     for w in r["warnings"]:
         click.echo(f"Warning: {w}", err=True)

@@ -115,7 +115,7 @@ def _is_demo_run(path: Path) -> bool:
 
 def _pretrained_predictions(folder: Path, device: str, progress: bool) -> list[dict[str, Any]]:
     """PRETRAINED_PREDICTIONS with their bands and plots into `folder`; one line each on stderr."""
-    from .inference.run import predict_command
+    from .inference.predict_command import predict_command
     from .zoo import Pretrained
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .devices import resolve_device
-    from .evaluation.run import EvalSettings, evaluate_runs
+    from .evaluation.eval_command import EvalSettings, evaluate_runs
     from .training.config import CONFIG_DIR, load_config
     from .training.trainer import train
 

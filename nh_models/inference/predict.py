@@ -28,7 +28,7 @@ from nh_data.problem import T_END, WINDOW
 from ..calibration import Calibration, load_calibration
 from ..evaluation.predictors import model_predictor
 from ..evaluation.structure import chain
-from .potential import check_inputs
+from .potential_input import check_inputs
 
 MAX_TIME = 1e4
 MAX_POINTS = 10**6
