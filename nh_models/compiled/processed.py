@@ -1,0 +1,217 @@
+"""SympONet's processed grid (`grid: processed`, `readout: step`, linear dictionary) in Numba:
+the forward map of `models.symponet.SympONet._processed` orbit by orbit, from exported weights
+(`compiled.export`).
+
+Per orbit (no allocation: every work array is made once per call, or once per thread):
+
+1. setup: the spline coefficients of V (one solve), V', V'', V''' at the sensors, the
+   dictionary's nine features and its linear map to (dV, a, b) (`models.correction`), the
+   integrals A, B of a, b (`models.processor.integral`), one solve of three right-hand sides
+   (V + dV, A, B), the tables of the kernel's force (V + dV)' and of the processor's A', B'
+   (A'' is evaluated from A''s row at lookup). With `learned` 0 only V's solve and table.
+2. stepping: chi^-1 of the initial condition (Newton, `processor.INVERSE_ITERATIONS`), then
+   the kernel's fixed steps up to the orbit's last query time, states and forces stored.
+3. read-out: each query time by a last partial step from the stored state, chi there.
+
+`stop` (1, 2, 3) ends the work after that phase: the benchmark's time breakdown.
+The lookups each orbit spends are counted (`counts`): the model's force evaluations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from nh_data.config import JIT, PARALLEL_JIT_FN
+from nh_data.problem import N_SENSORS, T_END, V0
+
+from ..models.processor import INVERSE_ITERATIONS
+from .spline import DX, NCOEF, NI, build_table, horner_d, locate, nodal, poly, solve1, solve3
+from .stepping import kicks, trajectory
+
+SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
+NF = 9  # dictionary features (`models.correction.FEATURES`)
+
+
+@njit(**JIT)
+def integrals_into(fa, fb, ca, cb):
+    """`processor.integral` of fa and fb (100 each), written as right-hand sides ca[2:102], cb[2:102]."""
+    w = DX / 24.0
+    n = N_SENSORS
+    sa = 0.0
+    sb = 0.0
+    ca[2] = sa
+    cb[2] = sb
+    sa += w * (9.0 * fa[0] + 19.0 * fa[1] - 5.0 * fa[2] + fa[3])
+    sb += w * (9.0 * fb[0] + 19.0 * fb[1] - 5.0 * fb[2] + fb[3])
+    ca[3] = sa
+    cb[3] = sb
+    for k in range(n - 3):  # the interval [x_(k+1), x_(k+2)]
+        sa += w * (-fa[k] + 13.0 * fa[k + 1] + 13.0 * fa[k + 2] - fa[k + 3])
+        sb += w * (-fb[k] + 13.0 * fb[k + 1] + 13.0 * fb[k + 2] - fb[k + 3])
+        ca[4 + k] = sa
+        cb[4 + k] = sb
+    sa += w * (fa[n - 4] - 5.0 * fa[n - 3] + 19.0 * fa[n - 2] + 9.0 * fa[n - 1])
+    sb += w * (fb[n - 4] - 5.0 * fb[n - 3] + 19.0 * fb[n - 2] + 9.0 * fb[n - 1])
+    ca[1 + n] = sa
+    cb[1 + n] = sb
+
+
+@njit(**JIT)
+def setup(V, W, learned, cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab):
+    """The orbit's tables from its sensors V (100): kernel, and with `learned` the processor's."""
+    for i in range(N_SENSORS):
+        cv[2 + i] = V[i]
+    solve1(cv)
+    if not learned:
+        build_table(cv, ktab)
+        return
+    nodal(cv, nod)
+    for i in range(N_SENSORS):
+        v1 = nod[0, i]
+        v2 = nod[1, i]
+        v3 = nod[2, i]
+        f0 = V[i] - V0
+        f4 = v1 * v1
+        f5 = f4 * v2
+        f6 = v2 * v2
+        f7 = v1 * v3
+        f8 = f4 * f4
+        dv = (W[0, 0] * f0 + W[0, 1] * v1 + W[0, 2] * v2 + W[0, 3] * v3 + W[0, 4] * f4
+              + W[0, 5] * f5 + W[0, 6] * f6 + W[0, 7] * f7 + W[0, 8] * f8)  # fmt: skip
+        fa[i] = (W[1, 0] * f0 + W[1, 1] * v1 + W[1, 2] * v2 + W[1, 3] * v3 + W[1, 4] * f4
+                 + W[1, 5] * f5 + W[1, 6] * f6 + W[1, 7] * f7 + W[1, 8] * f8)  # fmt: skip
+        fb[i] = (W[2, 0] * f0 + W[2, 1] * v1 + W[2, 2] * v2 + W[2, 3] * v3 + W[2, 4] * f4
+                 + W[2, 5] * f5 + W[2, 6] * f6 + W[2, 7] * f7 + W[2, 8] * f8)  # fmt: skip
+        ck[2 + i] = V[i] + dv
+    integrals_into(fa, fb, ca, cb)
+    solve3(ck, ca, cb)
+    build_table(ck, ktab)
+    build_table(ca, atab)
+    build_table(cb, btab)
+
+
+@njit(**JIT)
+def slope(q, a2):
+    """`processor._slope`: A'' inside the box, 0 outside (the lookup holds A' there)."""
+    return a2 if (q >= 0.0 and q <= 1.0) else 0.0
+
+
+@njit(**JIT)
+def orbit(V, t, ic, W, subs, steps, learned, stop, cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick,
+          q_out, p_out):  # fmt: skip
+    """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups."""
+    setup(V, W, learned, cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab)
+    if stop == SETUP:
+        return 0
+    h = T_END / steps
+    nt = t.shape[0]
+    kmax = 0
+    for j in range(nt):
+        k = np.floor(t[j] / h)
+        if k > kmax:
+            kmax = int(min(k, steps))
+    count = 0
+    Q = ic[0]
+    P = ic[1]
+    if learned:  # chi^-1: Newton on q + A'(q) = Q, then p = P (1 + A''(q)) + B'(q)
+        q = Q
+        for _ in range(INVERSE_ITERATIONS):
+            i, s = locate(q)
+            q = q - (q + poly(atab, i, s) - Q) / (1.0 + slope(q, horner_d(atab, i, s)))
+        i, s = locate(q)
+        p = P * (1.0 + slope(q, horner_d(atab, i, s))) + poly(btab, i, s)
+        F = poly(ktab, i, s)
+        count += INVERSE_ITERATIONS + 1
+    else:
+        q = Q
+        p = P
+        i, s = locate(q)
+        F = poly(ktab, i, s)
+        count += 1
+    nsub = subs.shape[0]
+    kicks(subs, h, kick)
+    trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
+    count += kmax * nsub
+    if stop == STEPPING:
+        return count
+    for j in range(nt):  # read-out: a last partial step of t - k h from the state at k h
+        k = np.floor(t[j] / h)
+        if not (k >= 0.0):
+            k = 0.0
+        if not (k <= steps):
+            k = float(steps)
+        kk = int(k)
+        dt = t[j] - k * h
+        q = qs[kk]
+        p = ps[kk]
+        F = fs[kk]
+        for m in range(nsub):
+            a = subs[m]
+            p = p - (0.5 * a) * dt * F
+            q = q + a * dt * p
+            i, s = locate(q)
+            F = poly(ktab, i, s)
+            p = p - (0.5 * a) * dt * F
+        if learned:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
+            p = p - poly(btab, i, s)
+            p_out[j] = p / (1.0 + slope(q, horner_d(atab, i, s)))
+            q_out[j] = q + poly(atab, i, s)
+        else:
+            q_out[j] = q
+            p_out[j] = p
+    return count + nt * nsub
+
+
+@njit(**JIT)
+def _work(steps):
+    return (
+        np.zeros(NCOEF),
+        np.zeros(NCOEF),
+        np.zeros(NCOEF),
+        np.zeros(NCOEF),
+        np.empty((3, N_SENSORS)),
+        np.empty(N_SENSORS),
+        np.empty(N_SENSORS),
+        np.empty((5, NI)),
+        np.empty((5, NI)),
+        np.empty((5, NI)),
+        np.empty(steps + 1),
+        np.empty(steps + 1),
+        np.empty(steps + 1),
+        np.empty(8),
+    )
+
+
+@njit(**JIT)
+def forward_serial(V, t, ic, W, subs, steps, learned, stop, q_out, p_out, counts):
+    """All orbits on the calling thread, one set of work arrays."""
+    cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick = _work(steps)
+    for b in range(V.shape[0]):
+        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop,
+                          cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick, q_out[b], p_out[b])  # fmt: skip
+
+
+@njit(**PARALLEL_JIT_FN)  # not cached: Numba cannot cache a parallel kernel with global arrays
+def forward_parallel(V, t, ic, W, subs, steps, learned, stop, q_out, p_out, counts):
+    """Orbits in one contiguous chunk per thread, one set of work arrays per chunk."""
+    B = V.shape[0]
+    chunks = max(1, min(B, get_num_threads()))
+    for c in prange(chunks):
+        cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick = _work(steps)
+        for b in range(c * B // chunks, (c + 1) * B // chunks):
+            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop,
+                              cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick, q_out[b], p_out[b])  # fmt: skip
+
+
+def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT, counts: bool = False):
+    """(q, p) (B, W) of the exported model `params` (`compiled.export`) at the query times t
+    (B, W) in [0, 2] from V (B, 100) and ic (B, 2), float64; with `counts` also the lookups
+    (force evaluations) each orbit spent."""
+    V, t, ic = (np.ascontiguousarray(x, dtype=np.float64) for x in (V, t, ic))
+    B, nt = t.shape
+    q, p = np.zeros((B, nt)), np.zeros((B, nt))
+    n = np.zeros(B, dtype=np.int64)
+    fn = forward_parallel if parallel else forward_serial
+    fn(V, t, ic, params["weights"], params["subs"], params["steps"], params["learned"], stop, q, p, n)
+    return (q, p, n) if counts else (q, p)
