@@ -13,6 +13,9 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    the kernel's fixed steps up to the orbit's last query time, states and forces stored.
 3. read-out: each query time by a last partial step from the stored state, chi there.
 
+The time of step 2 is the latency of one chain (each force sets the next drift), about one
+lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time.
+
 `stop` (1, 2, 3) ends the work after that phase: the benchmark's time breakdown.
 The lookups each orbit spends are counted (`counts`): the model's force evaluations.
 """
@@ -98,19 +101,21 @@ def slope(q, a2):
 
 
 @njit(**JIT)
-def orbit(V, t, ic, W, subs, steps, learned, stop, cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick,
-          q_out, p_out):  # fmt: skip
-    """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups."""
+def orbit(V, t, ic, W, subs, steps, learned, stop, work, q_out, p_out):
+    """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. work: `_work`."""
+    cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick, kidx, rest = work
     setup(V, W, learned, cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab)
     if stop == SETUP:
         return 0
     h = T_END / steps
     nt = t.shape[0]
-    kmax = 0
+    tmax = 0.0
     for j in range(nt):
-        k = np.floor(t[j] / h)
-        if k > kmax:
-            kmax = int(min(k, steps))
+        tmax = max(tmax, t[j])
+    kf = np.floor(tmax / h)  # the whole steps before the last query time
+    if not (kf <= steps):  # (NaN too: never an index out of the arrays)
+        kf = float(steps)
+    kmax = int(kf)
     count = 0
     Q = ic[0]
     P = ic[1]
@@ -135,14 +140,19 @@ def orbit(V, t, ic, W, subs, steps, learned, stop, cv, ck, ca, cb, nod, fa, fb, 
     count += kmax * nsub
     if stop == STEPPING:
         return count
-    for j in range(nt):  # read-out: a last partial step of t - k h from the state at k h
+    # read-out in three passes over the query times, each a short chain per time (one pass of
+    # the whole chain per time keeps too few times in flight to hide its latency)
+    for j in range(nt):  # the grid state before each query time, and the rest of the time
         k = np.floor(t[j] / h)
         if not (k >= 0.0):
             k = 0.0
         if not (k <= steps):
             k = float(steps)
-        kk = int(k)
-        dt = t[j] - k * h
+        kidx[j] = int(k)
+        rest[j] = t[j] - k * h
+    for j in range(nt):  # a last partial step of the rest from that state
+        kk = kidx[j]
+        dt = rest[j]
         q = qs[kk]
         p = ps[kk]
         F = fs[kk]
@@ -153,18 +163,23 @@ def orbit(V, t, ic, W, subs, steps, learned, stop, cv, ck, ca, cb, nod, fa, fb, 
             i, s = locate(q)
             F = poly(ktab, i, s)
             p = p - (0.5 * a) * dt * F
-        if learned:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
-            p = p - poly(btab, i, s)
-            p_out[j] = p / (1.0 + slope(q, horner_d(atab, i, s)))
+        q_out[j] = q
+        p_out[j] = p
+        kidx[j] = i
+        rest[j] = s
+    if learned:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
+        for j in range(nt):
+            q = q_out[j]
+            i = kidx[j]
+            s = rest[j]
+            p_out[j] = (p_out[j] - poly(btab, i, s)) / (1.0 + slope(q, horner_d(atab, i, s)))
             q_out[j] = q + poly(atab, i, s)
-        else:
-            q_out[j] = q
-            p_out[j] = p
     return count + nt * nsub
 
 
 @njit(**JIT)
-def _work(steps):
+def _work(steps, nt):
+    """The work arrays of `orbit` (made once per call, or once per thread)."""
     return (
         np.zeros(NCOEF),
         np.zeros(NCOEF),
@@ -180,16 +195,17 @@ def _work(steps):
         np.empty(steps + 1),
         np.empty(steps + 1),
         np.empty(8),
+        np.empty(nt, dtype=np.int64),
+        np.empty(nt),
     )
 
 
 @njit(**JIT)
 def forward_serial(V, t, ic, W, subs, steps, learned, stop, q_out, p_out, counts):
     """All orbits on the calling thread, one set of work arrays."""
-    cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick = _work(steps)
+    work = _work(steps, t.shape[1])
     for b in range(V.shape[0]):
-        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop,
-                          cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick, q_out[b], p_out[b])  # fmt: skip
+        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop, work, q_out[b], p_out[b])
 
 
 @njit(**PARALLEL_JIT_FN)  # not cached: Numba cannot cache a parallel kernel with global arrays
@@ -198,10 +214,9 @@ def forward_parallel(V, t, ic, W, subs, steps, learned, stop, q_out, p_out, coun
     B = V.shape[0]
     chunks = max(1, min(B, get_num_threads()))
     for c in prange(chunks):
-        cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick = _work(steps)
+        work = _work(steps, t.shape[1])
         for b in range(c * B // chunks, (c + 1) * B // chunks):
-            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop,
-                              cv, ck, ca, cb, nod, fa, fb, ktab, atab, btab, qs, ps, fs, kick, q_out[b], p_out[b])  # fmt: skip
+            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, learned, stop, work, q_out[b], p_out[b])
 
 
 def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT, counts: bool = False):
