@@ -275,12 +275,15 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
               help="Evaluate at most this many test orbits.")
 @click.option("--n-sub", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Test orbits for work-precision and energy.")
+@click.option("--compiled", is_flag=True,
+              help="Time a SympONet's equal-cost table as compiled code on both sides (Numba, "
+              "nh_models.compiled) when the model compiles [default: torch].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, quiet) -> None:
+def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, compiled, quiet) -> None:
     """Evaluate trained runs against integrators: accuracy, physics, work-precision, report."""
     from nh_models.evaluation import EvalSettings, evaluate_runs
 
-    settings = EvalSettings(max_test=max_test, n_sub=n_sub)
+    settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled)
     _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings,
                               progress=not quiet)
     click.echo(f"report: {report}")

@@ -166,3 +166,27 @@ def test_compiled_baselines_are_the_torch_ones(method):
     assert (counts == si.evaluations(method, steps)).all()
     qq, pp = ci.integrate(V, t, ic, method, steps, parallel=True)
     assert (qq == q).all() and (pp == p).all()
+
+
+# ------------------------------------------------------------------ the equal-cost table
+
+
+def test_equal_cost_table_times_compiled_code_when_the_model_compiles():
+    from nh_models.evaluation.cases import TestData
+    from nh_models.evaluation.cost_table import equal_cost_table
+
+    model = trained_like("leapfrog", 7)
+    V, t, ic = problem(6, 9)
+    ref = si.integrate(*(torch.from_numpy(x) for x in (V, t, ic)), "yoshida4", 2000)
+    data = TestData(V, t, ic, ref[0].numpy(), ref[1].numpy(), np.full(6, 0.5))
+    table = equal_cost_table(model, data, repeats=1, compiled=True)
+    assert table["timing"].startswith("compiled")
+    plain = equal_cost_table(model, data, repeats=1)
+    assert plain["timing"] == "torch (float64)"
+    for name, row in table["rows"].items():  # the same losses, whichever code ran
+        if name != "rk4 at equal time":
+            assert row["loss"] == pytest.approx(plain["rows"][name]["loss"], rel=1e-8)
+            assert row["steps"] == plain["rows"][name]["steps"]
+    cnn = get_model("symponet", {**PROCESSED, "local_layers": 1, "local_width": 4}).double()
+    fallback = equal_cost_table(cnn, data, repeats=1, compiled=True)
+    assert fallback["timing"].startswith("torch") and "local_layers" in fallback["timing"]
