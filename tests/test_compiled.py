@@ -152,6 +152,18 @@ def test_export_refuses_what_it_cannot_compile():
         export(torch.nn.Linear(2, 2))
 
 
+def test_wrong_shapes_are_refused_before_a_kernel_reads_them():
+    V, t, ic = problem(2, 0)
+    params = export(trained_like("leapfrog", 1))
+    for bad in ((V[:, :50], t, ic), (V, t, ic[:1]), (V, t[0], ic)):
+        with pytest.raises(NHError, match="expected V"):
+            forward(params, *bad)
+        with pytest.raises(NHError, match="expected V"):
+            ci.integrate(*bad, "rk4", 4)
+    with pytest.raises(NHError, match="steps"):
+        ci.integrate(V, t, ic, "rk4", 0)
+
+
 # ------------------------------------------------------------------ the baselines
 
 

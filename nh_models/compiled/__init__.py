@@ -5,6 +5,7 @@ are timed in the same language (`bench/compiled_cost.py`).
 - `spline`: the quintic sensor spline (banded LU solve, derivative tables, lookup).
 - `processed`: the forward map of `grid: processed` from `export(model)`'s parameters.
 - `export`: the parameters of a SympONet that compiles, or an NHError saying why not.
+- `inputs`: the batch arrays, checked (the kernels read them without bounds checks).
 - `stepping`: the fixed-step compositions and the cubic Hermite read-out both use.
 - `integrators`: leapfrog, Yoshida-4, RK4 and the classical processed leapfrog of
   `evaluation.sensor_integrators`, cubic Hermite read-out.

@@ -13,10 +13,12 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from nh_data.config import JIT, PARALLEL_JIT_FN
+from nh_data.errors import NHError
 from nh_data.integrators import LEAPFROG, YOSHIDA4
 from nh_data.problem import N_SENSORS, T_END
 
 from ..models.processor import INVERSE_ITERATIONS
+from .inputs import batch
 from .spline import NCOEF, NI, build_table, horner_d, locate, nodal, poly, solve1
 from .stepping import hermite, kicks, trajectory
 
@@ -150,7 +152,9 @@ def integrate(V, t, ic, method: str, steps: int, parallel: bool = False, counts:
     lookups (force evaluations) each orbit spent."""
     if method not in _ID:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    V, t, ic = (np.ascontiguousarray(x, dtype=np.float64) for x in (V, t, ic))
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise NHError(f"steps must be an integer >= 1, got {steps!r}")
+    V, t, ic = batch(V, t, ic)
     B, nt = t.shape
     q, p = np.zeros((B, nt)), np.zeros((B, nt))
     n = np.zeros(B, dtype=np.int64)

@@ -8,7 +8,7 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    dictionary's nine features and its linear map to (dV, a, b) (`models.correction`), the
    integrals A, B of a, b (`models.processor.integral`), one solve of three right-hand sides
    (V + dV, A, B), the tables of the kernel's force (V + dV)' and of the processor's A', B'
-   (A'' is evaluated from A''s row at lookup). With `learned` 0 only V's solve and table.
+   (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's solve and table.
 2. stepping: chi^-1 of the initial condition (Newton, `processor.INVERSE_ITERATIONS`), then
    the kernel's fixed steps up to the orbit's last query time, states and forces stored.
 3. read-out: each query time by a last partial step from the stored state, chi there.
@@ -29,11 +29,11 @@ from nh_data.config import JIT, PARALLEL_JIT_FN
 from nh_data.problem import N_SENSORS, T_END, V0
 
 from ..models.processor import INVERSE_ITERATIONS
+from .inputs import batch
 from .spline import DX, NCOEF, NI, build_table, horner_d, locate, nodal, poly, solve1, solve3
 from .stepping import kicks, trajectory
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
-NF = 9  # dictionary features (`models.correction.FEATURES`)
 
 
 @njit(**JIT)
@@ -223,7 +223,7 @@ def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT,
     """(q, p) (B, W) of the exported model `params` (`compiled.export`) at the query times t
     (B, W) in [0, 2] from V (B, 100) and ic (B, 2), float64; with `counts` also the lookups
     (force evaluations) each orbit spent."""
-    V, t, ic = (np.ascontiguousarray(x, dtype=np.float64) for x in (V, t, ic))
+    V, t, ic = batch(V, t, ic)
     B, nt = t.shape
     q, p = np.zeros((B, nt)), np.zeros((B, nt))
     n = np.zeros(B, dtype=np.int64)
