@@ -21,7 +21,8 @@ model's time by phase (`compiled.processed`'s `stop`): per-orbit setup (spline s
 tables), stepping (chi^-1 and the kernel's steps), read-out (a partial step and chi per query
 time). Before timing, the compiled model is checked against the torch model (float64) on the
 first orbits. Time on an idle machine: `--clock thread` counts only this thread's CPU time (for
-a busy machine; still disturbed by a busy sibling core).
+a busy machine; still disturbed by a busy sibling core). Needs the package installed
+(`pip install -e .`).
 """
 
 from __future__ import annotations
