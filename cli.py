@@ -277,15 +277,18 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
               help="Evaluate at most this many test orbits.")
 @click.option("--n-sub", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Test orbits for work-precision and energy.")
+@click.option("--compiled", is_flag=True,
+              help="Time a SympONet's equal-cost table as compiled code on both sides (Numba, "
+              "nh_models.compiled) when the model compiles [default: torch].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, quiet) -> None:
+def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, compiled, quiet) -> None:
     """Evaluate trained runs (or --model NAME) against integrators: accuracy, physics, work-precision, report."""
     from nh_models.evaluation import EvalSettings, evaluate_runs
     from nh_models.zoo import Pretrained
 
     if not runs and not pretrained:
         raise NHError("give a run folder or --model NAME (`nh models` lists the pretrained ones)")
-    settings = EvalSettings(max_test=max_test, n_sub=n_sub)
+    settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled)
     sources = [*runs, *(Pretrained(name) for name in pretrained)]
     _, report = evaluate_runs(sources, data_dir, physics, physics_dir, device, out_dir, settings,
                               progress=not quiet)

@@ -26,6 +26,7 @@ class EvalSettings:
     t_long: float = 20.0  # chain windows up to this time
     batch_size: int = 2048
     repeats: int = 3  # timing: best of this many after a warm-up
+    compiled: bool = False  # SympONet's equal-cost table: time compiled kernels of both sides (nh_models.compiled)
     seed: int = 0
 
     def __post_init__(self) -> None:
