@@ -249,13 +249,12 @@ def export_run(
     from safetensors.torch import save_file
 
     from .evaluation.cases import load_test
-    from .inference.predict import load_predictor_run
-    from .training.checkpoint import checkpoint_path, load_checkpoint
+    from .training.checkpoint import build_model, checkpoint_path, load_checkpoint
 
     zoo = _zoo(zoo_dir)
     zoo.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(checkpoint_path(run_dir, "best"), "cpu")
-    model, _, _ = load_predictor_run(run_dir, "cpu")
+    model = build_model(ckpt, "cpu")
     cal_path = Path(run_dir) / "calibration.json"
     calibration = json.loads(cal_path.read_text()) if cal_path.is_file() else None
     if calibration is not None:  # machine paths are not part of an entry
