@@ -31,7 +31,7 @@ DEMO_MODELS = ("deeponet", "traonet")
 # (entry, potential, initial condition, output name)
 PRETRAINED_PREDICTIONS = (
     ("symponet-strata", "morse", (0.3, 0.0), "morse"),
-    ("deeponet-strata", "8*(q-0.5)**2", (0.5, 1.0), "formula"),
+    ("symponet-fast", "8*(q-0.5)**2", (0.5, 1.0), "formula"),
 )
 
 
@@ -121,7 +121,7 @@ def _pretrained_predictions(folder: Path, device: str, progress: bool) -> list[d
     folder.mkdir(parents=True, exist_ok=True)
     done = []
     for name, spec, ic, label in PRETRAINED_PREDICTIONS:
-        r = predict_command(Pretrained(name), spec, ic, out=folder / f"{label}.csv", plot=True, device=device)
+        r = predict_command(Pretrained(name), spec, ic, check=True, out=folder / f"{label}.csv", plot=True, device=device)
         b = r["bands"]
         band = f"band at {b.level:g} q +-{b.half_q:.2g}" if b is not None else "no band"
         line = f"{name} on {r['potential']} from {ic}: {band}, max |H - H0| = {r['H'][1]:.2g} -> {r['plot']}"

@@ -80,7 +80,7 @@ def predict_command(
     if plot:
         from .plot import plot_prediction
 
-        title = f"{meta['model_name']} ({Path(run).name}) from (q0, p0) = ({ic[0]:g}, {ic[1]:g})"
+        title = f"{meta['model_name']} ({Path(str(run)).name}) from (q0, p0) = ({ic[0]:g}, {ic[1]:g})"
         result["plot"] = plot_prediction(out.with_suffix(".png"), pot, t, q, p, bands, refs, title)
     result["H"] = (float(H[0]), float(np.max(np.abs(H - H[0]))))
     return result
