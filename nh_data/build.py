@@ -42,7 +42,7 @@ from . import cluster
 from . import ground_truth as gt
 from .errors import Interrupted, NHError
 from .fileio import sha256_file, write_json_atomic
-from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
+from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_long_times
 from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .pool import run_tasks
 from .potentials import potential_rejections, sample_potentials
@@ -226,7 +226,7 @@ RAGGED_COLUMNS = ("knots", "coeffs")
 
 
 def sample_rows(
-    config: dict, rng: np.random.Generator, count: int, pid0: int = 0, progress=None
+    config: dict, rng: np.random.Generator, count: int, pid0: int = 0, progress=None, windows: int = 1
 ) -> tuple[dict, dict]:
     """The certified orbits of `count` potentials drawn from `rng`: every SCHEMA column, as NumPy.
 
@@ -237,7 +237,10 @@ def sample_rows(
     SCHEMA column, in schema order, to (R, 100) / (R,) arrays (pid = pid0 + potential
     index), with knots and coeffs as lists of R arrays; info = {"rejections", "nfev",
     "seconds": {phase: wall seconds}}. `progress(k)` is called after each CHUNK potentials.
-    Pure: a function of (config, the generator's state, count, pid0).
+    windows > 1: long orbits, integrated and certified (the same certificate, at every stored
+    time) over `windows` windows end to end, t in [0, windows T] (`initial.sample_long_times`):
+    t, q, p are then (R, windows (W - 1) + 1). windows = 1 is a shard's rows, draw for draw.
+    Pure: a function of (config, the generator's state, count, pid0, windows).
     """
     clock = time.perf_counter
     sec = {}
@@ -247,7 +250,7 @@ def sample_rows(
     sec["potentials"] = clock() - t0
     t0 = clock()
     orb = sample_initial(rng, pots.params, config["ic"], config["V0"])
-    t_all = sample_times(rng, orb.q0.shape[0], config["times"])  # (R, W)
+    t_all = sample_long_times(rng, orb.q0.shape[0], config["times"], windows)  # (R, W) or longer
     sec["initial"] = clock() - t0
     sec["integration"] = 0.0
     rej = dict.fromkeys(ALL_REASONS, 0)
