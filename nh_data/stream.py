@@ -31,6 +31,7 @@ import numpy as np
 
 from .build import sample_rows
 from .errors import NHError
+from .initial import sample_long_times
 from .schema import read_manifest
 
 #: spawn_key split code of fresh streams (train/val/test shards use 0/1/2)
@@ -124,3 +125,28 @@ def fresh_chunk(
     cols, _ = sample_rows(config, fresh_rng(seed, index, stream), potentials, pid0=index * potentials,
                           windows=windows)  # fmt: skip
     return cols
+
+
+def long_orbits(config: dict, rows: dict, rng: np.random.Generator, windows: int) -> dict[str, np.ndarray]:
+    """Given orbits integrated again over `windows` windows end to end (t to windows T), certified
+    like a long chunk's, at times drawn from `rng` like a long chunk's (`initial.sample_long_times`).
+
+    rows: a dataset's columns (or `sample_rows`'): knots, coeffs (lists of R arrays), V (R, 100),
+    q0, p0, E0 (R,). Returns t, q, p (R, windows (W - 1) + 1), err_est, code (R,) (index into
+    `ground_truth.REASONS`, 0 = certified; a rejected orbit keeps its last integration) and nfev.
+    Used to extend a test split's orbits (which end at T) for chained-window coverage.
+    """
+    from . import ground_truth as gt
+    from .spline import pack_params
+
+    windows = check_windows(windows)
+    R = len(rows["q0"])
+    packed = [pack_params(k, c) for k, c in zip(rows["knots"], rows["coeffs"], strict=True)]
+    params = np.zeros((R, max((p.size for p in packed), default=1)))
+    for i, p in enumerate(packed):
+        params[i, : p.size] = p
+    t = sample_long_times(rng, R, config["times"], windows)
+    escale = config["V0"] - np.asarray(rows["V"], dtype=np.float64).min(axis=1)
+    out = gt.certified_orbits(params, np.arange(R), rows["q0"], rows["p0"], t, rows["E0"], escale,
+                              config["integrator"], config["dt"])  # fmt: skip
+    return {"t": t, **out}

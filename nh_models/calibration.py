@@ -429,11 +429,17 @@ def calibrate(
     predict = model_predictor(build_model(ckpt, device), device)
     cal = calibrate_predictor(predict, data_dir, kind=kind, fresh=fresh, progress=progress, windows=windows,
                               workers=workers)  # fmt: skip
+    return cal, write_calibration(run, ckpt, data_dir, cal)
+
+
+def write_calibration(run_dir, ckpt: dict, data_dir, cal: dict[str, Any]) -> Path:
+    """RUN/calibration.json of `calibrate_predictor`'s data for the checkpoint `ckpt` (its model,
+    epoch and digest added, and the data folder), written atomically; its path."""
     cal["run"] = {"model": ckpt["model_name"], "epoch": int(ckpt["epoch"]), "digest": ckpt["digest"]}
     cal["data_dir"] = str(Path(data_dir).resolve())
-    path = run / FILE
+    path = Path(run_dir) / FILE
     write_json_atomic(path, cal)
-    return cal, path
+    return path
 
 
 def from_dict(obj: dict[str, Any], where: str = FILE) -> Calibration:

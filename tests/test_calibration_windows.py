@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pcsv
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 POTS = 6
 W = 100
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +280,50 @@ def test_eval_reports_per_window_coverage(three_windows, engine_run, tmp_path):
     rows = metrics["runs"]["run3"]["coverage"]["windows"]
     assert [r["window"] for r in rows] == [1, 2, 3] and rows[0]["n"] >= 360
     assert "Each chained window's own 0.9 band" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_a_test_splits_orbits_integrated_again_to_t_2K(tiny_dataset, config):
+    from nh_data.ground_truth import REASONS
+    from nh_data.stream import long_orbits
+
+    rows = fresh_chunk(config, 3, 0, 2, stream="evaluation")  # a dataset's columns
+    out = long_orbits(config, rows, fresh_rng(9, 0), 2)
+    R = len(rows["q0"])
+    assert out["t"].shape == out["q"].shape == (R, 2 * (W - 1) + 1) and np.all(out["t"][:, -1] == 4.0)
+    assert [REASONS[c] for c in out["code"]] == ["kept"] * R and np.all(out["err_est"] <= config["cert_tol"])
+    assert np.array_equal(out["q"][:, 0], rows["q0"]) and np.array_equal(out["p"][:, 0], rows["p0"])
+    i = R - 1
+    q, p = integrate(dV_pp, pack_params(rows["knots"][i], rows["coeffs"][i]), rows["q0"][i], rows["p0"][i],
+                     out["t"][i], REF_DT, REF_METHOD)  # fmt: skip
+    assert max(np.abs(q - out["q"][i]).max(), np.abs(p - out["p"][i]).max()) <= config["cert_tol"] + REF_MARGIN
+    again = long_orbits(config, rows, fresh_rng(9, 0), 2)
+    assert all(np.array_equal(out[k], again[k]) for k in out)  # a pure function of the generator
+
+
+def test_window_coverage_bench_runs_and_saves_what_nh_calibrate_writes(three_windows, engine_run, tmp_path):
+    import importlib.util
+    import sys
+
+    path = ROOT / "bench" / "window_coverage.py"
+    spec = importlib.util.spec_from_file_location("nh_bench_window_coverage", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    run = tmp_path / "run"
+    shutil.copytree(three_windows, run)
+    written = (three_windows / FILE).read_bytes()  # `nh calibrate RUN --windows 3 --fresh 12`
+    (run / FILE).unlink()
+    out, png = tmp_path / "wc.json", tmp_path / "wc.png"
+    argv = ["window_coverage.py", str(run), "--data", str(engine_run / "data"), "--windows", "3", "--fresh", "12",
+            "--save", "--out", str(out), "--png", str(png)]  # fmt: skip
+    old, sys.argv = sys.argv, argv
+    try:
+        bench.main()
+    finally:
+        sys.argv = old
+    assert (run / FILE).read_bytes() == written  # byte for byte
+    res = json.loads(out.read_text())
+    ((label, per),) = res["runs"].items()
+    rows = per[str(engine_run / "data")]["windows"]
+    assert [r["window"] for r in rows] == [1, 2, 3] and all(0 <= r["coverage"] <= 1 for r in rows)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
