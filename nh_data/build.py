@@ -238,8 +238,9 @@ def sample_rows(
     index), with knots and coeffs as lists of R arrays; info = {"rejections", "nfev",
     "seconds": {phase: wall seconds}}. `progress(k)` is called after each CHUNK potentials.
     windows > 1: long orbits, integrated and certified (the same certificate, at every stored
-    time) over `windows` windows end to end, t in [0, windows T] (`initial.sample_long_times`):
-    t, q, p are then (R, windows (W - 1) + 1). windows = 1 is a shard's rows, draw for draw.
+    time, by the long orbits' tolerance ladder `ground_truth.LONG_ADAPTIVE_TOLS`) over `windows`
+    windows end to end, t in [0, windows T] (`initial.sample_long_times`): t, q, p are then
+    (R, windows (W - 1) + 1). windows = 1 is a shard's rows, draw for draw.
     Pure: a function of (config, the generator's state, count, pid0, windows).
     """
     clock = time.perf_counter
@@ -275,6 +276,7 @@ def sample_rows(
                 escale,
                 config["integrator"],
                 config["dt"],
+                tols=None if windows == 1 else gt.LONG_ADAPTIVE_TOLS,
             )
             sec["integration"] += clock() - t0
             nfev += int(out["nfev"].sum())

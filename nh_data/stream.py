@@ -129,7 +129,8 @@ def fresh_chunk(
 
 def long_orbits(config: dict, rows: dict, rng: np.random.Generator, windows: int) -> dict[str, np.ndarray]:
     """Given orbits integrated again over `windows` windows end to end (t to windows T), certified
-    like a long chunk's, at times drawn from `rng` like a long chunk's (`initial.sample_long_times`).
+    like a long chunk's (`ground_truth.LONG_ADAPTIVE_TOLS`), at times drawn from `rng` like a long
+    chunk's (`initial.sample_long_times`).
 
     rows: a dataset's columns (or `sample_rows`'): knots, coeffs (lists of R arrays), V (R, 100),
     q0, p0, E0 (R,). Returns t, q, p (R, windows (W - 1) + 1), err_est, code (R,) (index into
@@ -148,5 +149,5 @@ def long_orbits(config: dict, rows: dict, rng: np.random.Generator, windows: int
     t = sample_long_times(rng, R, config["times"], windows)
     escale = config["V0"] - np.asarray(rows["V"], dtype=np.float64).min(axis=1)
     out = gt.certified_orbits(params, np.arange(R), rows["q0"], rows["p0"], t, rows["E0"], escale,
-                              config["integrator"], config["dt"])  # fmt: skip
+                              config["integrator"], config["dt"], tols=gt.LONG_ADAPTIVE_TOLS)  # fmt: skip
     return {"t": t, **out}

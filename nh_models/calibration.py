@@ -374,11 +374,13 @@ def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int =
         "strata": _strata_scores(scores[:, 0], labels, margin),
     }
     if windows > 1:
+        from nh_data.ground_truth import CERT_TOL, LONG_ADAPTIVE_TOLS
         from nh_data.initial import orbits_per_potential
         from nh_data.stream import read_build_config
 
         drawn = int(fresh) * orbits_per_potential(read_build_config(data_dir)["ic"])
         out["fresh"]["rejected"] = drawn - int(n)  # orbits drawn but not kept (not certified to K T)
+        out["fresh"]["certificate"] = {"cert_tol": CERT_TOL, "adaptive_tols": list(LONG_ADAPTIVE_TOLS)}
         out["windows"] = windows
         out["window_length"] = T_END
         out["later_windows"] = [

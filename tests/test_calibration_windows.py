@@ -176,7 +176,8 @@ def test_windows_calibration_is_deterministic_for_any_workers(engine_run, monkey
     obj = json.loads(first)
     assert obj["version"] == 2 and obj["windows"] == 3 and obj["window_length"] == 2.0
     assert [w["window"] for w in obj["later_windows"]] == [2, 3] and obj["later_windows"][1]["t"] == [4.0, 6.0]
-    assert obj["fresh"] == {"potentials": 12, "stream": "calibration", "seed": 0, "rejected": 48 - obj["n"]}
+    assert obj["fresh"] == {"potentials": 12, "stream": "calibration", "seed": 0, "rejected": 48 - obj["n"],
+                            "certificate": {"cert_tol": 1e-8, "adaptive_tols": [1e-12, 1e-13, 1e-14]}}  # fmt: skip
     for strata in [obj["strata"]] + [w["strata"] for w in obj["later_windows"]]:
         s = strata[POOLED]["scores"]
         assert len(s) == obj["n"] and s == sorted(s)
