@@ -23,7 +23,7 @@ split chained to t = 2K.
    that leaving them out does not flatter the bands.
 
 Prints Markdown tables ready for docs/calibration.md; --out writes everything as JSON and --png
-the band widths against k. CPU: the engine certifies about 650 orbits/s to t = 20 on one core
+the band widths against k. CPU: the engine certifies about 1,000 orbits/s to t = 20 on one core
 (--workers N processes in parallel), the networks chain 10 windows; --fresh and --n-test set
 the cost.
 """
