@@ -33,7 +33,7 @@ from a predicted state, so its errors compound and one window's band does not ho
 next. Each window k = 1..K gets its own band, calibrated on long certified orbits of `fresh`
 new potentials (the calibration stream again, integrated by the engine to t = K T with the
 same certificate: `nh_data.stream.fresh_chunk(..., windows=K)`). The model predicts them
-exactly as `nh predict` does (`inference.predict.chained`: window k answers the times in
+exactly as `nh predict` does (`evaluation.structure.chained`: window k answers the times in
 ((k - 1) T, k T] from the predicted end state of window k - 1), and window k's score is the
 same nonconformity score over its times. Orbits, not windows, are the exchangeable unit, so
 each window's band is a split-conformal band of its own: at level 1 - alpha, the true orbit
@@ -242,9 +242,9 @@ def _strata_scores(s: np.ndarray, labels: np.ndarray, margin: float) -> dict[str
 def window_errors(predict, V, ic, t, q, p, windows: int) -> np.ndarray:
     """(n, windows, 2): max |q_hat - q| and max |p_hat - p| over each chained window k = 1..windows
     (the times in ((k - 1) T, k T], t = 0 in window 1) of orbits V (n, 100), ic (n, 2), t, q, p
-    (n, N), the predictor chained exactly as `nh predict` chains it (`inference.predict.chained`).
+    (n, N), the predictor chained exactly as `nh predict` chains it (`evaluation.structure.chained`).
     A non-finite error counts as inf; NaN: the orbit has no time in that window."""
-    from .inference.predict import chained, window_of
+    from .evaluation.structure import chained, window_of
 
     q_hat, p_hat = chained(predict, V, ic, t)
     k = window_of(t)  # (n, N) 0-based

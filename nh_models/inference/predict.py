@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from nh_data.errors import NHError
-from nh_data.problem import T_END, WINDOW
+from nh_data.problem import T_END
 
 from ..calibration import Calibration, load_calibration
 from ..evaluation.predictors import model_predictor
-from ..evaluation.structure import chain
+from ..evaluation.structure import chained, window_of
 from .potential import check_inputs
 
 MAX_TIME = 1e4
@@ -82,45 +82,6 @@ def check_times(t) -> np.ndarray:
     if not np.all(np.isfinite(t)) or np.any(t < 0) or np.max(t) > MAX_TIME:
         raise NHError(f"query times must be finite and in [0, {MAX_TIME:g}]")
     return t
-
-
-def window_of(t: np.ndarray, window: float = T_END) -> np.ndarray:
-    """The chained window (0-based) that answers each time: t in (k T, (k + 1) T] -> k; t = 0 -> 0."""
-    return np.maximum(np.ceil(t / window - 1e-12).astype(np.int64) - 1, 0)
-
-
-def chained(predictor, V: np.ndarray, ic: np.ndarray, t: np.ndarray, window: float = T_END):
-    """q, p at times t (any order), windows chained as `nh eval` chains them: one orbit (V (100,),
-    ic (2,), t (N,) -> (N,)) or a batch (V (B, 100), ic (B, 2), t (B, N) -> (B, N)).
-
-    A batch is predicted window by window, all its orbits at once (those with the same number of
-    times in the window in one call); one orbit is the batch of one."""
-    single = np.ndim(V) == 1
-    V = np.atleast_2d(V)
-    ic = np.asarray(ic, dtype=np.float64).reshape(-1, 2)
-    t = np.atleast_2d(np.asarray(t, dtype=np.float64))
-    k = window_of(t, window)  # (B, N) window of each time
-    n_windows = int(k.max()) + 1
-    if n_windows > 1:
-        _, qc, pc = chain(predictor, V, ic, n_windows - 1, window, WINDOW)  # starts of windows 1..n-1
-        starts = np.stack([qc[:, :: WINDOW - 1], pc[:, :: WINDOW - 1]], axis=2)  # (B, n_windows, 2)
-    else:
-        starts = ic[:, None, :]
-    q = np.empty_like(t)
-    p = np.empty_like(t)
-    for w in np.unique(k):
-        sel = k == w
-        counts = sel.sum(axis=1)
-        for c in np.unique(counts[counts > 0]):
-            rows = np.flatnonzero(counts == c)
-            mask = np.zeros_like(sel)
-            mask[rows] = sel[rows]
-            qw, pw = predictor(V[rows], (t[mask] - w * window).reshape(len(rows), c), starts[rows, w])
-            q[mask], p[mask] = qw.reshape(-1), pw.reshape(-1)
-    at0 = t == 0.0
-    rows0 = np.nonzero(at0)[0]
-    q[at0], p[at0] = ic[rows0, 0], ic[rows0, 1]
-    return (q[0], p[0]) if single else (q, p)
 
 
 def _batch_inputs(V, ic, t) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
