@@ -262,7 +262,9 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
 
 @nh.command("eval")
 @plugin_option
-@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.argument("runs", nargs=-1, metavar="[RUN ...]")
+@click.option("--model", "pretrained", multiple=True, metavar="NAME",
+              help="A pretrained operator shipped with the package (`nh models`), evaluated like a run; repeatable.")
 @click.option("--data", "data_dir", default=None,
               help="Dataset folder with a test split [default: the first run's].")
 @click.option("--physics", default="all", show_default=True,
@@ -275,13 +277,20 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
               help="Evaluate at most this many test orbits.")
 @click.option("--n-sub", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Test orbits for work-precision and energy.")
+@click.option("--compiled", is_flag=True,
+              help="Time a SympONet's equal-cost table as compiled code on both sides (Numba, "
+              "nh_models.compiled) when the model compiles [default: torch].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def eval_(runs, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, quiet) -> None:
-    """Evaluate trained runs against integrators: accuracy, physics, work-precision, report."""
+def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, compiled, quiet) -> None:
+    """Evaluate trained runs (or --model NAME) against integrators: accuracy, physics, work-precision, report."""
     from nh_models.evaluation import EvalSettings, evaluate_runs
+    from nh_models.zoo import Pretrained
 
-    settings = EvalSettings(max_test=max_test, n_sub=n_sub)
-    _, report = evaluate_runs(list(runs), data_dir, physics, physics_dir, device, out_dir, settings,
+    if not runs and not pretrained:
+        raise NHError("give a run folder or --model NAME (`nh models` lists the pretrained ones)")
+    settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled)
+    sources = [*runs, *(Pretrained(name) for name in pretrained)]
+    _, report = evaluate_runs(sources, data_dir, physics, physics_dir, device, out_dir, settings,
                               progress=not quiet)
     click.echo(f"report: {report}")
 
@@ -341,7 +350,9 @@ def demo(out_dir, size, device, quiet) -> None:
 
 @nh.command("predict")
 @plugin_option
-@click.argument("run", metavar="RUN")
+@click.argument("run", metavar="[RUN]", required=False)
+@click.option("--model", "pretrained", default=None, metavar="NAME",
+              help="A pretrained operator shipped with the package (`nh models`) instead of a RUN folder.")
 @click.option("--potential", "spec", required=True, metavar="SPEC",
               help="A name of `nh physics` (sho, morse, ...), a file (.csv/.npy/.parquet: 100 sensor values "
               "or columns q, V) or a formula in q such as '8*(q-0.5)**2'.")
@@ -359,8 +370,8 @@ def demo(out_dir, size, device, quiet) -> None:
               help="Output table: .parquet or .csv.")
 @click.option("--plot", is_flag=True, help="Also write a PNG beside --out.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def predict_(run, spec, ic, t_max, times, band, allow_uncalibrated, check, out, plot, device) -> None:
-    """Predict the orbit of a trained RUN on any potential, with its calibrated error band.
+def predict_(run, pretrained, spec, ic, t_max, times, band, allow_uncalibrated, check, out, plot, device) -> None:
+    """Predict the orbit of a trained RUN (or --model NAME) on any potential, with its calibrated error band.
 
     Window k (t in (2(k-1), 2k]) gets the band calibrated for window k. A run calibrated for K
     windows (`nh calibrate RUN --windows K`; `nh train` calibrates K = 1) has bands to t = 2K:
@@ -370,9 +381,13 @@ def predict_(run, spec, ic, t_max, times, band, allow_uncalibrated, check, out, 
     from nh_data.physics import parse_float, parse_ic
     from nh_models.devices import resolve_device
     from nh_models.inference.check import format_check
-    from nh_models.inference.run import predict_command
+    from nh_models.inference.predict_command import predict_command
+    from nh_models.zoo import Pretrained
 
-    r = predict_command(run, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
+    if (run is None) == (pretrained is None):
+        raise NHError("give either a RUN folder or --model NAME (`nh models` lists the pretrained ones)")
+    source = run if pretrained is None else Pretrained(pretrained)
+    r = predict_command(source, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
                         check=check, out=out, plot=plot, device=resolve_device(device),
                         allow_uncalibrated=allow_uncalibrated)  # fmt: skip
     for w in r["warnings"]:
@@ -427,6 +442,50 @@ def calibrate_(run, data_dir, score, fresh, windows, workers, device) -> None:
         click.echo(f"{cal['windows']} windows (to t = {cal['windows'] * T_END:g}; {cal['fresh']['rejected']} "
                    "orbits not certified that far); Q0.9 of all strata by window: "
                    + ", ".join("inf" if q is None else f"{q:.3g}" for q in qs))  # fmt: skip
+
+
+# ============================================================ nh models  (issue 22)
+
+
+@nh.group("models", cls=_Group, invoke_without_command=True)
+@click.pass_context
+def models(ctx) -> None:
+    """Pretrained operators shipped with the package: list them, or build one again."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from nh_models import zoo
+
+    rows = [zoo.summary(name) for name in zoo.names()]
+    if not rows:
+        click.echo("no pretrained operators shipped")
+        return
+    head = ("name", "network", "recipe", "training data", "test loss", "calibrated levels", "size")
+    table = [head] + [(r["name"], r["network"], r["recipe"], r["data"], f"{r['test_loss']:.3e} ({r['test_orbits']})",
+                       r["calibration"], f"{r['bytes'] / 2**20:.2f} MB") for r in rows]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"zoo: {zoo.zoo_bytes() / 2**20:.2f} MB; use: nh predict --model NAME --potential sho --ic 0.3,0 --plot")
+
+
+@models.command("build")
+@click.argument("name", metavar="NAME")
+@click.option("--data-root", default="parquet_data", show_default=True,
+              help="Where the recipe's data folder is (built there when missing).")
+@click.option("--out", "out_dir", default="runs/zoo", show_default=True,
+              help="Zoo folder the rebuilt entry is written to (its run folder goes to OUT/runs).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def models_build(name, data_root, out_dir, device, quiet) -> None:
+    """Train pretrained entry NAME again from its recipe and data seed; compare with the shipped one."""
+    from nh_models.devices import resolve_device
+    from nh_models.zoo_build import build_entry
+
+    r = build_entry(name, data_root, out_dir, resolve_device(device), progress=not quiet)
+    m = r["entry"]["metrics"]
+    shipped = "" if r["shipped"] is None else f"; shipped {r['shipped']:.4e} (rebuilt / shipped = {r['ratio']:.2f})"
+    click.echo(f"{name}: test loss {m['test_loss']:.4e} on {m['test_orbits']} orbits{shipped}; "
+               f"entry in {out_dir}, run {r['run']}")  # fmt: skip
 
 
 # ============================================================ entry point

@@ -24,42 +24,53 @@ test split projected onto that basis).
 
 It writes one block of --results (docs/results.md), between the markers
 `<!-- accuracy:<dataset> start -->` and `<!-- accuracy:<dataset> end -->` (other text
-and other data folders' blocks are kept), and the plot results_<dataset>.png beside it.
+and other data folders' blocks are kept), and the plot results_<dataset>.png beside it;
+the block, its tables and claims and the plot are made by bench/accuracy_report.py.
 Timings depend on the machine and what else runs on it: compare numbers of one run only.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import importlib.util
 import math
-import os
-import platform
 import shlex
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nh_data.errors import NHError
-from nh_data.problem import PHYSICS_DT
-from nh_models.evaluation.metrics import OTHER  # the label of orbits outside the energy strata
+
+
+def _load_report():
+    """bench/accuracy_report.py (the block, its tables and claims, the plot), loaded by its path:
+    bench/ is a folder of scripts, not a package, and this file is also loaded by path (tests)."""
+    if "accuracy_report" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "accuracy_report", Path(__file__).with_name("accuracy_report.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # before running it: its dataclass looks its module up
+        spec.loader.exec_module(module)
+    return sys.modules["accuracy_report"]
+
+
+report = _load_report()
+DONE_STATUSES = report.DONE_STATUSES  # a run whose metrics.json says one of these is kept
+RK4_DT = report.RK4_DT  # the fixed-step RK4 baseline of the table (evaluate's physics_dt)
+Entry, fmt, mean_of = report.Entry, report.fmt, report.mean_of
 
 # files: the recommended recipe trained on the folder's train split alone (fresh: 0), which
 # isolates what the fresh orbits bring; fast: CONFIG_DIR/<model>_fast.yaml (SympONet's coarse
 # prior with a learned correction, issue 21)
 RECIPES = ("recommended", "paper", "files", "fast")
 PRIOR_ALONE = " (prior alone)"  # evaluate_runs' label suffix of a SympONet's prior-alone row
-DONE_STATUSES = ("completed", "time_limit")
-RK4_DT = PHYSICS_DT  # the fixed-step RK4 baseline of the table (evaluate's physics_dt)
 RANKS = (10, 20, 32, 64)  # rank-K floors always reported (plus each recipe's DeepONet branch count)
-SMOOTH = ("sho", "quartic", "morse")  # physics potentials with smooth V
-KINKED = ("mff", "smff")  # with a kink (mff) or a steep corner (smff)
 CHUNK = 16384  # orbits per chunk when streaming a split
 
 
@@ -306,19 +317,6 @@ def train_runs(specs: list[RunSpec], data_dir: Path, device: str) -> list[RunSpe
     return done
 
 
-def read_history(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(cumulative training wall time in minutes, validation loss) per epoch from history.csv."""
-    minutes, val = [], []
-    try:
-        with open(run_dir / "history.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                minutes.append(float(row["seconds"]) / 60.0)
-                val.append(float(row["val_loss"]) if row.get("val_loss") not in (None, "") else math.nan)
-    except (OSError, KeyError, ValueError):
-        return np.zeros(0), np.zeros(0)
-    return np.cumsum(minutes), np.asarray(val)
-
-
 # ---------------------------------------------------------------- data baselines
 
 
@@ -448,44 +446,6 @@ def evaluate_all(specs: list[RunSpec], data_dir: Path, args: argparse.Namespace,
     return metrics
 
 
-def mean_of(values: list[Any]) -> float | None:
-    """Mean of the finite values, None if there are none."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return float(np.mean(vals)) if vals else None
-
-
-@dataclass
-class Entry:
-    """One row of the table: a model and recipe, aggregated over its seeds."""
-
-    model: str
-    recipe: str
-    data: str
-    params: int | None
-    seeds: list[int]
-    epochs: list[int]
-    statuses: list[str]
-    samples_per_s: float | None
-    train_minutes: float | None
-    test: list[float]  # evaluated test loss per seed
-    strata: dict[str, float | None]
-    physics: dict[str, float | None]  # potential -> loss, mean over seeds
-    us_per_orbit: float | None  # the fastest over seeds (same architecture and device)
-    sub_loss: float | None  # loss on evaluate's timing subset (what equal cost compares)
-    equal_cost: dict[str, Any] | None  # rk4_at_cost at us_per_orbit
-    branches: int | None
-
-    @property
-    def name(self) -> str:
-        """model (recipe)."""
-        return f"{self.model} ({self.recipe})"
-
-    @property
-    def test_mean(self) -> float | None:
-        """Mean test loss over seeds."""
-        return mean_of(self.test)
-
-
 def rk4_at_cost(rk4_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     """RK4 at the cost `seconds` per orbit: `nh_models.evaluation.equal_cost`, plus `cheaper`.
 
@@ -528,25 +488,23 @@ def _entry(model: str, recipe: str, runs: list[RunSpec], ev: list[dict[str, Any]
     tm = [s.train_metrics for s in runs]
     fresh = runs[0].config["train"].get("fresh", 0) or 0
     return Entry(
-            model=model,
-            recipe=recipe,
-            data="fresh" if fresh > 0 else "files",
-            params=tm[0].get("num_parameters"),
-            seeds=[s.seed for s in runs],
-            epochs=[int(m.get("epochs_done") or 0) for m in tm],
-            statuses=[str(m.get("status")) for m in tm],
-            samples_per_s=mean_of([m.get("samples_per_s") for m in tm]),
-            train_minutes=(mean_of([m.get("train_seconds") for m in tm]) or 0.0) / 60.0,
-            test=[e.get("test", {}).get("overall", {}).get("loss") for e in ev],
-            strata={
-                k: mean_of([e["test"]["strata"].get(k, {}).get("loss") for e in ev]) for k in strata_names
-            },
-            physics={k: mean_of([e["physics"].get(k, {}).get("loss") for e in ev]) for k in potentials},
-            us_per_orbit=None if us is None else us * 1e6,
-            sub_loss=mean_of([e.get("work_precision", {}).get("loss") for e in ev]),
-            equal_cost=rk4_at_cost(rk4_rows, us) if rk4_rows and us else None,
-            branches=runs[0].config["model"].get("branches") if model == "deeponet" else None,
-        )
+        model=model,
+        recipe=recipe,
+        data="fresh" if fresh > 0 else "files",
+        params=tm[0].get("num_parameters"),
+        seeds=[s.seed for s in runs],
+        epochs=[int(m.get("epochs_done") or 0) for m in tm],
+        statuses=[str(m.get("status")) for m in tm],
+        samples_per_s=mean_of([m.get("samples_per_s") for m in tm]),
+        train_minutes=(mean_of([m.get("train_seconds") for m in tm]) or 0.0) / 60.0,
+        test=[e.get("test", {}).get("overall", {}).get("loss") for e in ev],
+        strata={k: mean_of([e["test"]["strata"].get(k, {}).get("loss") for e in ev]) for k in strata_names},
+        physics={k: mean_of([e["physics"].get(k, {}).get("loss") for e in ev]) for k in potentials},
+        us_per_orbit=None if us is None else us * 1e6,
+        sub_loss=mean_of([e.get("work_precision", {}).get("loss") for e in ev]),
+        equal_cost=rk4_at_cost(rk4_rows, us) if rk4_rows and us else None,
+        branches=runs[0].config["model"].get("branches") if model == "deeponet" else None,
+    )
 
 
 def rk4_figures(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -559,458 +517,12 @@ def rk4_figures(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- formatting
-
-
-def fmt(x: Any, digits: int = 3) -> str:
-    """A number for the tables: None -> n/a, floats with `digits` significant digits."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    if isinstance(x, int):
-        return f"{x:,}"
-    x = float(x)
-    if x == 0:
-        return "0"
-    if 1e-2 <= abs(x) < 1e4:
-        return f"{x:.{digits}g}"
-    return f"{x:.{digits - 1}e}"
-
-
-def fmt_spread(values: list[float | None]) -> str:
-    """Mean, and (min–max) over seeds when there are at least two finite values."""
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return "n/a"
-    if len(vals) == 1:
-        return fmt(vals[0])
-    return f"{fmt(float(np.mean(vals)))} ({fmt(min(vals))}–{fmt(max(vals))})"
-
-
-def fmt_range(values: list[int]) -> str:
-    """An integer, or min–max of several."""
-    lo, hi = min(values), max(values)
-    return f"{lo}" if lo == hi else f"{lo}–{hi}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    """a / b as `0.42x`, n/a when either is missing."""
-    if a is None or b is None or not b > 0:
-        return "n/a"
-    return f"{fmt(a / b)}x"
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def physics_cells(losses: dict[str, float | None]) -> list[str]:
-    """(mean over potentials, the worst potential and its loss) of per-potential losses."""
-    vals = {k: v for k, v in losses.items() if v is not None}
-    if not vals:
-        return ["n/a", "n/a"]
-    worst = max(vals, key=vals.get)
-    return [fmt(float(np.mean(list(vals.values())))), f"{fmt(vals[worst])} ({worst})"]
-
-
-# ---------------------------------------------------------------- the block
-
-
-def results_table(
-    entries: list[Entry],
-    base: dict[str, Any],
-    rk4: dict[str, Any],
-    budget: float,
-    strata: list[str],
-    wall: bool,
-) -> str:
-    """The main table: one row per (model, recipe), then RK4 at RK4_DT and the data baselines.
-
-    wall: a wall-start dataset, whose one stratum is headed "wall" (also when an older
-    `stratum_labels` files its u = 0 under "other").
-    """
-    header = [
-        "entry",
-        "recipe",
-        "data",
-        "params",
-        "budget (min)",
-        "train time (min)",
-        "epochs",
-        "samples/s",
-        "test loss, mean (min–max)",
-        *[f"loss {'wall' if wall and s == OTHER else s}" for s in strata],
-        "physics: mean",
-        "physics: worst",
-        "us/orbit",
-        f"vs RK4 dt={RK4_DT:g}",
-        "RK4 at equal cost",
-    ]
-    rk4_test = base["rk4"]["overall"]["loss"]
-    rows = []
-    for e in entries:
-        ec = e.equal_cost
-        ec_cell = "n/a"
-        if ec is not None and ec["cheaper"]:
-            loss = fmt(ec["loss"]) if ec["loss"] is not None else "diverged"
-            ec_cell = f"cheaper than every RK4 point (RK4's cheapest, dt {ec['dt']:g}: {loss})"
-        elif ec is not None:
-            ec_cell = f"{fmt(ec['loss'])} (dt {ec['dt']:.3g}{', extrapolated' if ec['extrapolated'] else ''})"
-        status = "" if all(s in DONE_STATUSES for s in e.statuses) else f" [{', '.join(e.statuses)}]"
-        rows.append(
-            [
-                e.model + status,
-                e.recipe,
-                e.data,
-                fmt(e.params),
-                fmt(budget),
-                fmt(e.train_minutes),
-                fmt_range(e.epochs),
-                fmt(e.samples_per_s),
-                fmt_spread(e.test),
-                *[fmt(e.strata.get(s)) for s in strata],
-                *physics_cells(e.physics),
-                fmt(e.us_per_orbit),
-                ratio(e.test_mean, rk4_test),
-                ec_cell,
-            ]
-        )
-    dash = ["—"] * 7
-
-    def baseline_row(name: str, summary: dict[str, Any], physics: list[str], us: str) -> list[str]:
-        loss = summary["overall"]["loss"]
-        strata_cells = [fmt(summary["strata"].get(s, {}).get("loss")) for s in strata]
-        return [name, *dash, fmt(loss), *strata_cells, *physics, us, ratio(loss, rk4_test), "—"]
-
-    rows.append(
-        baseline_row(
-            f"RK4 dt={RK4_DT:g}", base["rk4"], physics_cells(rk4["physics"]), fmt(rk4["us_per_orbit"])
-        )
-    )
-    mean_name = "mean predictor" + ("" if base["uniform"] else " (constant)")
-    rows.append(baseline_row(mean_name, base["mean"], ["—", "—"], "—"))
-    if base["rank"]:
-        branches = {e.branches for e in entries if e.branches}
-        for k, summary in base["rank"].items():
-            note = " (a DeepONet branch count)" if k in branches else ""
-            rows.append(baseline_row(f"rank-{k} floor{note}", summary, ["—", "—"], "—"))
-    else:
-        rows.append(
-            [
-                "rank-K floor",
-                *dash,
-                "n/a (per-orbit times)",
-                *["n/a"] * len(strata),
-                "—",
-                "—",
-                "—",
-                "n/a",
-                "—",
-            ]
-        )
-    return md_table(header, rows)
-
-
-def physics_table(entries: list[Entry], rk4: dict[str, Any]) -> str:
-    """Loss on each physics potential: one row per (model, recipe), then RK4 at RK4_DT."""
-    names = list(rk4["physics"])
-    rows = [[e.name, *[fmt(e.physics.get(n)) for n in names]] for e in entries]
-    rows.append([f"RK4 dt={RK4_DT:g}", *[fmt(rk4["physics"].get(n)) for n in names]])
-    return md_table(["entry", *names], rows)
-
-
-def listing(names: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def claims(entries: list[Entry], base: dict[str, Any], rk4: dict[str, Any], device: str) -> list[str]:
-    """Statements read off the measured numbers of this run, nothing more."""
-    out = []
-    scored = sorted((e for e in entries if e.test_mean is not None), key=lambda e: e.test_mean)
-    rk4_test = base["rk4"]["overall"]["loss"]
-    mean_loss = base["mean"]["overall"]["loss"]
-    if scored:
-        best = scored[0]
-        seeds = f"mean of {len(best.seeds)} seeds" if len(best.seeds) > 1 else f"seed {best.seeds[0]}"
-        text = f"In this run, the most accurate network is {best.name}: test loss {fmt(best.test_mean)}"
-        text += f" ({seeds})"
-        if len(scored) > 1:
-            text += f"; next is {scored[1].name} at {fmt(scored[1].test_mean)}"
-            lo, hi = min(best.test), max(best.test)
-            if len(best.seeds) > 1 and min(scored[1].test) <= hi:
-                text += f" (their seed ranges overlap: {fmt(lo)}–{fmt(hi)} vs {fmt(min(scored[1].test))}–"
-                text += f"{fmt(max(scored[1].test))})"
-        out.append(text + ".")
-        above_mean = [e.name for e in scored if e.test_mean >= mean_loss]
-        if above_mean:
-            out.append(
-                f"In this run, {listing(above_mean)} did not beat the mean predictor ({fmt(mean_loss)})."
-            )
-        below = [e for e in scored if e.test_mean < rk4_test]
-        if below:
-            cells = [f"{e.name} ({ratio(e.test_mean, rk4_test)})" for e in below]
-            out.append(
-                f"In this run, {listing(cells)} scored below RK4 at dt = {RK4_DT:g} ({fmt(rk4_test)})."
-            )
-        else:
-            out.append(
-                f"In this run, no network scored below RK4 at dt = {RK4_DT:g} ({fmt(rk4_test)} on the same "
-                f"orbits); the closest, {best.name}, is at {ratio(best.test_mean, rk4_test)}."
-            )
-    costed = [e for e in entries if e.equal_cost is not None and e.sub_loss is not None]
-    compared = [e for e in costed if e.equal_cost["loss"] is not None]
-    if compared:
-        beat = [e for e in compared if e.sub_loss < e.equal_cost["loss"]]
-        extra = any(e.equal_cost["extrapolated"] for e in compared)
-        note = " (some equal-cost points extrapolated beyond RK4's measured steps)" if extra else ""
-        if beat:
-            cells = [f"{e.name} ({fmt(e.sub_loss)} vs RK4 {fmt(e.equal_cost['loss'])})" for e in beat]
-            out.append(f"At equal cost per orbit on {device}, {listing(cells)} scored below RK4{note}.")
-        else:
-            out.append(f"At equal cost per orbit on {device}, no network scored below RK4{note}.")
-        cheap = [e.name for e in compared if e.equal_cost["cheaper"]]
-        if cheap:
-            out.append(
-                f"{listing(cheap)} cost less per orbit than RK4 at any measured step: the comparison "
-                "above is with RK4's cheapest measured point, which costs more."
-            )
-    uncompared = [e.name for e in costed if e.equal_cost["loss"] is None]
-    if uncompared:
-        out.append(f"{listing(uncompared)}: no equal-cost comparison (RK4 diverged at the comparable step).")
-    timed = sorted((e for e in entries if e.us_per_orbit is not None), key=lambda e: e.us_per_orbit)
-    if timed:
-        fastest = timed[0]
-        text = f"The fastest network at inference is {fastest.name}: {fmt(fastest.us_per_orbit)} us/orbit"
-        text += f" on {device}"
-        if len(timed) > 1:
-            text += f" (slowest: {timed[-1].name}, {fmt(timed[-1].us_per_orbit)} us/orbit)"
-        if rk4["us_per_orbit"] is not None:
-            text += f"; RK4 at dt = {RK4_DT:g} takes {fmt(rk4['us_per_orbit'])} us/orbit on the CPU"
-        out.append(text + ".")
-    group_means: dict[str, dict[str, float]] = {}
-    for group, what in ((SMOOTH, "smooth"), (KINKED, "kinked")):
-        names = [n for n in group if n in rk4["physics"]]
-        per = {e.name: mean_of([e.physics.get(n) for n in names]) for e in entries} if names else {}
-        per = {k: v for k, v in per.items() if v is not None}
-        if not per:
-            continue
-        group_means[what] = per
-        rk = mean_of([rk4["physics"].get(n) for n in names])
-        best = min(per, key=per.get)
-        if len(per) == 1:
-            text = f"the mean loss of {best} is {fmt(per[best])}"
-        else:
-            text = f"the networks' mean loss ranges {fmt(per[best])} ({best}) to {fmt(max(per.values()))}"
-        out.append(
-            f"On the {what} physics potentials ({'/'.join(names)}), {text}; "
-            f"RK4 at dt = {RK4_DT:g}: {fmt(rk)}."
-        )
-    if len(group_means) == 2:
-        smooth, kinked = group_means["smooth"], group_means["kinked"]
-        ratios = {k: kinked[k] / smooth[k] for k in smooth if k in kinked and smooth[k] > 0}
-        if ratios:
-            worse = [k for k, r in ratios.items() if r > 1]
-            out.append(
-                f"Kinked over smooth mean physics loss: {fmt(min(ratios.values()))}x to "
-                f"{fmt(max(ratios.values()))}x across networks; {len(worse)} of {len(ratios)} "
-                "did worse on the kinked potentials."
-            )
-    return out
-
-
-def machine_line(device: str) -> str:
-    """Processor, core count, torch version and device of this run."""
-    import torch
-
-    proc = platform.processor() or platform.machine()
-    dev = device
-    if device.startswith("cuda") and torch.cuda.is_available():
-        dev = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return (
-        f"{proc}, {os.cpu_count()} CPUs (torch threads {torch.get_num_threads()}), "
-        f"torch {torch.__version__}, device {dev}"
-    )
-
-
-def dataset_line(data_dir: Path, manifest: dict[str, Any]) -> str:
-    """The dataset's build config from its manifest."""
-    c, n = manifest["config"], manifest["counts"]
-    return (
-        f"`{data_dir}`: ic {c.get('ic')}, times {c.get('times')}, integrator {c.get('integrator')}, "
-        f"{c.get('n')} potentials (seed {c.get('seed')}); orbits train {n.get('train')}, "
-        f"val {n.get('val')}, test {n.get('test')}"
-    )
-
-
-def render_block(
-    name: str,
-    command: str,
-    data_dir: Path,
-    device: str,
-    entries: list[Entry],
-    base: dict[str, Any],
-    rk4: dict[str, Any],
-    metrics: dict[str, Any],
-    args: argparse.Namespace,
-    plot_name: str,
-    failed: list[RunSpec],
-    train_threads: list[int] | None = None,
-) -> str:
-    """The markdown between the markers of data folder `name` (markers included)."""
-    from nh_data.schema import read_manifest
-
-    strata = list(dict.fromkeys([k for e in entries for k in e.strata] + list(base["rk4"]["strata"])))
-    manifest = read_manifest(data_dir)
-    wall = manifest["config"].get("ic") == "wall"
-    n_sub = metrics.get("data", {}).get("n_sub")
-    seeds = sorted({s for e in entries for s in e.seeds})
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    rank_note = (
-        "rank-K floor: the train split's mean orbit plus its first K principal components (SVD of the "
-        "centred (N, 100) q and p matrices of the train split); the loss is that of each test orbit "
-        "projected onto this train basis, 0.5 (MSE_q + MSE_p) of the residual beyond K components. "
-        "A predictor whose q(t) and p(t) each lie in a fixed K-dimensional affine space of functions of t "
-        "(e.g. a DeepONet with K branches, its trunk a function of t alone) cannot beat it on the train "
-        "split."
-        if base["rank"]
-        else "rank-K floor: n/a, the orbits do not share one uniform time grid."
-    )
-    mean_note = (
-        "mean predictor: the train split's mean orbit, per time index (all orbits share one uniform grid)."
-        if base["uniform"]
-        else "mean predictor: the constant train mean of q and of p (orbits have their own times)."
-    )
-    lines = [
-        f"<!-- accuracy:{name} start -->",
-        f"## Accuracy: `{name}`, {fmt(args.budget)} min per run",
-        "",
-        f"- command: `{command}`",
-        f"- machine: {machine_line(device)}",
-        *(
-            [
-                f"- training: torch threads per run {', '.join(map(str, train_threads))} (each run's metrics.json)"
-            ]
-            if train_threads
-            else []
-        ),
-        f"- date: {when}",
-        f"- data: {dataset_line(data_dir, manifest)}",
-        f"- scored on {base['n_test']} test orbits"
-        + (f" (a seeded random subset, --max-test {args.max_test})" if args.max_test else "")
-        + f"; seeds {', '.join(map(str, seeds))}; timing and equal cost on {n_sub} of them",
-        "",
-        results_table(entries, base, rk4, args.budget, strata, wall),
-        "",
-        *[f"Failed run (left out): {s.label}: {s.error}" for s in failed],
-        *([""] if failed else []),
-        "Test loss 0.5 (MSE_q + MSE_p) of the best-validation checkpoint on the test orbits; with several "
-        "seeds the mean and, in brackets, the min–max over seeds; other columns are means over seeds. "
-        f"`vs RK4 dt={RK4_DT:g}`: the row's mean test loss over RK4's on the same orbits (RK4 on the sensor "
-        "interpolant, native grid, Hermite dense output; docs/evaluation.md). `RK4 at equal cost`: RK4's "
-        "loss (and step) at the cost per orbit of the network, interpolated from RK4's measured times on "
-        f"this machine, on the timing subset. us/orbit: the network on {device}, batches of up to 2,048, "
-        "the fastest over seeds (same architecture; other jobs only add time); RK4 on all CPU cores. "
-        "train time: the sum of the epochs' training time (validation and the budget planning "
-        "excluded). `data`: files = the folder's train split, fresh = freshly generated orbits "
-        f"drawn like it. {mean_note} {rank_note}",
-        "",
-    ]
-    if rk4["physics"]:
-        lines += [
-            "Physics potentials, loss per potential (mean over seeds):",
-            "",
-            physics_table(entries, rk4),
-            "",
-        ]
-    lines += ["### Claims (generated from the numbers above)", ""]
-    lines += [f"- {c}" for c in claims(entries, base, rk4, device)]
-    lines += [
-        "",
-        f"![validation loss against training time, {name}]({plot_name})",
-        "",
-        f"<!-- accuracy:{name} end -->",
-    ]
-    return "\n".join(lines)
-
-
-def upsert_block(path: Path, name: str, block: str) -> None:
-    """Replace the block of `name` in `path` (markers included), or append it; other text is kept."""
-    from nh_data.fileio import write_text_atomic
-
-    start, end = f"<!-- accuracy:{name} start -->", f"<!-- accuracy:{name} end -->"
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    else:
-        text = (
-            "# Accuracy results\n\n"
-            "Written by `bench/accuracy.py`: one block per data folder, between its `<!-- accuracy:... -->` "
-            "markers, regenerated by each run on that folder. Text outside the blocks is kept.\n"
-        )
-    i, j = text.find(start), text.find(end)
-    if i >= 0 and j > i:
-        text = text[:i] + block + text[j + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
-
-
-# ---------------------------------------------------------------- the plot
-
-
-def plot_curves(
-    specs: list[RunSpec],
-    metrics: dict[str, Any],
-    base: dict[str, Any],
-    title: str,
-    path: Path,
-) -> None:
-    """Validation loss against cumulative training wall time, one line per run, final test loss marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    fig, ax = plt.subplots(figsize=(10, 6))
-    entries = list(dict.fromkeys(s.entry for s in specs))
-    colours = plt.get_cmap("tab10" if len(entries) <= 10 else "tab20")
-    seeds = list(dict.fromkeys(s.seed for s in specs))
-    styles = ["-", "--", ":", "-."]
-    for spec in specs:
-        colour = colours(entries.index(spec.entry) % colours.N)
-        minutes, val = read_history(spec.run_dir)
-        if minutes.size:
-            style = styles[seeds.index(spec.seed) % len(styles)]
-            ax.plot(minutes, val, style, color=colour, lw=1.4, label=f"{spec.entry} s{spec.seed}")
-            test = metrics["runs"].get(spec.label, {}).get("test", {}).get("overall", {}).get("loss")
-            if test is not None:
-                ax.plot(minutes[-1], test, "o", color=colour, ms=7, mec="black", mew=0.8)
-    rk4 = base["rk4"]["overall"]["loss"]
-    mean = base["mean"]["overall"]["loss"]
-    ax.axhline(rk4, color="black", ls="--", lw=1.0, label=f"RK4 dt={RK4_DT:g} (test)")
-    ax.axhline(mean, color="grey", ls=":", lw=1.2, label="mean predictor (test)")
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], ls="", marker="o", color="white", mec="black", label="final test loss"))
-    ax.set_yscale("log")
-    ax.set_xlabel("cumulative training wall time (min)")
-    ax.set_ylabel("validation loss 0.5 (MSE_q + MSE_p)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------- main
 
 
-def run(args: argparse.Namespace, command: str) -> Path:
-    """The whole benchmark; returns the results file."""
+def check_inputs(args: argparse.Namespace) -> tuple[Path, list[str], dict[str, list[int]], str, str]:
+    """Load the plug-ins and check every option before any training: (data folder, models,
+    recipes with their seeds, device, block name); NHError on bad input."""
     from nh_models.data import has_split
     from nh_models.evaluation import physics_names, resolve_device
     from nh_models.models import load_plugin, model_names
@@ -1037,6 +549,12 @@ def run(args: argparse.Namespace, command: str) -> Path:
     name = args.name or data_dir.resolve().name
     if not name or "/" in name or name.startswith("."):
         raise NHError(f"--name must be a plain folder name, got {name!r}")
+    return data_dir, models, recipes, device, name
+
+
+def run(args: argparse.Namespace, command: str) -> Path:
+    """The whole benchmark (train, evaluate, baselines, the report); returns the results file."""
+    data_dir, models, recipes, device, name = check_inputs(args)
     out = Path(args.out) / name
     results = Path(args.results)
 
@@ -1062,12 +580,14 @@ def run(args: argparse.Namespace, command: str) -> Path:
     rk4 = rk4_figures(metrics)
 
     plot = results.parent / f"{results.stem}_{name}.png"
-    plot_curves(specs, metrics, base, f"{data_dir} — {fmt(args.budget)} min training budget per run", plot)
+    report.plot_curves(
+        specs, metrics, base, f"{data_dir} — {fmt(args.budget)} min training budget per run", plot
+    )
     threads = sorted({s.train_metrics["torch_threads"] for s in specs if "torch_threads" in s.train_metrics})
-    block = render_block(
+    block = report.render_block(
         name, command, data_dir, device, entries, base, rk4, metrics, args, plot.name, failed, threads
     )
-    upsert_block(results, name, block)
+    report.upsert_block(results, name, block)
     return results
 
 

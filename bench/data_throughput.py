@@ -35,7 +35,7 @@ import numpy as np
 from nh_data.adaptive import DOP853
 from nh_data.ground_truth import ADAPTIVE_TOLS, certified_orbits
 from nh_data.initial import sample_initial, sample_times
-from nh_data.potentials import V0, sample_potentials
+from nh_data.random_potentials import V0, sample_potentials
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from .adaptive import DOP853, integrate_adaptive
 from .errors import NHError
 from .ground_truth import INTEGRATORS, certified_orbits
 from .integrators import METHODS, get_method, integrate, integrate_batch
-from .potentials import sample_potentials
+from .random_potentials import sample_potentials
 from .spline import V_batch, V_pp, dV_pp, pack_params, spline_dV, spline_V
 
 _LAZY = {

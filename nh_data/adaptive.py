@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from .config import JIT
 from .integrators import ExplicitRK
+from .jit_options import JIT
 
 OK, TOO_MANY_STEPS, NON_FINITE = 0, 1, 2
 #: kinks closer than this to a step's start or end are treated as already reached
@@ -341,8 +341,17 @@ def make_adaptive_orbit(dV):
     With ``dense`` false every output time ends a step (exact landing); with
     ``dense`` true steps run to the end of the window and the outputs inside a
     step come from DOP853's 7th-order dense output (3 extra force evaluations
-    per step that holds outputs).
+    per step that holds outputs). Its stages, each built here on the force:
+    `_force_stages` (the start, a trial step, the dense output's extra stages),
+    `_make_advance` (one accepted step: knot landing, certificate, step size) and
+    `_make_orbit` (the loop over the output times).
     """
+    start, trial_step, dense_stages = _force_stages(dV)
+    return _make_orbit(start, _make_advance(trial_step), dense_stages)
+
+
+def _force_stages(dV):
+    """The kernels that evaluate the force `dV`: (start, trial_step, dense_stages)."""
 
     @njit(**JIT)
     def _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp):
@@ -396,15 +405,75 @@ def make_adaptive_orbit(dV):
         # (d0 ~ |q| / atol tiny, d1 large); the controller grows or shrinks h from here
         return fq, fp, max(h, 1e-10 * span)
 
+    return _start, _trial_step, _dense_stages
+
+
+def _make_advance(trial_step):
+    """The kernel of one accepted step, on the force's `trial_step`."""
+
+    @njit(inline="always", **JIT)
+    def _advance(params, q, p, fq, fp, t, t_target, h, steps, max_steps, kinks, a, b, e5, e3, kq, kp, rtol,
+                 atol, expo):  # fmt: skip
+        """One accepted step from (t, q, p) toward t_target: `trial_step`, `_land_on_kink` (steps
+        end on the `kinks`, module docstring), the certificate `_step_error` < 1 and `_step_size`,
+        retried until a step passes. Returns (status, qn, pn, hh, clipped, h, steps, nfev):
+        status OK, TOO_MANY_STEPS or NON_FINITE; the accepted step's end (qn, pn), length hh,
+        whether it was cut to t_target, the next step size, the step count so far and the force
+        evaluations of this call (f at the new point is left in kq[s], kp[s])."""
+        s = b.shape[0]
+        nfev = 0
+        rejected = False
+        forced = -1.0
+        x_kink = 0.0
+        n_newton = 0
+        while True:
+            steps += 1
+            if steps > max_steps or h < 1e-14:
+                return TOO_MANY_STEPS, q, p, h, False, h, steps, nfev
+            if forced > 0.0:
+                clipped = False
+                hh = forced
+            else:
+                clipped = t + 1.01 * h >= t_target
+                hh = t_target - t if clipped else h
+            qn, pn = trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
+            nfev += s
+            if kinks.shape[0] > 0 and forced < 0.0:  # knot landing: cut a step that crosses a kink
+                sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+                if sx < 1.0:
+                    forced = sx * hh
+                    continue
+            elif forced > 0.0 and n_newton < MAX_NEWTON:
+                new = _land_on_kink(qn, pn, hh, x_kink, t_target - t)
+                if new > 0.0:
+                    forced = new
+                    n_newton += 1
+                    continue
+            err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
+            if not np.isfinite(err):
+                if not (np.isfinite(qn) and np.isfinite(pn)):
+                    return NON_FINITE, qn, pn, hh, clipped, h, steps, nfev
+            accepted, h = _step_size(err, expo, hh, h, rejected, clipped, forced)
+            if accepted:
+                return OK, qn, pn, hh, clipped, h, steps, nfev
+            rejected = True
+            forced = -1.0
+            n_newton = 0
+
+    return _advance
+
+
+def _make_orbit(start, advance, dense_stages):
+    """The single-orbit kernel from the force's stages (`make_adaptive_orbit`)."""
+
     @njit(**JIT)
     def orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3, err_order, max_steps, kinks, dense, ax, dd,
               q_out, p_out):  # fmt: skip
         """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
 
         Writes q_out, p_out (W,). Returns (status, force evaluations): status OK,
-        TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE. Each step: `_trial_step`,
-        `_land_on_kink` (steps end on the `kinks`, module docstring), the certificate
-        `_step_error` < 1 and `_step_size`; then the outputs, exact or dense.
+        TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE. Each step: `advance`;
+        then the outputs, exact (the step ended on one) or dense (`_dense_outputs`).
         """
         s = b.shape[0]
         kq = np.empty(s + 1 + (ax.shape[0] if dense else 0))
@@ -420,7 +489,7 @@ def make_adaptive_orbit(dV):
             q_out[1:] = q
             p_out[1:] = p
             return OK, 1
-        fq, fp, h = _start(params, q, p, t_out, rtol, atol, err_order)
+        fq, fp, h = start(params, q, p, t_out, rtol, atol, err_order)
         nfev = 2
         steps = 0
         i = 1
@@ -431,61 +500,22 @@ def make_adaptive_orbit(dV):
                 p_out[i] = p
                 i += 1
                 continue
-            rejected = False
-            forced = -1.0
-            x_kink = 0.0
-            n_newton = 0
-            while True:
-                steps += 1
-                if steps > max_steps or h < 1e-14:
-                    return TOO_MANY_STEPS, nfev
-                if forced > 0.0:
-                    clipped = False
-                    hh = forced
-                else:
-                    clipped = t + 1.01 * h >= t_target
-                    hh = t_target - t if clipped else h
-                qn, pn = _trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
-                nfev += s
-                if kinks.shape[0] > 0 and forced < 0.0:  # knot landing: cut a step that crosses a kink
-                    sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
-                    if sx < 1.0:
-                        forced = sx * hh
-                        continue
-                elif forced > 0.0 and n_newton < MAX_NEWTON:
-                    new = _land_on_kink(qn, pn, hh, x_kink, t_target - t)
-                    if new > 0.0:
-                        forced = new
-                        n_newton += 1
-                        continue
-                err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
-                if not np.isfinite(err):
-                    if not (np.isfinite(qn) and np.isfinite(pn)):
-                        return NON_FINITE, nfev
-                accepted, h = _step_size(err, expo, hh, h, rejected, clipped, forced)
-                if accepted:
-                    t_old, q_old, p_old = t, q, p
-                    t = t_target if clipped else t + hh
-                    q, p, fq, fp = qn, pn, kq[s], kp[s]
-                    break
-                rejected = True
-                forced = -1.0
-                n_newton = 0
+            status, qn, pn, hh, clipped, h, steps, used = advance(
+                params, q, p, fq, fp, t, t_target, h, steps, max_steps, kinks, a, b, e5, e3, kq, kp, rtol, atol,
+                expo)  # fmt: skip
+            nfev += used
+            if status != OK:
+                return status, nfev
+            t_old, q_old, p_old = t, q, p
+            t = t_target if clipped else t + hh
+            q, p, fq, fp = qn, pn, kq[s], kp[s]
             if dense:
                 # dense output: the output times this step holds, from DOP853's 7th-order interpolant
                 if i < W - 1 and t_out[i] < t:
-                    nfev += _dense_stages(params, q_old, p_old, hh, s, ax, kq, kp)
+                    nfev += dense_stages(params, q_old, p_old, hh, s, ax, kq, kp)
                     _dense_coeffs(q_old, q, hh, kq, s, dd, Fq)
                     _dense_coeffs(p_old, p, hh, kp, s, dd, Fp)
-                while i < W and t_out[i] <= t:
-                    if t_out[i] == t:
-                        q_out[i] = q
-                        p_out[i] = p
-                    else:
-                        x = (t_out[i] - t_old) / hh
-                        q_out[i] = _dense_at(x, q_old, Fq)
-                        p_out[i] = _dense_at(x, p_old, Fp)
-                    i += 1
+                i = _dense_outputs(t_out, i, t, t_old, hh, q, p, q_old, p_old, Fq, Fp, q_out, p_out)
             elif clipped:
                 q_out[i] = q
                 p_out[i] = p
@@ -573,6 +603,23 @@ def _dense_at(x, y_old, F):
     return y_old + y
 
 
+@njit(inline="always", **JIT)
+def _dense_outputs(t_out, i, t, t_old, hh, q, p, q_old, p_old, Fq, Fp, q_out, p_out):
+    """Dense output: write the output times from i on that the step (t_old, t] holds (the step's
+    end exactly, the others from the interpolant F); returns the next output index."""
+    W = t_out.shape[0]
+    while i < W and t_out[i] <= t:
+        if t_out[i] == t:
+            q_out[i] = q
+            p_out[i] = p
+        else:
+            x = (t_out[i] - t_old) / hh
+            q_out[i] = _dense_at(x, q_old, Fq)
+            p_out[i] = _dense_at(x, p_old, Fp)
+        i += 1
+    return i
+
+
 _KERNELS: dict = {}
 
 
@@ -632,4 +679,3 @@ def integrate_adaptive(
         p_out,
     )
     return q_out, p_out, int(status), int(nfev)
-

@@ -1,6 +1,6 @@
 """Dataset builds: plan, seeds, shards, worker processes, resume, atomic writes, manifest.
 
-Data flow (docs/architecture.md): a shard's seed -> `potentials.sample_potentials`
+Data flow (docs/architecture.md): a shard's seed -> `random_potentials.sample_potentials`
 -> `initial.sample_initial` / `sample_times` -> `ground_truth.certified_orbits`
 -> rows -> `schema` (Parquet, zstd) -> DIR/<split>-<index>.parquet.
 
@@ -45,9 +45,9 @@ from .fileio import sha256_file, write_json_atomic
 from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_long_times
 from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .pool import run_tasks
-from .potentials import potential_rejections, sample_potentials
 from .problem import N_SENSORS, T_END, V0, WINDOW
 from .progress import bar as progress_bar
+from .random_potentials import potential_rejections, sample_potentials
 from .schema import (
     MANIFEST,
     ROW_GROUP_SIZE,
@@ -237,11 +237,8 @@ def sample_rows(
     SCHEMA column, in schema order, to (R, 100) / (R,) arrays (pid = pid0 + potential
     index), with knots and coeffs as lists of R arrays; info = {"rejections", "nfev",
     "seconds": {phase: wall seconds}}. `progress(k)` is called after each CHUNK potentials.
-    windows > 1: long orbits, integrated and certified (the same certificate, at every stored
-    time, by the long orbits' tolerance ladder `ground_truth.LONG_ADAPTIVE_TOLS`) over `windows`
-    windows end to end, t in [0, windows T] (`initial.sample_long_times`): t, q, p are then
-    (R, windows (W - 1) + 1). windows = 1 is a shard's rows, draw for draw.
-    Pure: a function of (config, the generator's state, count, pid0, windows).
+    windows > 1: long orbits to t = windows T (`sample_long_times`; ladder `LONG_ADAPTIVE_TOLS`),
+    t, q, p (R, windows (W - 1) + 1). Pure: a function of (config, generator state, count, pid0, windows).
     """
     clock = time.perf_counter
     sec = {}
@@ -253,10 +250,23 @@ def sample_rows(
     orb = sample_initial(rng, pots.params, config["ic"], config["V0"])
     t_all = sample_long_times(rng, orb.q0.shape[0], config["times"], windows)  # (R, W) or longer
     sec["initial"] = clock() - t0
-    sec["integration"] = 0.0
     rej = dict.fromkeys(ALL_REASONS, 0)
     rej["potential_non_finite"] = int((pcode == 1).sum())
     rej["potential_abs_V_gt_10"] = int((pcode == 2).sum())
+    tols = None if windows == 1 else gt.LONG_ADAPTIVE_TOLS  # long orbits: their own ladder
+    parts, nfev, sec["integration"] = _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress, tols)
+    t0 = clock()
+    cols = _row_columns(pots, orb, t_all, parts, pid0)
+    sec["rows"] = clock() - t0
+    return cols, {"rejections": rej, "nfev": nfev, "seconds": sec}
+
+
+def _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress, tols=None) -> tuple[list, int, float]:
+    """Integrate and certify the orbits of the kept potentials, CHUNK potentials per call (ladder
+    `tols`, None: the default); count the rejected orbits into `rej`. Returns (parts, nfev, integration seconds); parts: one
+    (orbit rows, q, p, err_est) of the kept orbits per chunk that had orbits."""
+    clock = time.perf_counter
+    seconds = 0.0
     escale = config["V0"] - pots.V.min(axis=1)  # (M,)
     keep_orbit = pcode[orb.pot] == 0
     parts = []
@@ -276,9 +286,9 @@ def sample_rows(
                 escale,
                 config["integrator"],
                 config["dt"],
-                tols=None if windows == 1 else gt.LONG_ADAPTIVE_TOLS,
+                tols=tols,
             )
-            sec["integration"] += clock() - t0
+            seconds += clock() - t0
             nfev += int(out["nfev"].sum())
             for j, reason in enumerate(gt.REASONS[1:], start=1):
                 rej[reason] += int((out["code"] == j).sum())
@@ -286,14 +296,18 @@ def sample_rows(
             parts.append((sel[ok], out["q"][ok], out["p"][ok], out["err_est"][ok]))
         if progress is not None:
             progress(min(CHUNK, count - c0))
-    t0 = clock()
+    return parts, nfev, seconds
+
+
+def _row_columns(pots, orb, t_all, parts, pid0: int) -> dict:
+    """Every SCHEMA column of the kept orbits `parts` (`_certify_chunks`), in schema order."""
     W = t_all.shape[1]
     rows = np.concatenate([s for s, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
     q = np.concatenate([x for _, x, _, _ in parts]) if parts else np.zeros((0, W))
     p = np.concatenate([x for _, _, x, _ in parts]) if parts else np.zeros((0, W))
     err = np.concatenate([x for *_, x in parts]) if parts else np.zeros(0)
     pi = orb.pot[rows]
-    cols = {
+    return {
         "V": pots.V[pi],
         "t": t_all[rows],
         "q": q,
@@ -310,8 +324,6 @@ def sample_rows(
         "knots": [pots.knots[i] for i in pi],
         "coeffs": [pots.coeffs[i] for i in pi],
     }
-    sec["rows"] = clock() - t0
-    return cols, {"rejections": rej, "nfev": nfev, "seconds": sec}
 
 
 def rows_table(cols: dict) -> pa.Table:

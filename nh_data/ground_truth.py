@@ -26,9 +26,9 @@ import numpy as np
 from numba import njit
 
 from .adaptive import DOP853, NON_FINITE, OK, make_adaptive_orbit
-from .config import JIT
 from .errors import NHError
 from .integrators import METHODS, _integrate_one, _method_arrays, get_method
+from .jit_options import JIT
 from .spline import V_pp, dV_pp
 
 #: every stored orbit must be within this of the exact solution (q and p, every stored time)

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit, prange
 
-from .config import JIT_FN, PARALLEL_JIT_FN
 from .errors import NHError
+from .jit_options import JIT, JIT_FN, PARALLEL_JIT_FN
 
 _COMPOSITION = 0
 _RK = 1
@@ -178,19 +178,37 @@ def _method_arrays(m: Composition | ExplicitRK):
 # ---------------------------------------------------------------- kernels
 
 
+def composition_step(force, jit=JIT):
+    """The step of the composed leapfrog (kick-drift-kick, kicks merged), the one copy of it:
+    ``step(a, b, q, p, h, w) -> (q, p)`` on the force ``force(q, a, b)``, an @njit function
+    bound by closure (so that a kernel that calls the step can be cached: a jitted function
+    passed as a value cannot). `jit`: the step's Numba options (JIT_FN when a or b is a function).
+    """
+
+    @njit(**jit)
+    def step(a, b, q, p, h, w):
+        s = w.shape[0]
+        p -= 0.5 * w[0] * h * force(q, a, b)
+        for k in range(s):
+            q += w[k] * h * p
+            f = force(q, a, b)
+            if k < s - 1:
+                p -= 0.5 * (w[k] + w[k + 1]) * h * f
+            else:
+                p -= 0.5 * w[k] * h * f
+        return q, p
+
+    return step
+
+
 @njit(**JIT_FN)
-def _step_composition(dV, params, q, p, h, w):
-    """One step of the composed leapfrog (kick-drift-kick, kicks merged)."""
-    s = w.shape[0]
-    p -= 0.5 * w[0] * h * dV(q, params)
-    for k in range(s):
-        q += w[k] * h * p
-        f = dV(q, params)
-        if k < s - 1:
-            p -= 0.5 * (w[k] + w[k + 1]) * h * f
-        else:
-            p -= 0.5 * w[k] * h * f
-    return q, p
+def _dV_value(q, dV, params):
+    """The force interface of this module, dV(q, params), with dV passed as a value."""
+    return dV(q, params)
+
+
+#: one step of the composed leapfrog on ``dV(q, params)``: ``_step_composition(dV, params, q, p, h, w)``
+_step_composition = composition_step(_dV_value, JIT_FN)
 
 
 @njit(**JIT_FN)

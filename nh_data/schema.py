@@ -6,28 +6,10 @@ Layout of a dataset directory::
     DIR/manifest.json          (written last, once every shard exists)
     DIR/.nh_build/             (build state: config.json + one record per finished shard)
 
-One row per orbit (zstd-compressed Parquet):
-
-=========  ==============================  ===============================================
-column     type                            meaning
-=========  ==============================  ===============================================
-V          fixed_size_list<float64>[100]   V at the sensors np.linspace(0, 1, 100)
-t          fixed_size_list<float64>[100]   output times, sorted, t[0] = 0, t[-1] = 2
-q, p       fixed_size_list<float64>[100]   the certified orbit at those times
-q0, p0     float64                         initial condition (= q[0], p[0])
-E0         float64                         energy H(q0, p0)
-u          float64                         (E0 - V(q0)) / (V0 - V(q0)); 0 for wall starts
-depth      float64                         v1.33 depth D of the potential
-l          float64                         GRF length scale
-err_est    float64                         error estimate of (q, p), <= 1e-8
-pid        int64                           potential id, unique within the dataset
-b          int64                           number of interior control values
-knots      list<float64>                   clamped cubic B-spline knots (b + 6)
-coeffs     list<float64>                   B-spline coefficients (b + 2)
-=========  ==============================  ===============================================
-
-``scipy.interpolate.BSpline(knots, coeffs, 3)`` is the potential the orbit was
-integrated on.
+One row per orbit (zstd-compressed Parquet): the columns of `SCHEMA`, each with its meaning in
+`COLUMN_MEANINGS`, the one table of them (docs/data.md's is rendered from both by
+`columns_markdown`, and tests/test_layout.py checks that it is). ``scipy.interpolate.BSpline(knots,
+coeffs, 3)`` is the potential the orbit was integrated on.
 
 Manifest (JSON object): ``schema_version`` (int), ``config`` (the full
 resolved build configuration), ``seeds``, ``counts`` (rows and potentials per
@@ -78,6 +60,22 @@ SCHEMA = pa.schema(
         pa.field("coeffs", pa.list_(pa.float64()), nullable=False),
     ]
 )
+#: what the columns of SCHEMA hold, in schema order; columns that share a meaning share a row
+COLUMN_MEANINGS = (
+    (("V",), "V at the sensors `np.linspace(0, 1, 100)`"),
+    (("t",), "sorted times, `t[0] = 0`, `t[-1] = 2`"),
+    (("q", "p"), "the orbit at those times, certified within 1e-8"),
+    (("q0", "p0"), "initial condition (`= q[0], p[0]`)"),
+    (("E0",), "energy `p0^2/2 + V(q0)`"),
+    (("u",), "`(E0 - V(q0)) / (V0 - V(q0))`; 0 for wall starts"),
+    (("depth",), "v1.33 depth D of the potential"),
+    (("l",), "GRF length scale"),
+    (("err_est",), "the orbit's error estimate (max over times of the q, p gaps between two runs; >= 1e-10)"),
+    (("pid",), "potential id, unique in the dataset (its orbits share it)"),
+    (("b",), "number of interior control values (2..7)"),
+    (("knots",), "clamped cubic knots, length b + 6"),
+    (("coeffs",), "B-spline coefficients (V0, scaled GRF values, V0), length b + 2"),
+)
 VECTOR_COLUMNS = ("V", "t", "q", "p")
 SCALAR_COLUMNS = ("q0", "p0", "E0", "u", "depth", "l", "err_est", "pid", "b")
 LIST_COLUMNS = ("knots", "coeffs")
@@ -87,6 +85,24 @@ def schema_for(window: int) -> pa.Schema:
     """SCHEMA with `window` time points per orbit (`nh data import` keeps the user's W)."""
     vec = pa.list_(pa.float64(), window)
     return pa.schema([f.with_type(vec) if f.name in ("t", "q", "p") else f for f in SCHEMA])
+
+
+def _type_text(t: pa.DataType) -> str:
+    """An Arrow type as the table writes it: float64, list<float64>, fixed_size_list<float64>[100]."""
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{_type_text(t.value_type)}>[{t.list_size}]"
+    if pa.types.is_list(t):
+        return f"list<{_type_text(t.value_type)}>"
+    return "float64" if t == pa.float64() else str(t)
+
+
+def columns_markdown() -> str:
+    """The markdown table of the columns (docs/data.md): name, type (from SCHEMA), meaning."""
+    rows = ["| column | type | meaning |", "|---|---|---|"]
+    for names, meaning in COLUMN_MEANINGS:
+        kind = _type_text(SCHEMA.field(names[0]).type)
+        rows.append(f"| {', '.join(f'`{n}`' for n in names)} | {kind} | {meaning} |")
+    return "\n".join(rows)
 
 
 def shard_name(split: str, index: int) -> str:

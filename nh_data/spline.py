@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .config import JIT
+from .jit_options import JIT
 
 DEGREE = 3
 

@@ -9,16 +9,7 @@ pulls optuna or matplotlib in before they are needed):
     cfg = load_config("deeponet", "configs/deeponet_small.yaml", {"train": {"epochs": 5}})
     metrics = train("deeponet", cfg, "parquet_data/1000", "runs")
 
-The package, by what each part does (docs/architecture.md):
-
-    models/      the networks, their registry (and plug-ins: register_model) and shared layers
-    data.py      shards -> memory-mapped Arrow cache -> batches;  fresh.py  fresh orbits
-    training/    trainer, schedules, steps, training source, checkpoints, configs, DDP, tuning
-    evaluation/  metrics, work-precision, structure (energy, det J, chaining), integrator
-                 baselines (oracle), test split and physics cases, `nh eval`, report, plots
-    inference/   `nh predict`: potentials from names, files, formulas; chained prediction, bands
-    calibration.py  split-conformal error bands (`nh calibrate`, end of `nh train`)
-    demo.py      the one-command demo;  runtime.py  process settings
+What each module does: the module map, docs/architecture.md ("Layout").
 
 Test data in the real schema (harmonic orbits) is written by tests/synthetic.py.
 """
@@ -46,13 +37,15 @@ _API = {
     "load_config": "training.config",
     "load_run": "training.checkpoint",
     "load_checkpoint": "training.checkpoint",
+    # pretrained operators shipped with the package (`nh models`)
+    "load_pretrained": "zoo",
     # using a trained operator (nh predict, nh calibrate)
     "predict": "inference.predict",
-    "resolve_potential": "inference.potential",
+    "resolve_potential": "inference.potential_input",
     "calibrate": "calibration",
     "load_calibration": "calibration",
     # evaluation, search, demo
-    "evaluate_runs": "evaluation.run",
+    "evaluate_runs": "evaluation.eval_command",
     "OracleModel": "evaluation.oracle",
     "run_demo": "demo",
 }

@@ -1,5 +1,7 @@
 """`nh demo`: the whole path on a small default, in one call, on the CPU.
 
+    pretrained operators first, before any training (`nh predict --model NAME ... --plot`):
+      a physics potential and a formula -> pretrained/*.csv and *.png
     data (nh_data.build.build_dataset: wall starts on a uniform grid, as in the paper)
       -> train deeponet_small and traonet_small (configs/*_small.yaml), each for a time budget
       -> physics potentials (nh_data.physics)
@@ -25,6 +27,12 @@ from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
 DEMO_MODELS = ("deeponet", "traonet")
+# what the demo predicts first, with operators shipped in the package (`nh models`):
+# (entry, potential, initial condition, output name)
+PRETRAINED_PREDICTIONS = (
+    ("symponet-strata", "morse", (0.3, 0.0), "morse"),
+    ("deeponet-strata", "8*(q-0.5)**2", (0.5, 1.0), "formula"),
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,24 @@ def _is_demo_run(path: Path) -> bool:
     return (path / "config.yaml").is_file() and (path / "config.yaml").read_text().startswith("# nh train")
 
 
+def _pretrained_predictions(folder: Path, device: str, progress: bool) -> list[dict[str, Any]]:
+    """PRETRAINED_PREDICTIONS with their bands and plots into `folder`; one line each on stderr."""
+    from .inference.predict_command import predict_command
+    from .zoo import Pretrained
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done = []
+    for name, spec, ic, label in PRETRAINED_PREDICTIONS:
+        r = predict_command(Pretrained(name), spec, ic, out=folder / f"{label}.csv", plot=True, device=device)
+        b = r["bands"]
+        band = f"band at {b.level:g} q +-{b.half_q:.2g}" if b is not None else "no band"
+        line = f"{name} on {r['potential']} from {ic}: {band}, max |H - H0| = {r['H'][1]:.2g} -> {r['plot']}"
+        if progress:
+            print(f"    {line}", file=sys.stderr, flush=True)
+        done.append({"model": name, "potential": r["potential"], "csv": str(r["out"]), "plot": str(r["plot"])})
+    return done
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
@@ -115,7 +141,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Build data, train the two small models, evaluate; returns {"report", "metrics", "seconds", ...}."""
     from .devices import resolve_device
-    from .evaluation.run import EvalSettings, evaluate_runs
+    from .evaluation.eval_command import EvalSettings, evaluate_runs
     from .training.config import CONFIG_DIR, load_config
     from .training.trainer import train
 
@@ -127,7 +153,7 @@ def run_demo(
     if out.exists() and not out.is_dir():
         raise NHError(f"{str(out)!r} exists and is not a folder")
     data_dir, physics_dir, runs_dir = out / "data", out / "physics", out / "runs"
-    stage = _Stages(2 + len(DEMO_MODELS), progress)
+    stage = _Stages(3 + len(DEMO_MODELS), progress)
     cpu0 = _cpu_seconds()
 
     configs = {}
@@ -143,6 +169,9 @@ def run_demo(
             raise NHError(
                 f"{run} exists and is not a run of an earlier demo; remove it or choose another --out"
             )
+
+    stage(f"pretrained operators, before any training (nh predict --model ...) -> {out / 'pretrained'}")
+    pretrained = _pretrained_predictions(out / "pretrained", device, progress)
 
     stage(f"dataset: {spec.n_potentials} potentials ({spec.ic} starts, {spec.times} times) -> {data_dir}")
     _build_data(data_dir, spec, seed, progress)
@@ -172,6 +201,7 @@ def run_demo(
         "cpu_seconds": _cpu_seconds() - cpu0,
         "size": size,
         "runs": [str(r) for r in run_dirs],
+        "pretrained": pretrained,
     }
     write_text_atomic(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "metrics": metrics}

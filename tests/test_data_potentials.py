@@ -8,7 +8,7 @@ import scipy.interpolate as si
 
 from nh_data.grf import grf_sample, se_kernel
 from nh_data.initial import STRATA, sample_initial, sample_times
-from nh_data.potentials import (
+from nh_data.random_potentials import (
     HEADROOM,
     SENSORS,
     V0,

@@ -33,6 +33,10 @@ def test_tiny_demo_writes_the_report_of_both_models(tmp_path):
     assert "| deeponet | deeponet |" in report and "| traonet | traonet |" in report
     assert all((out / name).is_file() for name in metrics["plots"])
     assert json.loads((out / "demo.json").read_text())["size"] == "tiny"
+    # before any training: the shipped operators' predictions and plots
+    for label in ("morse", "formula"):
+        assert (out / "pretrained" / f"{label}.png").stat().st_size > 10_000
+        assert (out / "pretrained" / f"{label}.csv").is_file()
 
 
 def test_demo_refuses_foreign_folders_before_writing(tmp_path):

@@ -10,11 +10,11 @@ from naive import integrate_fixed, interior_breaks
 from numba import njit
 
 from nh_data.adaptive import DOP853, integrate_adaptive
-from nh_data.config import JIT
 from nh_data.ground_truth import CERT_TOL, certified_orbits
 from nh_data.initial import sample_initial, sample_times
 from nh_data.integrators import METHODS, integrate
-from nh_data.potentials import V0, sample_potentials
+from nh_data.jit_options import JIT
+from nh_data.random_potentials import V0, sample_potentials
 from nh_data.spline import V_rows, dV_pp
 
 

@@ -1,6 +1,6 @@
 """The layout (issue 10): no import circle between the project's modules, no file over about
-700 lines in nh_data/ or nh_models/, nh_data never imports torch, one home for the problem's
-constants (SPEC section 1)."""
+700 lines and no function over about 80 in nh_data/ or nh_models/, nh_data never imports torch,
+one home for the problem's constants (SPEC section 1)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("nh_data", "nh_models")
 MAX_LINES = 700
+#: a function longer than this (def to last line, nested functions included) does several jobs
+MAX_FUNCTION_LINES = 80
 
 
 def _modules() -> dict[str, Path]:
@@ -85,9 +87,9 @@ def test_no_import_circle():
 
 def test_the_graph_sees_relative_and_lazy_imports():
     graph = _graph()
-    assert "nh_data.physics.potentials" in graph["nh_data.physics.orbits"]  # from .potentials import
-    assert "nh_models.evaluation.plots" in graph["nh_models.evaluation.run"]  # from . import plots (lazy)
-    assert "nh_models.training.checkpoint" in graph["nh_models.evaluation.run"]  # from ..training...
+    assert "nh_data.physics.analytic_potentials" in graph["nh_data.physics.orbits"]  # from .analytic_potentials
+    assert "nh_models.evaluation.plots" in graph["nh_models.evaluation.eval_command"]  # from . import plots (lazy)
+    assert "nh_models.training.checkpoint" in graph["nh_models.evaluation.eval_command"]  # from ..training...
 
 
 @pytest.mark.parametrize("pkg", PACKAGES)
@@ -98,6 +100,32 @@ def test_no_file_over_the_limit(pkg):
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+@pytest.mark.parametrize("pkg", PACKAGES)
+def test_no_function_over_the_limit(pkg):
+    """No allow-list: split a long function into named phases (for a Numba kernel, @njit helpers
+    with bit-identical results)."""
+    long = {}
+    for path in sorted((ROOT / pkg).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = n
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_schema_table_of_the_docs_is_the_one_of_schema_py():
+    """docs/data.md's column table is rendered from nh_data/schema.py (SCHEMA, COLUMN_MEANINGS),
+    which lists every column once, in schema order."""
+    from nh_data import schema
+
+    assert [n for names, _ in schema.COLUMN_MEANINGS for n in names] == schema.SCHEMA.names
+    text = (ROOT / "docs" / "data.md").read_text()
+    start, end = "<!-- schema:columns start -->\n", "\n<!-- schema:columns end -->"
+    block = text[text.index(start) + len(start) : text.index(end)]
+    assert block == schema.columns_markdown(), "docs/data.md: paste nh_data.schema.columns_markdown() there"
 
 
 def test_nh_data_never_imports_torch():
@@ -115,15 +143,15 @@ def test_the_problem_is_stated_once():
     """Every module that exposes a constant of SPEC section 1 exposes the one of nh_data.problem."""
     import nh_data.initial
     import nh_data.physics
-    import nh_data.potentials
+    import nh_data.random_potentials
     import nh_data.schema
     import nh_data.validate
     from nh_data import problem
 
     assert (problem.V0, problem.L, problem.T_END, problem.N_SENSORS, problem.WINDOW) == (2.0, 1.0, 2.0, 100, 100)
     assert np.array_equal(problem.SENSORS, np.linspace(0, 1, 100))
-    assert nh_data.potentials.SENSORS is problem.SENSORS and nh_data.validate.SENSORS is problem.SENSORS
-    assert nh_data.potentials.V0 is problem.V0 and nh_data.physics.V0 is problem.V0
+    assert nh_data.random_potentials.SENSORS is problem.SENSORS and nh_data.validate.SENSORS is problem.SENSORS
+    assert nh_data.random_potentials.V0 is problem.V0 and nh_data.physics.V0 is problem.V0
     assert nh_data.initial.T_END is problem.T_END and nh_data.initial.WINDOW is problem.WINDOW
     assert nh_data.schema.WINDOW is problem.WINDOW and nh_data.schema.N_SENSORS is problem.N_SENSORS
     # and nowhere else is one of them assigned

@@ -367,6 +367,28 @@ def test_every_model_but_symponet_is_the_papers():
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(PAPER_MODEL_NAMES)
 
 
+def test_built_in_models_register_themselves_where_they_are_defined():
+    """Each built-in's class statement registers it (name, config class, order); outside the
+    package a model of one's own goes through register_model instead."""
+    from nh_models.models import model_classes
+    from nh_models.models.base import BUILT_IN
+
+    assert MODEL_NAMES == tuple(sorted(BUILT_IN, key=lambda n: BUILT_IN[n].order))
+    for name in MODEL_NAMES:
+        config_class, model_class = model_classes(name)
+        assert model_class.name == name and model_class.__module__ == f"nh_models.models.{name}"
+        assert BUILT_IN[name].config_class is config_class and dataclasses.is_dataclass(config_class)
+
+    @dataclasses.dataclass
+    class MineConfig:
+        width: int = 3
+
+    with pytest.raises(TypeError, match="register_model"):
+
+        class Mine(OperatorModel, config=MineConfig, order=99):
+            name = "mine"
+
+
 @pytest.mark.parametrize("name", PAPER_MODEL_NAMES)
 def test_paper_config_files(name):
     data = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())

@@ -159,7 +159,7 @@ def test_parse_ic_and_numbers():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_kernel_id_dispatch_matches_the_potentials_own_kernels(name):
-    from nh_data.physics.potentials import _dV_branch_by_id, _V_by_id
+    from nh_data.physics.analytic_potentials import _dV_branch_by_id, _V_by_id
 
     pot = POTENTIALS[name]
     assert pot.kernel_id == NAMES.index(name)

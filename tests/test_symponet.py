@@ -15,7 +15,7 @@ from synthetic import write_synthetic_dataset
 
 from cli import nh
 from nh_data.errors import NHError
-from nh_data.potentials import sample_potentials
+from nh_data.random_potentials import sample_potentials
 from nh_data.spline import spline_dV
 from nh_models.models import get_model
 from nh_models.models.symponet import force_table, sensor_force

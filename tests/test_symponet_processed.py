@@ -10,7 +10,7 @@ import pytest
 import torch
 from naive import fixed_grid_harmonic, prior_substeps
 
-from nh_data.potentials import sample_potentials
+from nh_data.random_potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestData
 from nh_models.evaluation.cost_table import equal_cost_table

@@ -32,7 +32,7 @@ Comparisons (``compare``) run rk4, leapfrog, yoshida4 and yoshida8 through
 
 One module a concern, every public name importable from here:
 
-- `potentials`: the eight analytic potentials, their njit kernels, dispatch by id, input checks
+- `analytic_potentials`: the eight analytic potentials, their njit kernels, dispatch by id, input checks
 - `orbits`: the reference orbits (closed form, exact parabolas, kink-aware Kahan-Li 8)
 - `comparison`: the integrators on their native grid, Hermite resampling, timing
 - `files`: writing and reading DIR/NAME.parquet + .json, the table
@@ -42,10 +42,7 @@ One module a concern, every public name importable from here:
 from __future__ import annotations
 
 from ..problem import N_SENSORS, V0
-from .comparison import COMPARE_METHODS, N_OUT, compare, effective_step, hermite_resample, native_grid
-from .files import DEFAULT_OUT, PhysicsData, build_all, build_physics, format_table, load_physics
-from .orbits import REF_DT, REF_WEIGHTS, analytic_sho, reference, reference_numeric
-from .potentials import (
+from .analytic_potentials import (
     E_TOL,
     MAX_STEPS,
     MAX_T,
@@ -56,6 +53,9 @@ from .potentials import (
     parse_float,
     parse_ic,
 )
+from .comparison import COMPARE_METHODS, N_OUT, compare, effective_step, hermite_resample, native_grid
+from .files import DEFAULT_OUT, PhysicsData, build_all, build_physics, format_table, load_physics
+from .orbits import REF_DT, REF_WEIGHTS, analytic_sho, reference, reference_numeric
 
 __all__ = [
     "COMPARE_METHODS",

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..integrators import get_method, integrate
 from ..problem import PHYSICS_DT, T_END, WINDOW
+from .analytic_potentials import PhysicalPotential, _check_times, check_ic, get_potential
 from .orbits import reference
-from .potentials import PhysicalPotential, _check_times, check_ic, get_potential
 
 N_OUT = WINDOW  # output times: np.linspace(0, t_max, N_OUT)
 COMPARE_METHODS = ("rk4", "leapfrog", "yoshida4", "yoshida8")

@@ -14,9 +14,9 @@ from ..errors import NHError
 from ..fileio import atomic_write
 from ..integrators import get_method
 from ..problem import PHYSICS_DT, T_END
+from .analytic_potentials import POTENTIALS, PhysicalPotential, _check_times, check_ic, get_potential
 from .comparison import N_OUT, compare, effective_step
 from .orbits import REF_DT, reference
-from .potentials import POTENTIALS, PhysicalPotential, _check_times, check_ic, get_potential
 
 DEFAULT_OUT = "parquet_data/physics"
 

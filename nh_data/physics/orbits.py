@@ -12,10 +12,10 @@ import math
 import numpy as np
 from numba import njit
 
-from ..config import JIT
 from ..errors import NHError
-from ..integrators import KAHANLI8
-from .potentials import PhysicalPotential, _dV_branch_by_id, check_ic, get_potential
+from ..integrators import KAHANLI8, composition_step
+from ..jit_options import JIT
+from .analytic_potentials import PhysicalPotential, _dV_branch_by_id, check_ic, get_potential
 
 REF_WEIGHTS = KAHANLI8.weights  # composition used by the numeric references
 REF_DT = 1e-3  # their step (reference error ~1e-13 on [0, 2], see tests/test_physics_reference.py)
@@ -143,18 +143,19 @@ def _piecewise_linear_orbit(kinks, acc, q0, p0, t_out, q_out, p_out):
 
 
 @njit(**JIT)
+def _branch_force(q, branch, params):
+    """dV on one piece, as `integrators.composition_step` calls a force: branch = (kernel_id, piece)."""
+    pid, piece = branch
+    return _dV_branch_by_id(pid, q, params, piece)
+
+
+_branch_composition = composition_step(_branch_force)  # bound by closure: cached by Numba
+
+
+@njit(**JIT)
 def _branch_step(pid, params, piece, q, p, h, w):
-    """One composed leapfrog step (kick-drift-kick, kicks merged) on the branch force."""
-    s = w.shape[0]
-    p -= 0.5 * w[0] * h * _dV_branch_by_id(pid, q, params, piece)
-    for k in range(s):
-        q += w[k] * h * p
-        f = _dV_branch_by_id(pid, q, params, piece)
-        if k < s - 1:
-            p -= 0.5 * (w[k] + w[k + 1]) * h * f
-        else:
-            p -= 0.5 * w[k] * h * f
-    return q, p
+    """One composed leapfrog step (`integrators.composition_step`) on the branch force."""
+    return _branch_composition((pid, piece), params, q, p, h, w)
 
 
 @njit(**JIT)

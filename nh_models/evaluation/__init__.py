@@ -17,7 +17,7 @@ The pieces are plain functions on numpy arrays and "predictors" (callables
   long-time prediction by chaining windows (end state -> next ic).
 - `oracle`: the integrator baselines on the sensor interpolant; `predictors`: networks.
 - `cases`: the test split and the physics cases; `settings`: `EvalSettings`.
-- `run`: `evaluate_runs`, the whole `nh eval`: metrics.json, report.md and plots
+- `eval_command`: `evaluate_runs`, the whole `nh eval`: metrics.json, report.md and plots
   (`report`, `plots`; matplotlib is loaded only there).
 
 See docs/evaluation.md for what each number means and why it is fair.
@@ -34,10 +34,10 @@ from .cases import (
     physics_energy,
     physics_names,
 )
+from .eval_command import evaluate_candidates, evaluate_runs, resolve_device, write_outputs
 from .metrics import OTHER, STRATA, WALL, finite, orbit_errors, stratum_labels, summarize
 from .oracle import BASELINES, OracleModel, Predictor, integrator_predictor
 from .predictors import Candidate, float64_predictor, model_dtype, model_predictor
-from .run import evaluate_candidates, evaluate_runs, resolve_device, write_outputs
 from .settings import EvalSettings
 from .structure import autograd_jacobian_det, candidate_jacobian_det, chain, energy_error, jacobian_det
 from .work_precision import equal_cost, fit_order, integrator_work_precision, time_model

@@ -5,6 +5,11 @@
 count that spends at most as many, and times everything side by side in us/orbit on one core
 (torch, float64, the same batch): the model, its prior alone (`learned: false`) and each
 integrator; then RK4 again at the step count whose measured time equals the model's.
+
+`compiled=True` times both sides as compiled code instead (`nh_models.compiled`: Numba, float64,
+the same arithmetic; in torch the per-operation overhead sets the model's time) when the model
+and its fixed parts compile (`compiled.why_not`), torch otherwise; `timing` in the result says
+which ran.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ def _timed(fn, repeats: int) -> tuple[Any, float]:
     return last["out"], seconds
 
 
-def _errors(q: torch.Tensor, p: torch.Tensor, data) -> np.ndarray:
-    return orbit_errors(q.double().numpy(), p.double().numpy(), data.q, data.p)["loss"]
+def _errors(q, p, data) -> np.ndarray:
+    if isinstance(q, torch.Tensor):
+        q, p = q.double().numpy(), p.double().numpy()
+    return orbit_errors(q, p, data.q, data.p)["loss"]
 
 
 def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_errs: np.ndarray | None) -> dict:
@@ -50,58 +57,107 @@ def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_e
     return row
 
 
-def equal_cost_table(model, data, repeats: int = 3, threads: int = 1) -> dict[str, Any]:
+def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: bool = False) -> dict[str, Any]:
     """Rows {label: {evaluations, steps, loss, us_per_orbit}} for the model, its prior alone and
     each integrator at the model's force evaluations per orbit, plus RK4 at the model's time.
 
     data: TestData (V, t, ic, q, p as numpy arrays); the model is copied to float64 on the CPU.
+    compiled: time the compiled kernels of both sides if the model compiles (else torch's code).
     """
     import copy
 
-    previous = torch.get_num_threads()
+    import numba
+
+    previous = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     try:
         net = copy.deepcopy(model).double().cpu().eval()
-        V, t, ic = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in (data.V, data.t, data.ic))
-        B, W = t.shape
+        B, W = data.t.shape
         budget = net.force_evaluations_per_orbit(W)
+        parts = [("model", net), *net.fixed_parts()]
+        backend = _backend(parts, data, threads, compiled)
         rows: dict[str, Any] = {}
         with torch.inference_mode():
-            models = [("model", net), *net.fixed_parts()]
             mine = None
-            for label, m in models:
-                (q, p), sec = _timed(lambda m=m: m(V, t, ic), repeats)
+            for label, m in parts:
+                (q, p), sec = _timed(backend["models"][label], repeats)
                 errs = _errors(q, p, data)
                 rows[label] = _row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
                 mine = errs if mine is None else mine
+            integ = backend["integrate"]
             for method in METHODS:
                 n = steps_for(method, budget)
-                (q, p), sec = _timed(lambda n=n, method=method: integrate(V, t, ic, method, n), repeats)
+                (q, p), sec = _timed(lambda n=n, method=method: integ(method, n), repeats)
                 rows[method] = _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
-            rows["rk4 at equal time"] = _rk4_at_time(V, t, ic, data, rows["model"]["us_per_orbit"], repeats, mine)
+            rows["rk4 at equal time"] = _rk4_at_time(integ, data, rows["model"]["us_per_orbit"], repeats, mine)
     finally:
-        torch.set_num_threads(previous)
+        torch.set_num_threads(previous[0])
+        numba.set_num_threads(previous[1])
     return {
         "evaluations_per_orbit": budget,
         "n_orbits": int(B),
         "n_times": int(W),
         "threads": threads,
+        "timing": backend["name"],
         "readout": {"model": _model_readout(model), "integrators": READOUT},
         "rows": rows,
     }
 
 
-def _rk4_at_time(V, t, ic, data, target_us: float, repeats: int, mine: np.ndarray) -> dict[str, Any]:
+def _backend(parts, data, threads: int, compiled: bool) -> dict[str, Any]:
+    """What is timed: {name, models: {label: call}, integrate: (method, steps) -> (q, p)}."""
+    if not compiled:
+        return _torch_backend(parts, data)
+    from ..compiled import why_not
+
+    reason = next((r for r in (why_not(m) for _, m in parts) if r is not None), None)
+    if reason is not None:
+        return _torch_backend(parts, data, f"torch (float64); not compiled: {reason}")
+    return _compiled_backend(parts, data, threads)
+
+
+def _torch_backend(parts, data, name: str = "torch (float64)") -> dict[str, Any]:
+    """The callables to time: each model part and `integrate(method, steps)`, in torch."""
+    V, t, ic = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)) for a in (data.V, data.t, data.ic))
+    return {
+        "name": name,
+        "models": {label: (lambda m=m: m(V, t, ic)) for label, m in parts},
+        "integrate": lambda method, n: integrate(V, t, ic, method, n),
+    }
+
+
+def _compiled_backend(parts, data, threads: int) -> dict[str, Any]:
+    """The same callables as compiled kernels (Numba; with `threads` > 1 their parallel variants),
+    compiled before they are timed."""
+    from ..compiled import export, forward
+    from ..compiled.integrators import integrate as compiled_integrate
+
+    V, t, ic = (np.ascontiguousarray(a, dtype=np.float64) for a in (data.V, data.t, data.ic))
+    params = {label: export(m) for label, m in parts}
+    parallel = threads > 1
+    for prm in params.values():  # compile outside the timings
+        forward(prm, V[:1], t[:1], ic[:1], parallel=parallel)
+    for method in METHODS:
+        compiled_integrate(V[:1], t[:1], ic[:1], method, 2, parallel=parallel)
+    return {
+        "name": "compiled (Numba, float64; nh_models.compiled)",
+        "models": {label: (lambda prm=prm: forward(prm, V, t, ic, parallel=parallel)) for label, prm in params.items()},
+        "integrate": lambda method, n: compiled_integrate(V, t, ic, method, n, parallel=parallel),
+    }
+
+
+def _rk4_at_time(integ, data, target_us: float, repeats: int, mine: np.ndarray) -> dict[str, Any]:
     """RK4 at the step count whose time per orbit matches `target_us` (linear fit of time in steps)."""
-    B = t.shape[0]
+    B = data.t.shape[0]
     times = {}
     for n in (25, 100):
-        _, sec = _timed(lambda n=n: integrate(V, t, ic, "rk4", n), repeats)
+        _, sec = _timed(lambda n=n: integ("rk4", n), repeats)
         times[n] = 1e6 * sec / B
     per_step = (times[100] - times[25]) / 75
     fixed = times[25] - 25 * per_step
     n = max(1, int(round((target_us - fixed) / per_step))) if per_step > 0 else 100
-    (q, p), sec = _timed(lambda: integrate(V, t, ic, "rk4", n), repeats)
+    (q, p), sec = _timed(lambda: integ("rk4", n), repeats)
     return _row(_errors(q, p, data), evaluations("rk4", n), n, sec, mine)
 
 

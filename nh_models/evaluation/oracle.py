@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from nh_data.config import JIT, PARALLEL_JIT
 from nh_data.errors import NHError
 from nh_data.integrators import get_method, integrate_batch
+from nh_data.jit_options import JIT, PARALLEL_JIT
 from nh_data.problem import N_SENSORS
 
 # A predictor maps numpy (V (B, 100), t (B, W), ic (B, 2)) to (q, p), each (B, W) float64.

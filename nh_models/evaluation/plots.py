@@ -1,7 +1,7 @@
 """PNG plots of an evaluation (matplotlib, Agg backend, no display needed).
 
 Every function takes the `curves` / `metrics` produced by
-`nh_models.evaluation.run.evaluate_candidates` and writes one PNG atomically.
+`nh_models.evaluation.eval_command.evaluate_candidates` and writes one PNG atomically.
 Reference curves are black; each model keeps one colour across all plots;
 integrators are grey dashed lines.
 """

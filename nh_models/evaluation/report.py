@@ -334,7 +334,8 @@ def equal_cost_table(metrics: dict[str, Any]) -> str:
         ]  # fmt: skip
         parts += [
             f"**{label}**: {ec['evaluations_per_orbit']} force evaluations per orbit ({ec['n_times']} query "
-            f"times, {ec['n_orbits']} test orbits, float64, {ec['threads']} thread, timed side by side). "
+            f"times, {ec['n_orbits']} test orbits, float64, {ec['threads']} thread, timed side by side: "
+            f"{ec.get('timing', 'torch (float64)')}). "
             f"Read-out: model, {ec['readout']['model']}; integrators, {ec['readout']['integrators']}.",
             "",
             _table(["row", "force evaluations", "steps", "loss", "median", "us/orbit", "model better on"], rows),

@@ -27,6 +27,7 @@ class EvalSettings:
     window_potentials: int = 125  # new potentials (4 orbits each) for per-window band coverage (0: none)
     batch_size: int = 2048
     repeats: int = 3  # timing: best of this many after a warm-up
+    compiled: bool = False  # SympONet's equal-cost table: time compiled kernels of both sides (nh_models.compiled)
     seed: int = 0
 
     def __post_init__(self) -> None:

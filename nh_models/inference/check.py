@@ -17,7 +17,7 @@ from nh_data.errors import NHError
 from nh_data.problem import SENSORS, T_END
 
 from .formula import Formula
-from .potential import Potential
+from .potential_input import Potential
 
 
 def sensor_orbit(V: np.ndarray, ic, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from nh_data.problem import T_END
 from ..calibration import Calibration, load_calibration
 from ..evaluation.predictors import model_predictor
 from ..evaluation.structure import chained, window_of
-from .potential import check_inputs
+from .potential_input import check_inputs
 
 MAX_TIME = 1e4
 MAX_POINTS = 10**6  # query times per orbit
@@ -66,9 +66,13 @@ class Bands:
 
 
 def load_predictor_run(run: str | os.PathLike, device: str = "cpu"):
-    """(model, calibration or None, checkpoint meta) of a run folder's best checkpoint."""
+    """(model, calibration or None, checkpoint meta) of a run folder's best checkpoint, or of a
+    shipped entry when `run` is a `zoo.Pretrained`."""
     from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
+    from ..zoo import Pretrained, load_pretrained
 
+    if isinstance(run, Pretrained):
+        return load_pretrained(run.name, device)
     ckpt = load_checkpoint(checkpoint_path(run, "best"), device)
     model = build_model(ckpt, device)
     cal = load_calibration(run, ckpt["digest"])
@@ -111,10 +115,14 @@ def _batch_inputs(V, ic, t) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
 def uncalibrated_message(windows: int, t_max: float, run: str = "RUN") -> str:
     """The one-line refusal of times past the calibrated windows."""
     need = max(windows + 1, math.ceil(t_max / T_END - 1e-12))
+    more = (  # a shipped entry (`zoo:NAME`) is not a folder to calibrate
+        f"`nh models build {run[4:]}` and `nh calibrate RUN --windows {need}`" if run.startswith("zoo:")
+        else f"`nh calibrate {run} --windows {need}`"
+    )  # fmt: skip
     return (
         f"the bands of {run} are calibrated for {windows} chained window{'s' if windows > 1 else ''} "
-        f"(t <= {windows * T_END:g}) and the times reach {t_max:g}: run `nh calibrate {run} --windows {need}` "
-        f"for bands to t = {need * T_END:g}, or pass --allow-uncalibrated (no band past t = {windows * T_END:g})"
+        f"(t <= {windows * T_END:g}) and the times reach {t_max:g}: run {more} for bands to "
+        f"t = {need * T_END:g}, or pass --allow-uncalibrated (no band past t = {windows * T_END:g})"
     )
 
 

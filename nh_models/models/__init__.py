@@ -5,52 +5,72 @@
     q, p = model(V, t, ic)                         # (B, 100), (B, W), (B, 2) -> (B, W), (B, W)
     get_model(model.name, dataclasses.asdict(model.config))  # the same architecture again
 
-An unknown model name or config key raises `NHError` listing the valid ones. A model of the
-user's own joins them with `register_model` (`plugins.py`, docs/extending.md).
+An unknown model name or config key raises `NHError` listing the valid ones. A built-in model
+registers itself where it is defined (its class statement, `base.OperatorModel`): adding one is
+adding a file here, found on first use. A model of the user's own joins them with
+`register_model` (`plugins.py`, docs/extending.md).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import importlib
 import os
+from pathlib import Path
 from typing import Any
 
 from nh_data.errors import NHError
 
 from . import plugins
-from .base import N_SENSORS, OperatorModel
+from .base import BUILT_IN, N_SENSORS, BuiltIn, OperatorModel
 from .plugins import ENTRY_POINT_GROUP, Plugin, load_plugin
 
-MODEL_NAMES = ("deeponet", "varonet", "traonet", "mambonet", "fno", "symponet")
-# the models of the paper: those with a configuration in configs/paper/
-PAPER_MODEL_NAMES = MODEL_NAMES[:5]
 
-# name -> (module, config dataclass, model class); modules are imported on first use
-_REGISTRY: dict[str, tuple[str, str, str]] = {
-    "deeponet": ("deeponet", "DeepONetConfig", "DeepONet"),
-    "varonet": ("varonet", "VaRONetConfig", "VaRONet"),
-    "traonet": ("traonet", "TraONetConfig", "TraONet"),
-    "mambonet": ("mambonet", "MambONetConfig", "MambONet"),
-    "fno": ("fno", "FNOConfig", "FNO"),
-    "symponet": ("symponet", "SympONetConfig", "SympONet"),
-}
+def _defines_a_model(path: Path) -> bool:
+    """Whether the module's source holds a class statement that registers a model (`config=`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return any(
+        isinstance(node, ast.ClassDef) and any(k.arg == "config" for k in node.keywords) for node in tree.body
+    )
+
+
+@functools.cache
+def _built_in() -> dict[str, BuiltIn]:
+    """The built-in models in MODEL_NAMES order: the modules of this package that define one are
+    imported on first use (each model class registers itself in `base.BUILT_IN`)."""
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.stem not in ("__init__", "base", "plugins") and _defines_a_model(path):
+            importlib.import_module(f"{__name__}.{path.stem}")
+    return dict(sorted(BUILT_IN.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # MODEL_NAMES: the built-in models; PAPER_MODEL_NAMES: those of the paper (a configuration in
+    # configs/paper/). Computed on first use, which imports the model modules.
+    if name == "MODEL_NAMES":
+        return tuple(_built_in())
+    if name == "PAPER_MODEL_NAMES":
+        return tuple(n for n, b in _built_in().items() if b.paper)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_names() -> tuple[str, ...]:
     """Every model name: the built-in MODEL_NAMES, then the plug-ins (registered or installed)."""
-    return MODEL_NAMES + tuple(n for n in plugins.names() if n not in _REGISTRY)
+    built_in = _built_in()
+    return tuple(built_in) + tuple(n for n in plugins.names() if n not in built_in)
 
 
 def registered_plugin(name: str) -> Plugin | None:
     """The plug-in registered as `name` (an installed entry point of that name is loaded); None for
     a built-in or unknown name."""
-    return None if name in _REGISTRY else plugins.get(name)
+    return None if name in _built_in() else plugins.get(name)
 
 
 def is_known_model(name: str) -> bool:
     """Whether `name` is a built-in model or a plug-in that is registered or installed."""
-    return name in _REGISTRY or plugins.get(name) is not None
+    return name in _built_in() or plugins.get(name) is not None
 
 
 def register_model(
@@ -68,7 +88,7 @@ def register_model(
     or a YAML file (None: the dataclass defaults and the trainer's). tune_space: the YAML search
     space of `nh tune NAME` (None: --space is needed). Registering the same class again is a no-op;
     a built-in name or one taken by another class is an NHError."""
-    if name in _REGISTRY:
+    if name in _built_in():
         raise NHError(f"register_model: {name!r} is a built-in model; register yours under another name")
     return plugins.add(name, model_class, config_class, default_config, tune_space)
 
@@ -84,12 +104,11 @@ def _check_name(name: str) -> None:
 def model_classes(name: str) -> tuple[type, type[OperatorModel]]:
     """(config dataclass, model class) registered under `name`."""
     _check_name(name)
-    if name not in _REGISTRY:
+    built_in = _built_in().get(name)
+    if built_in is None:
         plugin = plugins.get(name)
         return plugin.config_class, plugin.model_class
-    module_name, config_name, model_name = _REGISTRY[name]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, config_name), getattr(module, model_name)
+    return built_in.config_class, built_in.model_class
 
 
 def model_config(name: str, config: dict[str, Any] | None = None) -> Any:

@@ -62,16 +62,58 @@ def check_divisible(config: Any, d_model: str, nhead: str) -> None:
 # ----------------------------------------------------------------- the interface
 
 
+@dataclasses.dataclass(frozen=True)
+class BuiltIn:
+    """A built-in model as its class registered it (`OperatorModel.__init_subclass__`)."""
+
+    name: str
+    config_class: type
+    model_class: type[OperatorModel]
+    order: int  # its place in MODEL_NAMES
+    paper: bool  # a network of the paper (a recipe in configs/paper/)
+
+
+#: the built-in models by name, each registered where it is defined (its class statement)
+BUILT_IN: dict[str, BuiltIn] = {}
+
+
 class OperatorModel(nn.Module):
     """Base class: forward(V, t, ic) -> (q, p); regularizer() -> scalar tensor.
 
     Subclasses implement `_forward`. Without autograd (evaluation) a large batch is cut into
     blocks of about `infer_tokens` query points (samples are independent), which keeps the
     activations in the CPU cache: 1.4-1.6x faster at batch 1,000 for the Transformer decoders.
+
+    A built-in model registers itself in its class statement, so that adding one is adding a
+    file to nh_models/models/ (`nh_models.models` finds it):
+
+        class MyNet(OperatorModel, config=MyNetConfig, order=7):
+            name = "mynet"
+
+    config: its config dataclass; order: its place in MODEL_NAMES; paper=True: a network of the
+    paper. A model of the user's own is registered with `register_model` (plugins.py) instead.
     """
 
     name: str = ""
     infer_tokens: int | None = 10_000  # query points per block without autograd; None: one block
+
+    def __init_subclass__(
+        cls, *, config: type | None = None, order: int | None = None, paper: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if config is None:
+            return  # a helper class, or a model of the user's own (register_model)
+        if not cls.__module__.startswith(f"{__package__}."):
+            raise TypeError(f"{cls.__qualname__}: register a model of your own with register_model")
+        if not cls.name or order is None or not dataclasses.is_dataclass(config):
+            raise TypeError(f"{cls.__qualname__}: a built-in model needs a name, a config dataclass and an order")
+        old = BUILT_IN.get(cls.name)
+        if old is not None and (old.model_class.__module__, old.model_class.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):  # the same class imported again (a reloaded module) replaces itself
+            raise TypeError(f"{cls.__qualname__}: the model name {cls.name!r} is taken by {old.model_class}")
+        BUILT_IN[cls.name] = BuiltIn(cls.name, config, cls, order, paper)
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -87,7 +87,7 @@ def inner_product(branch: Tensor, trunk: Tensor, bias: Tensor) -> tuple[Tensor, 
     return out[..., 0], out[..., 1]
 
 
-class DeepONet(OperatorModel):
+class DeepONet(OperatorModel, config=DeepONetConfig, order=1, paper=True):
     name = "deeponet"
 
     def __init__(self, config: DeepONetConfig) -> None:

@@ -123,7 +123,7 @@ class SpectralConv1d(nn.Module):
         return spectral_conv(v, self.forward_dft, self.inverse_dft, self.w_re, self.w_im)  # (B, n, d_out)
 
 
-class FNO(OperatorModel):
+class FNO(OperatorModel, config=FNOConfig, order=5, paper=True):
     name = "fno"
 
     def __init__(self, config: FNOConfig) -> None:

@@ -110,7 +110,7 @@ def mamba_forward(mamba: Mamba, x: Tensor, scan: str) -> Tensor:
     return x
 
 
-class MambONet(OperatorModel):
+class MambONet(OperatorModel, config=MambONetConfig, order=4, paper=True):
     name = "mambonet"
 
     def __init__(self, config: MambONetConfig) -> None:

@@ -39,6 +39,20 @@ def _quintic_bspline(u: np.ndarray, derivative: int = 0) -> np.ndarray:
     return out / math.factorial(power)
 
 
+def quintic_system() -> np.ndarray:
+    """A (104, 104): the linear system A c = (V, 0, 0, 0, 0) of the spline coefficients c
+    (`quintic_matrices`): rows 0..99 interpolate the sensors, rows 100..103 are the end conditions."""
+    n, m = N_SENSORS, N_SENSORS + 4
+    A = np.zeros((m, m))
+    for i in range(n):  # s(x_i) = (c_i-2 + 26 c_i-1 + 66 c_i + 26 c_i+1 + c_i+2) / 120 = V_i
+        for d in range(-2, 3):
+            A[i, i + 2 + d] = _quintic_bspline(np.array([float(d)]))[0]
+    diff5 = np.array([(-1) ** k * math.comb(5, k) for k in range(6)], dtype=np.float64)
+    for row, start in zip(range(n, m), (0, 1, m - 7, m - 6), strict=True):
+        A[row, start : start + 6] = diff5
+    return A
+
+
 def quintic_matrices() -> tuple[np.ndarray, np.ndarray]:
     """(Q, D): spline coefficients c = Q V (104, 100) and the derivative polynomials D (6, 5).
 
@@ -49,15 +63,8 @@ def quintic_matrices() -> tuple[np.ndarray, np.ndarray]:
     the interval [x_i, x_i+1) with s = (x - x_i) / dx, s'(x) = sum_m c_{i-2+m} P_m(s) / dx,
     P_m(s) = sum_r D[m, r] s^r.
     """
-    n, m = N_SENSORS, N_SENSORS + 4
-    A = np.zeros((m, m))
-    for i in range(n):  # s(x_i) = (c_i-2 + 26 c_i-1 + 66 c_i + 26 c_i+1 + c_i+2) / 120 = V_i
-        for d in range(-2, 3):
-            A[i, i + 2 + d] = _quintic_bspline(np.array([float(d)]))[0]
-    diff5 = np.array([(-1) ** k * math.comb(5, k) for k in range(6)], dtype=np.float64)
-    for row, start in zip(range(n, m), (0, 1, m - 7, m - 6), strict=True):
-        A[row, start : start + 6] = diff5
-    Q = np.linalg.solve(A, np.eye(m)[:, :n])  # (104, 100)
+    A = quintic_system()
+    Q = np.linalg.solve(A, np.eye(len(A))[:, :N_SENSORS])  # (104, 100)
     s = np.linspace(0.0, 1.0, 9)
     D = np.stack([np.polyfit(s, _quintic_bspline(s + 2 - k, 1), 4)[::-1] for k in range(6)])  # (6, 5)
     return Q, D

@@ -166,7 +166,7 @@ def ridge(x: Tensor, amp: Tensor, w: Tensor, c: Tensor) -> Tensor:
     return (amp * torch.tanh(arg)).sum(-1)
 
 
-class SympONet(OperatorModel):
+class SympONet(OperatorModel, config=SympONetConfig, order=6):
     name = "symponet"
 
     def __init__(self, config: SympONetConfig) -> None:

@@ -53,7 +53,7 @@ class TraONetConfig(SequenceOptions):
         self.check_sequence("attention")
 
 
-class TraONet(OperatorModel):
+class TraONet(OperatorModel, config=TraONetConfig, order=3, paper=True):
     name = "traonet"
 
     def __init__(self, config: TraONetConfig) -> None:

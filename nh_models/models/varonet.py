@@ -79,7 +79,7 @@ class _Decoder(nn.Module):
         return self.out(o).squeeze(-1)  # (B, W)
 
 
-class VaRONet(OperatorModel):
+class VaRONet(OperatorModel, config=VaRONetConfig, order=2, paper=True):
     name = "varonet"
     infer_tokens = None  # the LSTMs' per-step matmuls prefer the whole batch
 

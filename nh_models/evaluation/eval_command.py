@@ -182,7 +182,7 @@ def _cost_metrics(cand: Candidate, sub, q_hat, p_hat, settings, rk4_rows, curves
         from .cost_table import equal_cost_table
 
         _log(f"{cand.label}: the integrators at its cost", progress)
-        out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats)
+        out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats, compiled=settings.compiled)
     out["work_precision"] = timing | {"loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))}
     curves["work_precision"][cand.label] = out["work_precision"]
     if rk4_rows:
@@ -318,6 +318,26 @@ def write_outputs(metrics: dict[str, Any], curves: dict[str, Any], out_dir: str 
 
 
 
+def _load_source(r, device: str, label: str, progress: bool):
+    """(model, calibration or None, the data folder it was trained on or None) of a run folder or
+    a shipped entry (`zoo.Pretrained`). A stale or damaged calibration: no bands, with a line."""
+    from ..calibration import load_calibration
+    from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
+    from ..zoo import Pretrained, load_pretrained
+
+    if isinstance(r, Pretrained):
+        model, cal, meta = load_pretrained(r.name, device)
+        return model, cal, meta["data_dir"]
+    ckpt = load_checkpoint(checkpoint_path(r, "best"), device)  # NHError for a missing folder or checkpoint
+    model = build_model(ckpt, device)
+    try:
+        cal = load_calibration(r, ckpt["digest"])
+    except NHError as exc:
+        _log(f"{label}: no band coverage ({exc})", progress)
+        cal = None
+    return model, cal, ckpt.get("data_dir")
+
+
 def evaluate_runs(
     runs: list[str | os.PathLike],
     data_dir: str | os.PathLike | None = None,
@@ -334,29 +354,20 @@ def evaluate_runs(
     checkpoint); if that is gone too, the test-set parts are skipped with a note.
     physics: "all", "none" or "name,name". Returns (metrics, path of report.md).
     """
-    from ..calibration import load_calibration
-    from ..training.checkpoint import build_model, checkpoint_path, load_checkpoint
-
     if not runs:
         raise NHError("give at least one run folder")
     retain_freed_memory()  # steady model timings: no page faults on every batch (runtime.py)
     device = resolve_device(device)
     settings = settings or EvalSettings()
     names = physics_names(physics)
-    paths = [checkpoint_path(r, "best") for r in runs]  # NHError for a missing folder or checkpoint
+    labels = _labels([str(r) for r in runs])
+    loaded = [_load_source(r, device, label, progress) for label, r in zip(labels, runs, strict=True)]
     if data_dir is not None and not Path(data_dir).is_dir():
         raise NHError(f"data directory {str(data_dir)!r} does not exist")
     candidates = []
-    for label, r, path in zip(_labels([str(r) for r in runs]), runs, paths, strict=True):
-        ckpt = load_checkpoint(path, device)
-        model = build_model(ckpt, device)
-        try:
-            cal = load_calibration(r, ckpt["digest"])
-        except NHError as exc:  # a stale or damaged calibration: evaluate without bands
-            _log(f"{label}: no band coverage ({exc})", progress)
-            cal = None
-        if data_dir is None and ckpt.get("data_dir") and Path(ckpt["data_dir"]).is_dir():
-            data_dir = ckpt["data_dir"]
+    for label, r, (model, cal, trained_on) in zip(labels, runs, loaded, strict=True):
+        if data_dir is None and trained_on and Path(trained_on).is_dir():
+            data_dir = trained_on
             _log(f"test data: {data_dir} (where {label} was trained)", progress)
         n_params = sum(p.numel() for p in model.parameters())
         candidates.append(

@@ -12,7 +12,7 @@ import numpy as np
 from nh_data.errors import NHError
 from nh_data.problem import T_END, WINDOW
 
-from .potential import resolve_potential
+from .potential_input import resolve_potential
 from .predict import energy_along, load_predictor_run, predict, write_table
 
 DEFAULT_LEVEL = 0.9

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numba import njit
 
-from ..config import JIT
 from ..errors import NHError
+from ..jit_options import JIT
 from ..problem import SENSORS, V0
 
 E_TOL = 1e-12  # tolerance on E0 <= V0 (lets the default wall start, E0 == V0, through)

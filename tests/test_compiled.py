@@ -1,0 +1,204 @@
+"""The Numba kernels of issue 21 (`nh_models.compiled`) compute what the torch code computes, in
+float64: the quintic sensor spline (coefficients, V' table, lookup with clamping), SympONet's
+processed grid (both priors, learned true and false, the classical coefficients) and the
+equal-cost baselines, with the same force evaluations per orbit; `export` refuses what it cannot
+compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nh_data.errors import NHError
+from nh_data.random_potentials import sample_potentials
+from nh_models.compiled import export, forward, why_not
+from nh_models.compiled import integrators as ci
+from nh_models.compiled import spline as cs
+from nh_models.evaluation import sensor_integrators as si
+from nh_models.models import get_model, sensor_spline
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+PROCESSED = {"grid": "processed", "steps": 24, "shears": 0, "local_layers": 0}
+RTOL = 1e-10
+
+
+def problem(B: int, seed: int, W: int = 12):
+    """Strata-like potentials, initial conditions inside the wells, query times in [0, 2] with
+    t = 0 and t = 2 (so the whole trajectory runs, and the read-out at a grid point is tested)."""
+    rng = np.random.default_rng(seed)
+    V = sample_potentials(rng, B).V
+    t = np.sort(rng.uniform(0.0, 2.0, (B, W)), axis=1)
+    t[:, 0], t[:, -1] = 0.0, 2.0
+    t[0, 1] = 1.0  # exactly on the grid
+    ic = np.stack([rng.uniform(0.2, 0.8, B), rng.uniform(-1.0, 1.0, B)], axis=1)
+    return V, t, ic
+
+
+def assert_close(got, want, rtol=RTOL):
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() <= rtol * scale, np.abs(got - want).max() / scale
+
+
+def torch_forward(model, V, t, ic):
+    with torch.no_grad():
+        q, p = model(*(torch.from_numpy(x) for x in (V, t, ic)))
+    return q.numpy(), p.numpy()
+
+
+# ------------------------------------------------------------------ the spline
+
+
+def test_coefficients_table_and_lookup_are_the_torch_spline():
+    V, _, _ = problem(3, 0)
+    Q, _ = sensor_spline.quintic_matrices()
+    want = sensor_spline.force_table(torch.from_numpy(V)).numpy()  # (3, 99, 5)
+    for b in range(3):
+        c = np.zeros(cs.NCOEF)
+        c[2:102] = V[b]
+        cs.solve1(c)
+        assert_close(c, Q @ V[b], 1e-13)
+        table = np.empty((5, cs.NI))
+        cs.build_table(c, table)
+        assert_close(table.T, want[b], 1e-12)
+    # three right-hand sides in one pass: the same as one at a time
+    cols = [np.zeros(cs.NCOEF) for _ in range(3)]
+    for b in range(3):
+        cols[b][2:102] = V[b]
+    cs.solve3(*cols)
+    for b in range(3):
+        assert_close(cols[b], Q @ V[b], 1e-13)
+    # lookup, clamped like sensor_spline.lookup (outside the box, exactly at its ends, inside)
+    q = np.array([-0.3, 0.0, 1e-9, 0.2, 0.5, 0.77, 1.0 - 1e-16, 1.0, 1.4])
+    want_q = sensor_spline.sensor_force(torch.from_numpy(want[:1]), torch.from_numpy(q[None]))[0].numpy()
+    c = np.zeros(cs.NCOEF)
+    c[2:102] = V[0]
+    cs.solve1(c)
+    table = np.empty((5, cs.NI))
+    cs.build_table(c, table)
+    got = np.array([cs.force(table, x) for x in q])
+    assert_close(got, want_q, 1e-12)
+    assert np.isnan(cs.force(table, np.nan))
+
+
+def test_nodal_derivatives_are_the_torch_ones():
+    V, _, _ = problem(2, 1)
+    want = sensor_spline.nodal_derivatives(torch.from_numpy(V)).numpy()[:, :3]  # V', V'', V'''
+    for b in range(2):
+        c = np.zeros(cs.NCOEF)
+        c[2:102] = V[b]
+        cs.solve1(c)
+        out = np.empty((3, 100))
+        cs.nodal(c, out)
+        # each order's values are differences of ~DX^-r larger terms: both sides round at about
+        # 1e-14, 1e-12, 1e-11 relative (checked against a 40-digit solve)
+        for r, tol in enumerate((1e-13, 1e-11, 1e-9)):
+            assert_close(out[r], want[b, r], tol)
+
+
+# ------------------------------------------------------------------ the model
+
+
+def trained_like(prior: str, seed: int):
+    """A processed SympONet with small random linear weights (the size training leaves them:
+    the classical coefficients, or zero, plus O(1e-3)), float64."""
+    cfg = {**PROCESSED, "prior": prior, "init": "classical" if prior == "leapfrog" else "zero"}
+    model = get_model("symponet", cfg).double().eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        w = model.local.linear.weight
+        w.add_(1e-3 * torch.randn_like(w))
+    return model
+
+
+@pytest.mark.parametrize("prior", ["leapfrog", "yoshida4"])
+@pytest.mark.parametrize("learned", [True, False])
+def test_compiled_model_is_the_torch_model(prior, learned):
+    model = trained_like(prior, 5)
+    if not learned:
+        model = model.prior_alone()
+    V, t, ic = problem(6, 2)
+    q, p, counts = forward(export(model), V, t, ic, counts=True)
+    want_q, want_p = torch_forward(model, V, t, ic)
+    assert_close(q, want_q)
+    assert_close(p, want_p)
+    assert (q[:, 0] == ic[:, 0]).all() or not learned or np.abs(q[:, 0] - ic[:, 0]).max() < 1e-12  # t = 0
+    assert (counts == model.force_evaluations_per_orbit(t.shape[1])).all()  # the stated cost, counted
+    qq, pp = forward(export(model), V, t, ic, parallel=True)  # one chunk of orbits per thread
+    assert (qq == q).all() and (pp == p).all()
+
+
+def test_compiled_classical_coefficients_are_the_torch_ones():
+    model = trained_like("leapfrog", 6)
+    classical = model.classical_alone().eval()
+    V, t, ic = problem(5, 3)
+    q, p = forward(export(classical), V, t, ic)
+    want_q, want_p = torch_forward(classical, V, t, ic)
+    assert_close(q, want_q)
+    assert_close(p, want_p)
+
+
+def test_export_refuses_what_it_cannot_compile():
+    cnn = get_model("symponet", {**PROCESSED, "local_layers": 1, "local_width": 4}).double()
+    with pytest.raises(NHError, match="local_layers") as info:
+        export(cnn)
+    assert "\n" not in str(info.value)
+    assert why_not(cnn.prior_alone()) is None  # the prior alone never reads the CNN
+    for other in ({"grid": "fixed", "steps": 8}, {**PROCESSED, "readout": "hermite"}):
+        with pytest.raises(NHError, match="grid|readout"):
+            export(get_model("symponet", other))
+    with pytest.raises(NHError, match="SympONet"):
+        export(torch.nn.Linear(2, 2))
+
+
+def test_wrong_shapes_are_refused_before_a_kernel_reads_them():
+    V, t, ic = problem(2, 0)
+    params = export(trained_like("leapfrog", 1))
+    for bad in ((V[:, :50], t, ic), (V, t, ic[:1]), (V, t[0], ic)):
+        with pytest.raises(NHError, match="expected V"):
+            forward(params, *bad)
+        with pytest.raises(NHError, match="expected V"):
+            ci.integrate(*bad, "rk4", 4)
+    with pytest.raises(NHError, match="steps"):
+        ci.integrate(V, t, ic, "rk4", 0)
+
+
+# ------------------------------------------------------------------ the baselines
+
+
+@pytest.mark.parametrize("method", si.METHODS)
+def test_compiled_baselines_are_the_torch_ones(method):
+    V, t, ic = problem(5, 4)
+    steps = si.steps_for(method, 120)
+    q, p, counts = ci.integrate(V, t, ic, method, steps, counts=True)
+    want_q, want_p = si.integrate(*(torch.from_numpy(x) for x in (V, t, ic)), method, steps)
+    assert_close(q, want_q.numpy())
+    assert_close(p, want_p.numpy())
+    assert (counts == si.evaluations(method, steps)).all()
+    qq, pp = ci.integrate(V, t, ic, method, steps, parallel=True)
+    assert (qq == q).all() and (pp == p).all()
+
+
+# ------------------------------------------------------------------ the equal-cost table
+
+
+def test_equal_cost_table_times_compiled_code_when_the_model_compiles():
+    from nh_models.evaluation.cases import TestData
+    from nh_models.evaluation.cost_table import equal_cost_table
+
+    model = trained_like("leapfrog", 7)
+    V, t, ic = problem(6, 9)
+    ref = si.integrate(*(torch.from_numpy(x) for x in (V, t, ic)), "yoshida4", 2000)
+    data = TestData(V, t, ic, ref[0].numpy(), ref[1].numpy(), np.full(6, 0.5))
+    table = equal_cost_table(model, data, repeats=1, compiled=True)
+    assert table["timing"].startswith("compiled")
+    plain = equal_cost_table(model, data, repeats=1)
+    assert plain["timing"] == "torch (float64)"
+    for name, row in table["rows"].items():  # the same losses, whichever code ran
+        if name != "rk4 at equal time":
+            assert row["loss"] == pytest.approx(plain["rows"][name]["loss"], rel=1e-8)
+            assert row["steps"] == plain["rows"][name]["steps"]
+    cnn = get_model("symponet", {**PROCESSED, "local_layers": 1, "local_width": 4}).double()
+    fallback = equal_cost_table(cnn, data, repeats=1, compiled=True)
+    assert fallback["timing"].startswith("torch") and "local_layers" in fallback["timing"]
