@@ -328,3 +328,13 @@ def test_window_coverage_bench_runs_and_saves_what_nh_calibrate_writes(three_win
     rows = per[str(engine_run / "data")]["windows"]
     assert [r["window"] for r in rows] == [1, 2, 3] and all(0 <= r["coverage"] <= 1 for r in rows)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_refusal_names_k_and_how_to_calibrate_more():
+    from nh_models.inference.predict import uncalibrated_message
+
+    msg = uncalibrated_message(3, 9.5, "runs/x")
+    assert "\n" not in msg and "calibrated for 3 chained windows (t <= 6)" in msg and "reach 9.5" in msg
+    assert "`nh calibrate runs/x --windows 5` for bands to t = 10" in msg and "--allow-uncalibrated" in msg
+    shipped = uncalibrated_message(1, 4.0, "zoo:deeponet-strata")  # a shipped entry is no folder to calibrate
+    assert "1 chained window (t <= 2)" in shipped and "`nh models build deeponet-strata`" in shipped
