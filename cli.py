@@ -362,13 +362,22 @@ def demo(out_dir, size, device, quiet) -> None:
 @click.option("--times", type=int, default=WINDOW, show_default=True, metavar="N", help="Uniform times on [0, T].")
 @click.option("--band", type=float, default=None, metavar="LEVEL",
               help="Band level [default: 0.9 when the run has a calibration].")
+@click.option("--allow-uncalibrated", is_flag=True,
+              help="With a band, predict past the run's calibrated windows (t > 2K) without a band there "
+              "(NaN band columns, a note on stderr) instead of refusing.")
 @click.option("--check", is_flag=True, help="Also integrate with the certified integrator (and the exact V).")
 @click.option("--out", "out", default="prediction.parquet", show_default=True,
               help="Output table: .parquet or .csv.")
 @click.option("--plot", is_flag=True, help="Also write a PNG beside --out.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def predict_(run, pretrained, spec, ic, t_max, times, band, check, out, plot, device) -> None:
-    """Predict the orbit of a trained RUN (or --model NAME) on any potential, with its calibrated error band."""
+def predict_(run, pretrained, spec, ic, t_max, times, band, allow_uncalibrated, check, out, plot, device) -> None:
+    """Predict the orbit of a trained RUN (or --model NAME) on any potential, with its calibrated error band.
+
+    Window k (t in (2(k-1), 2k]) gets the band calibrated for window k. A run calibrated for K
+    windows (`nh calibrate RUN --windows K`; `nh train` calibrates K = 1) has bands to t = 2K:
+    with a band, a --t-max past 2K is refused (exit 2, nothing written) unless
+    --allow-uncalibrated, which writes no band past t = 2K and says so.
+    """
     from nh_data.physics import parse_float, parse_ic
     from nh_models.devices import resolve_device
     from nh_models.inference.check import format_check
@@ -379,12 +388,17 @@ def predict_(run, pretrained, spec, ic, t_max, times, band, check, out, plot, de
         raise NHError("give either a RUN folder or --model NAME (`nh models` lists the pretrained ones)")
     source = run if pretrained is None else Pretrained(pretrained)
     r = predict_command(source, spec, parse_ic(ic), t_max=parse_float(t_max, "--t-max"), times=times, band=band,
-                        check=check, out=out, plot=plot, device=resolve_device(device))  # fmt: skip
+                        check=check, out=out, plot=plot, device=resolve_device(device),
+                        allow_uncalibrated=allow_uncalibrated)  # fmt: skip
     for w in r["warnings"]:
         click.echo(f"Warning: {w}", err=True)
     b = r["bands"]
     band_text = "no band (the run has no calibration.json: `nh calibrate RUN`)" if b is None else (
         f"band at {b.level:g} (stratum {b.stratum}): q +-{b.half_q:.3g}, p +-{b.half_p:.3g}")  # fmt: skip
+    if b is not None and b.windows > 1 and b.calibrated.any() and int(b.window[b.calibrated].max()) > 1:
+        last = int(b.window[b.calibrated].max())
+        hq, hp = b.half_widths[last - 1]
+        band_text += f" in window 1, q +-{hq:.3g}, p +-{hp:.3g} in window {last} ({b.windows} windows calibrated)"
     for note in b.notes if b is not None else []:
         click.echo(f"Note: {note}", err=True)
     click.echo(f"{r['model']} on {r['potential']}: {band_text}; H0 = {r['H'][0]:.6g}, "
@@ -401,16 +415,33 @@ def predict_(run, pretrained, spec, ic, t_max, times, band, check, out, plot, de
 @click.option("--score", type=click.Choice(["scaled", "max"]), default="scaled", show_default=True,
               help="Nonconformity score: q and p errors over their train RMS (scaled), or raw (max).")
 @click.option("--fresh", type=int, default=0, show_default=True, metavar="N",
-              help="Calibrate on the orbits of N new potentials drawn like the data's (0: its val split).")
+              help="Calibrate on the orbits of N new potentials drawn like the data's (0: its val split; "
+              "with --windows K > 1: 1,000).")
+@click.option("--windows", type=int, default=1, show_default=True, metavar="K",
+              help="Calibrate each chained window k = 1..K separately (bands to t = 2K for `nh predict`), on "
+              "orbits of --fresh new potentials that the engine integrates and certifies to t = 2K.")
+@click.option("--workers", type=int, default=1, show_default=True, metavar="N",
+              help="Processes that draw the fresh orbits (the file does not depend on it).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-def calibrate_(run, data_dir, score, fresh, device) -> None:
-    """Split-conformal bands of RUN on its val split (or fresh orbits), per energy stratum -> RUN/calibration.json."""
+def calibrate_(run, data_dir, score, fresh, windows, workers, device) -> None:
+    """Split-conformal bands of RUN on its val split (or fresh orbits), per energy stratum -> RUN/calibration.json.
+
+    With --windows K, one band per chained window k = 1..K (window k: t in (2(k-1), 2k]), each
+    calibrated on fresh long orbits predicted by chaining windows exactly as `nh predict` does.
+    """
     from nh_models.calibration import calibrate
     from nh_models.devices import resolve_device
 
-    cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device), fresh=fresh, progress=True)
+    cal, path = calibrate(run, data_dir, kind=score, device=resolve_device(device), fresh=fresh, progress=True,
+                          windows=windows, workers=workers)  # fmt: skip
     click.echo(f"{path}: {cal['n']} {cal['split']} orbits; " + ", ".join(
         f"{k} (n={v['n']}) Q0.9={v['quantiles']['0.9']}" for k, v in cal["strata"].items() if k != "all"))
+    if cal.get("windows", 1) > 1:
+        qs = [cal["strata"]["all"]["quantiles"]["0.9"]] + [
+            w["strata"]["all"]["quantiles"]["0.9"] for w in cal["later_windows"]]  # fmt: skip
+        click.echo(f"{cal['windows']} windows (to t = {cal['windows'] * T_END:g}; {cal['fresh']['rejected']} "
+                   "orbits not certified that far); Q0.9 of all strata by window: "
+                   + ", ".join("inf" if q is None else f"{q:.3g}" for q in qs))  # fmt: skip
 
 
 # ============================================================ nh models  (issue 22)

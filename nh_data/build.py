@@ -42,7 +42,7 @@ from . import cluster
 from . import ground_truth as gt
 from .errors import Interrupted, NHError
 from .fileio import sha256_file, write_json_atomic
-from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_times
+from .initial import IC_MODES, TIME_MODES, orbits_per_potential, sample_initial, sample_long_times
 from .lock import BREAK, LOCK, FolderLock, pid_alive
 from .pool import run_tasks
 from .problem import N_SENSORS, T_END, V0, WINDOW
@@ -226,7 +226,7 @@ RAGGED_COLUMNS = ("knots", "coeffs")
 
 
 def sample_rows(
-    config: dict, rng: np.random.Generator, count: int, pid0: int = 0, progress=None
+    config: dict, rng: np.random.Generator, count: int, pid0: int = 0, progress=None, windows: int = 1
 ) -> tuple[dict, dict]:
     """The certified orbits of `count` potentials drawn from `rng`: every SCHEMA column, as NumPy.
 
@@ -237,7 +237,8 @@ def sample_rows(
     SCHEMA column, in schema order, to (R, 100) / (R,) arrays (pid = pid0 + potential
     index), with knots and coeffs as lists of R arrays; info = {"rejections", "nfev",
     "seconds": {phase: wall seconds}}. `progress(k)` is called after each CHUNK potentials.
-    Pure: a function of (config, the generator's state, count, pid0).
+    windows > 1: long orbits to t = windows T (`sample_long_times`; ladder `LONG_ADAPTIVE_TOLS`),
+    t, q, p (R, windows (W - 1) + 1). Pure: a function of (config, generator state, count, pid0, windows).
     """
     clock = time.perf_counter
     sec = {}
@@ -247,21 +248,22 @@ def sample_rows(
     sec["potentials"] = clock() - t0
     t0 = clock()
     orb = sample_initial(rng, pots.params, config["ic"], config["V0"])
-    t_all = sample_times(rng, orb.q0.shape[0], config["times"])  # (R, W)
+    t_all = sample_long_times(rng, orb.q0.shape[0], config["times"], windows)  # (R, W) or longer
     sec["initial"] = clock() - t0
     rej = dict.fromkeys(ALL_REASONS, 0)
     rej["potential_non_finite"] = int((pcode == 1).sum())
     rej["potential_abs_V_gt_10"] = int((pcode == 2).sum())
-    parts, nfev, sec["integration"] = _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress)
+    tols = None if windows == 1 else gt.LONG_ADAPTIVE_TOLS  # long orbits: their own ladder
+    parts, nfev, sec["integration"] = _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress, tols)
     t0 = clock()
     cols = _row_columns(pots, orb, t_all, parts, pid0)
     sec["rows"] = clock() - t0
     return cols, {"rejections": rej, "nfev": nfev, "seconds": sec}
 
 
-def _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress) -> tuple[list, int, float]:
-    """Integrate and certify the orbits of the kept potentials, CHUNK potentials per call; count
-    the rejected orbits into `rej`. Returns (parts, nfev, integration seconds); parts: one
+def _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress, tols=None) -> tuple[list, int, float]:
+    """Integrate and certify the orbits of the kept potentials, CHUNK potentials per call (ladder
+    `tols`, None: the default); count the rejected orbits into `rej`. Returns (parts, nfev, integration seconds); parts: one
     (orbit rows, q, p, err_est) of the kept orbits per chunk that had orbits."""
     clock = time.perf_counter
     seconds = 0.0
@@ -284,6 +286,7 @@ def _certify_chunks(config, pots, pcode, orb, t_all, count, rej, progress) -> tu
                 escale,
                 config["integrator"],
                 config["dt"],
+                tols=tols,
             )
             seconds += clock() - t0
             nfev += int(out["nfev"].sum())

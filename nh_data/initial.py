@@ -8,7 +8,8 @@
   wall, (q0, p0) = (0, 0), E0 = V0. u is stored as 0 (no kinetic energy).
 
 Times: W = 100 points on [0, T]: ``random`` = 0, T and 98 sorted uniform
-draws; ``uniform`` = np.linspace(0, T, W).
+draws; ``uniform`` = np.linspace(0, T, W). Long orbits (`sample_long_times`, chained
+windows): K windows of such times end to end, window k's drawn after window k - 1's.
 """
 
 from __future__ import annotations
@@ -75,3 +76,20 @@ def sample_times(
         return np.broadcast_to(np.linspace(0.0, T, W), (R, W)).copy()
     inner = np.sort(rng.uniform(0.0, T, size=(R, W - 2)), axis=1)
     return np.concatenate([np.zeros((R, 1)), inner, np.full((R, 1), T)], axis=1)
+
+
+def sample_long_times(
+    rng: np.random.Generator, R: int, mode: str, windows: int, W: int = WINDOW, T: float = T_END
+) -> np.ndarray:
+    """Output times (R, windows (W - 1) + 1) of orbits spanning `windows` windows [0, T] end to end.
+
+    Window k (0-based) holds k T plus the times of `sample_times` (drawn window after window, so
+    the first k windows' times do not depend on how many follow); the shared ends k T appear
+    once. windows = 1 is `sample_times` itself, with the same draws.
+    """
+    if windows == 1:
+        return sample_times(rng, R, mode, W, T)
+    parts = [np.zeros((R, 1))]
+    for k in range(windows):
+        parts.append(k * T + sample_times(rng, R, mode, W, T)[:, 1:])
+    return np.concatenate(parts, axis=1)

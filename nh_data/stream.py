@@ -6,13 +6,19 @@ random number from ``SeedSequence(seed, spawn_key=(FRESH_SPLIT_CODE, index))``; 
 dataset's shards use split codes 0/1/2 (train/val/test, `build.shard_rng`), so a fresh
 stream never replays a shard of any dataset, even one built with the same seed. The
 calibration stream (`stream="calibration"`, code 4; `nh calibrate --fresh`) never replays a
-training orbit of any run, whatever its seed. A chunk
+training orbit of any run, whatever its seed, and the evaluation stream (`stream="evaluation"`,
+code 5; `nh eval`'s long reference orbits) replays neither a training nor a calibration orbit.
+A chunk
 is drawn and certified exactly like a shard (`build.sample_rows`, the dataset's resolved
 build configuration: ic strata or wall, times random or uniform, integrator, dt), so it is a
 pure function of (config, seed, index, potentials): any process can regenerate it.
 
     config = read_build_config("parquet_data/1000")       # manifest.json "config"
     chunk = fresh_chunk(config, seed=89, index=epoch, potentials=1000)  # V, t, q, p, q0, p0, ...
+    long = fresh_chunk(config, 0, 0, 100, stream="calibration", windows=10)  # orbits to t = 20
+
+`windows` = K > 1 draws long orbits: the same potentials and initial conditions as K = 1,
+times for K windows end to end, integrated and certified to t = K T (`build.sample_rows`).
 
 Never imports torch (`nh_models.fresh` wraps this as a torch Dataset).
 """
@@ -25,13 +31,19 @@ import numpy as np
 
 from .build import sample_rows
 from .errors import NHError
+from .initial import sample_long_times
 from .schema import read_manifest
 
 #: spawn_key split code of fresh streams (train/val/test shards use 0/1/2)
 FRESH_SPLIT_CODE = 3
 #: spawn_key split code of calibration streams (`nh calibrate --fresh`): never a training orbit
 CALIBRATION_SPLIT_CODE = 4
-STREAM_CODES = {"train": FRESH_SPLIT_CODE, "calibration": CALIBRATION_SPLIT_CODE}
+#: spawn_key split code of evaluation streams (`nh eval`'s long orbits): neither of the above
+EVALUATION_SPLIT_CODE = 5
+STREAM_CODES = {"train": FRESH_SPLIT_CODE, "calibration": CALIBRATION_SPLIT_CODE,
+                "evaluation": EVALUATION_SPLIT_CODE}  # fmt: skip
+#: the most windows a long orbit may span (t <= MAX_WINDOWS T)
+MAX_WINDOWS = 1000
 #: config keys `fresh_chunk` reads (every resolved build configuration has them)
 CONFIG_KEYS = ("V0", "ic", "times", "integrator", "dt")
 
@@ -44,7 +56,7 @@ def _check_count(value, name: str, minimum: int) -> int:
 
 
 def fresh_rng(seed: int, index: int, stream: str = "train") -> np.random.Generator:
-    """The generator of chunk `index` of the fresh `stream` ("train" or "calibration") of `seed` (PCG64)."""
+    """The generator of chunk `index` of the fresh `stream` (train, calibration, evaluation) of `seed` (PCG64)."""
     if stream not in STREAM_CODES:
         raise NHError(f"fresh data: stream must be one of {', '.join(STREAM_CODES)}, got {stream!r}")
     ss = np.random.SeedSequence(int(seed), spawn_key=(STREAM_CODES[stream], int(index)))
@@ -86,8 +98,16 @@ def check_stream(config: dict, seed: int, potentials: int) -> tuple[int, int]:
     return seed, potentials
 
 
+def check_windows(windows) -> int:
+    """`windows` as an int in [1, MAX_WINDOWS]; NHError otherwise."""
+    ok = isinstance(windows, (int, np.integer)) and not isinstance(windows, bool)
+    if not ok or not 1 <= windows <= MAX_WINDOWS:
+        raise NHError(f"--windows must be an integer in [1, {MAX_WINDOWS}], got {windows!r}")
+    return int(windows)
+
+
 def fresh_chunk(
-    config: dict, seed: int, index: int, potentials: int, stream: str = "train"
+    config: dict, seed: int, index: int, potentials: int, stream: str = "train", windows: int = 1
 ) -> dict[str, np.ndarray]:
     """Chunk `index` of the fresh `stream` of `seed`: the certified orbits of `potentials` new potentials.
 
@@ -96,9 +116,38 @@ def fresh_chunk(
     are dropped, so a chunk holds up to potentials x orbits_per_potential rows (strata: 4,
     wall: 1). Returns every SCHEMA column: V (R, 100), t, q, p (R, W), q0, p0, E0, u,
     depth, l, err_est (R,) float64, pid, b (R,) int64 (pid = index * potentials + the
-    potential's place in the chunk), knots, coeffs (lists of R arrays).
+    potential's place in the chunk), knots, coeffs (lists of R arrays). windows > 1: t, q, p are
+    (R, windows (W - 1) + 1), orbits to t = windows T certified like a shard's.
     """
     seed, potentials = check_stream(config, seed, potentials)
     index = _check_count(index, "index", 0)
-    cols, _ = sample_rows(config, fresh_rng(seed, index, stream), potentials, pid0=index * potentials)
+    windows = check_windows(windows)
+    cols, _ = sample_rows(config, fresh_rng(seed, index, stream), potentials, pid0=index * potentials,
+                          windows=windows)  # fmt: skip
     return cols
+
+
+def long_orbits(config: dict, rows: dict, rng: np.random.Generator, windows: int) -> dict[str, np.ndarray]:
+    """Given orbits integrated again over `windows` windows end to end (t to windows T), certified
+    like a long chunk's (`ground_truth.LONG_ADAPTIVE_TOLS`), at times drawn from `rng` like a long
+    chunk's (`initial.sample_long_times`).
+
+    rows: a dataset's columns (or `sample_rows`'): knots, coeffs (lists of R arrays), V (R, 100),
+    q0, p0, E0 (R,). Returns t, q, p (R, windows (W - 1) + 1), err_est, code (R,) (index into
+    `ground_truth.REASONS`, 0 = certified; a rejected orbit keeps its last integration) and nfev.
+    Used to extend a test split's orbits (which end at T) for chained-window coverage.
+    """
+    from . import ground_truth as gt
+    from .spline import pack_params
+
+    windows = check_windows(windows)
+    R = len(rows["q0"])
+    packed = [pack_params(k, c) for k, c in zip(rows["knots"], rows["coeffs"], strict=True)]
+    params = np.zeros((R, max((p.size for p in packed), default=1)))
+    for i, p in enumerate(packed):
+        params[i, : p.size] = p
+    t = sample_long_times(rng, R, config["times"], windows)
+    escale = config["V0"] - np.asarray(rows["V"], dtype=np.float64).min(axis=1)
+    out = gt.certified_orbits(params, np.arange(R), rows["q0"], rows["p0"], t, rows["E0"], escale,
+                              config["integrator"], config["dt"], tols=gt.LONG_ADAPTIVE_TOLS)  # fmt: skip
+    return {"t": t, **out}

@@ -27,6 +27,20 @@ validation orbits per stratum leave about 1 point of spread in a stratum's cover
 about 0.2. The file is plain data (JSON): the sorted scores of every stratum, so any level can be asked,
 the quantiles at LEVELS for reading, and the checkpoint's digest (a calibration made for
 other weights is refused). Same run, same data -> same file, byte for byte.
+
+Chained windows (`windows` = K > 1, `nh calibrate RUN --windows K`): a chained window starts
+from a predicted state, so its errors compound and one window's band does not hold for the
+next. Each window k = 1..K gets its own band, calibrated on long certified orbits of `fresh`
+new potentials (the calibration stream again, integrated by the engine to t = K T with the
+same certificate: `nh_data.stream.fresh_chunk(..., windows=K)`). The model predicts them
+exactly as `nh predict` does (`evaluation.structure.chained`: window k answers the times in
+((k - 1) T, k T] from the predicted end state of window k - 1), and window k's score is the
+same nonconformity score over its times. Orbits, not windows, are the exchangeable unit, so
+each window's band is a split-conformal band of its own: at level 1 - alpha, the true orbit
+lies inside window k's band over the whole of window k for at least 1 - alpha of orbits,
+for every k (not all K windows at once). Such a file is VERSION 2: "strata" holds window 1's
+scores as a VERSION 1 file does, "later_windows" windows 2..K; VERSION 1 files still load
+(one window).
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +57,13 @@ import numpy as np
 
 from nh_data.errors import NHError
 from nh_data.fileio import write_json_atomic
+from nh_data.problem import T_END
 
 FILE = "calibration.json"
 FORMAT = "nh-calibration"
-VERSION = 1
+VERSION = 2  # the version of a file with chained windows (windows > 1)
+VERSION_ONE_WINDOW = 1  # a one-window file keeps version 1, byte for byte as before
+VERSIONS = (1, 2)  # what loads
 LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 SCORE_KINDS = ("max", "scaled")
 DEFAULT_KIND = "scaled"
@@ -56,6 +73,7 @@ FRESH_SEED = 0  # the seed of the calibration stream (`fresh` > 0): orbits depen
 FRESH_CHUNK = 1000  # potentials per generated chunk of calibration orbits
 N_SIGMA = 2000  # train orbits that fix sigma_q, sigma_p of the "scaled" score
 BATCH = 1024
+WINDOWS_FRESH = 1000  # new potentials of a calibration with windows > 1 when `fresh` is not given
 
 
 def conformal_quantile(sorted_scores: np.ndarray, level: float) -> float:
@@ -88,23 +106,34 @@ class Calibration:
     kind: str
     sigma_q: float
     sigma_p: float
-    scores: dict[str, np.ndarray]  # stratum -> sorted scores (POOLED included)
+    scores: dict[str, np.ndarray]  # stratum -> sorted scores (POOLED included): window 1
     meta: dict[str, Any]
     margin: float = 0.0  # see target_level
+    later: list[dict[str, np.ndarray]] = field(default_factory=list)  # windows 2..K, like `scores`
 
     @property
     def strata(self) -> list[str]:
         return [s for s in self.scores if s != POOLED]
 
-    def quantile(self, stratum: str, level: float) -> float:
-        """Q of the stratum at `level` (the pooled scores for a stratum not calibrated)."""
-        return conformal_quantile(
-            self.scores.get(stratum, self.scores[POOLED]), target_level(level, self.margin)
-        )
+    @property
+    def windows(self) -> int:
+        """K: the chained windows calibrated (window k covers t in ((k - 1) T, k T])."""
+        return 1 + len(self.later)
 
-    def half_widths(self, stratum: str, level: float) -> tuple[float, float]:
-        """Half-widths (of the q band, of the p band) for an orbit of `stratum` at `level`."""
-        Q = self.quantile(stratum, level)
+    def window_scores(self, window: int = 1) -> dict[str, np.ndarray]:
+        """The sorted scores per stratum of chained window `window` (1-based, <= `windows`)."""
+        if not 1 <= window <= self.windows:
+            raise NHError(f"window {window} is not calibrated (windows 1 to {self.windows})")
+        return self.scores if window == 1 else self.later[window - 2]
+
+    def quantile(self, stratum: str, level: float, window: int = 1) -> float:
+        """Q of the stratum at `level` in chained `window` (the pooled scores for a stratum not calibrated)."""
+        scores = self.window_scores(window)
+        return conformal_quantile(scores.get(stratum, scores[POOLED]), target_level(level, self.margin))
+
+    def half_widths(self, stratum: str, level: float, window: int = 1) -> tuple[float, float]:
+        """Half-widths (of the q band, of the p band) for an orbit of `stratum` at `level` in `window`."""
+        Q = self.quantile(stratum, level, window)
         return Q * self.sigma_q, Q * self.sigma_p
 
     def scores_of(self, q_hat, p_hat, q, p) -> np.ndarray:
@@ -160,11 +189,23 @@ def _check_fresh(potentials) -> None:
         raise NHError(f"--fresh must be a positive number of potentials, got {potentials!r}")
 
 
-def fresh_arrays(data_dir, potentials: int, progress: bool = False):
+def _chunk_arrays(config: dict, seed: int, index: int, size: int, stream: str, windows: int) -> dict:
+    """The float64 columns V, t, ic, q, p, u of one fresh chunk (a pool task: module level)."""
+    from nh_data.stream import fresh_chunk
+
+    c = fresh_chunk(config, seed, index, size, stream=stream, windows=windows)
+    c["ic"] = np.stack([c["q0"], c["p0"]], axis=1)
+    return {k: np.asarray(c[k], dtype=np.float64) for k in ("V", "t", "ic", "q", "p", "u")}
+
+
+def fresh_arrays(data_dir, potentials: int, progress: bool = False, *, windows: int = 1,
+                 stream: str = "calibration", seed: int = FRESH_SEED):  # fmt: skip
     """V, t, ic, q, p (float64) and u of the orbits of `potentials` new potentials drawn like the
-    folder's from the calibration stream (FRESH_SEED), in chunks of FRESH_CHUNK; and their count."""
+    folder's from the calibration stream (FRESH_SEED), in chunks of FRESH_CHUNK; and their count.
+    windows > 1: long orbits to t = windows T (t, q, p: (n, windows (W - 1) + 1)); `stream` and
+    `seed` pick another stream (`nh_data.stream`)."""
     from nh_data.progress import iterate
-    from nh_data.stream import fresh_chunk, read_build_config
+    from nh_data.stream import read_build_config
 
     _check_fresh(potentials)
     config = read_build_config(data_dir)
@@ -172,40 +213,18 @@ def fresh_arrays(data_dir, potentials: int, progress: bool = False):
     chunks = -(-int(potentials) // size)
     out: dict[str, list] = {k: [] for k in ("V", "t", "ic", "q", "p", "u")}
     for index in iterate(range(chunks), desc="calibration orbits", unit="chunk", enabled=progress):
-        c = fresh_chunk(config, FRESH_SEED, index, min(size, potentials - index * size), stream="calibration")
-        c["ic"] = np.stack([c["q0"], c["p0"]], axis=1)
+        c = _chunk_arrays(config, seed, index, min(size, potentials - index * size), stream, windows)
         for k in out:
-            out[k].append(np.asarray(c[k], dtype=np.float64))
+            out[k].append(c[k])
     a = {k: np.concatenate(v) for k, v in out.items()}
     u = a.pop("u")
     return a, u, len(u)
 
 
-def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int = 0, fresh: int = 0,
-                        margin: float = MARGIN, progress: bool = False, orbits=None) -> dict[str, Any]:  # fmt: skip
-    """Calibration data (JSON-ready) of a predictor on the val split of `data_dir`, or on the
-    orbits of `fresh` new potentials drawn like it (`fresh_arrays`; `orbits`: what it returned,
-    when several predictors are calibrated on the same orbits)."""
-    from .evaluation.metrics import STRATA, WALL, stratum_labels
+def _strata_scores(s: np.ndarray, labels: np.ndarray, margin: float) -> dict[str, Any]:
+    """calibration.json's "strata" of the scores `s` (n,) of orbits with stratum `labels`."""
+    from .evaluation.metrics import STRATA, WALL
 
-    if kind not in SCORE_KINDS:
-        raise NHError(f"calibration score must be one of {', '.join(SCORE_KINDS)}, got {kind!r}")
-    if not 0.0 <= margin < 1.0:
-        raise NHError(f"calibration margin must lie in [0, 1), got {margin!r}")
-    if fresh:
-        _check_fresh(fresh)  # before the sigmas' predictions
-    sigma_q, sigma_p = fit_sigmas(predict, data_dir, seed) if kind == "scaled" else (1.0, 1.0)
-    if fresh:
-        a, u, n = fresh_arrays(data_dir, fresh, progress) if orbits is None else orbits
-        where = f"{fresh} new potentials drawn like {data_dir}"
-    else:
-        a, u, n = _split_arrays(data_dir, "val")
-        where = f"the val split of {data_dir}"
-    if n < 2:
-        raise NHError(f"{where} has {n} orbits; calibration needs at least 2")
-    q_hat, p_hat = _predict_all(predict, a)
-    s = nonconformity(q_hat, p_hat, a["q"], a["p"], sigma_q, sigma_p)
-    labels = stratum_labels(u)
     strata: dict[str, Any] = {}
     for name in [x[0] for x in STRATA] + [WALL, POOLED]:
         sel = np.sort(s if name == POOLED else s[labels == name])
@@ -217,10 +236,132 @@ def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int =
                 },
                 "scores": [float(x) if math.isfinite(x) else None for x in sel],
             }
-    return {
+    return strata
+
+
+def window_errors(predict, V, ic, t, q, p, windows: int) -> np.ndarray:
+    """(n, windows, 2): max |q_hat - q| and max |p_hat - p| over each chained window k = 1..windows
+    (the times in ((k - 1) T, k T], t = 0 in window 1) of orbits V (n, 100), ic (n, 2), t, q, p
+    (n, N), the predictor chained exactly as `nh predict` chains it (`evaluation.structure.chained`).
+    A non-finite error counts as inf; NaN: the orbit has no time in that window."""
+    from .evaluation.structure import chained, window_of
+
+    q_hat, p_hat = chained(predict, V, ic, t)
+    k = window_of(t)  # (n, N) 0-based
+    out = np.full((len(V), windows, 2), np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for j, (x_hat, x) in enumerate(((q_hat, q), (p_hat, p))):
+            d = np.abs(x_hat - x)
+            d = np.where(np.isfinite(d), d, np.inf)
+            for w in range(windows):
+                sel = k == w
+                m = np.where(sel, d, -np.inf).max(axis=1)
+                out[:, w, j] = np.where(sel.any(axis=1), m, np.nan)
+    return out
+
+
+def scores_from_errors(errors: np.ndarray, sigma_q: float = 1.0, sigma_p: float = 1.0) -> np.ndarray:
+    """(n, windows) nonconformity scores from `window_errors`' maxima: max(max|dq| / sigma_q,
+    max|dp| / sigma_p) is `nonconformity` over the window, bit for bit (dividing by a positive
+    number keeps the order); inf where an error is; NaN where the orbit has no time in the window."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.maximum(errors[..., 0] / sigma_q, errors[..., 1] / sigma_p)
+
+
+def long_orbit_errors(predictors: list, data_dir, potentials: int, windows: int, *, stream: str = "calibration",
+                      seed: int = FRESH_SEED, workers: int = 1, progress: bool = False):  # fmt: skip
+    """`window_errors` of each predictor on the long orbits (to t = windows T) of `potentials` new
+    potentials drawn like `data_dir`'s from the fresh `stream` of `seed`, chunk by chunk (the
+    orbits themselves are never all held at once); returns ([(n, windows, 2) per predictor], u (n,)).
+
+    `workers` processes draw and certify the chunks while this one predicts; the result does
+    not depend on how many (a chunk is a pure function of its index, and chunks are put
+    together in index order)."""
+    from nh_data.progress import bar
+    from nh_data.stream import check_windows, read_build_config
+
+    _check_fresh(potentials)
+    windows = check_windows(windows)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise NHError(f"--workers must be a positive integer, got {workers!r}")
+    config = read_build_config(data_dir)
+    size = min(int(potentials), FRESH_CHUNK)
+    chunks = -(-int(potentials) // size)
+    tasks = [(config, seed, i, min(size, potentials - i * size), stream, windows) for i in range(chunks)]
+    errors: list[list] = [[None] * chunks for _ in predictors]
+    us: list = [None] * chunks
+    desc = f"{stream} orbits to t = {windows * T_END:g}"
+    with bar(chunks, desc=desc, unit="chunk", enabled=progress) as b:
+
+        def done(i: int, a: dict) -> None:
+            us[i] = a["u"]
+            for j, predict in enumerate(predictors):
+                errors[j][i] = window_errors(predict, a["V"], a["ic"], a["t"], a["q"], a["p"], windows)
+            b.update(1)
+
+        if workers == 1 or chunks == 1:
+            for i, args in enumerate(tasks):
+                done(i, _chunk_arrays(*args))
+        else:
+            from nh_data.pool import run_tasks
+
+            run_tasks(_chunk_arrays, tasks, workers, done)
+    return [np.concatenate(e) for e in errors], np.concatenate(us)
+
+
+def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int = 0, fresh: int = 0,
+                        margin: float = MARGIN, progress: bool = False, orbits=None, windows: int = 1,
+                        workers: int = 1, errors=None) -> dict[str, Any]:  # fmt: skip
+    """Calibration data (JSON-ready) of a predictor on the val split of `data_dir`, or on the
+    orbits of `fresh` new potentials drawn like it (`fresh_arrays`; `orbits`: what it returned,
+    when several predictors are calibrated on the same orbits).
+
+    windows = K > 1: one band per chained window k = 1..K, on the long orbits (to t = K T) of
+    `fresh` new potentials (WINDOWS_FRESH when 0), chained as `nh predict` chains them
+    (`long_orbit_errors`, `workers` processes drawing the orbits; `errors`: what it returned for
+    this predictor, (errors (n, K, 2), u), when several predictors share the orbits)."""
+    from nh_data.stream import check_windows
+
+    from .evaluation.metrics import stratum_labels
+
+    if kind not in SCORE_KINDS:
+        raise NHError(f"calibration score must be one of {', '.join(SCORE_KINDS)}, got {kind!r}")
+    if not 0.0 <= margin < 1.0:
+        raise NHError(f"calibration margin must lie in [0, 1), got {margin!r}")
+    windows = check_windows(windows)
+    if windows > 1 and not fresh:
+        fresh = WINDOWS_FRESH  # long orbits exist only fresh: a data folder's orbits end at T
+    if fresh:
+        _check_fresh(fresh)  # before the sigmas' predictions
+    if windows > 1 and errors is None:  # first: the worker processes fork before the network runs
+        (err,), u = long_orbit_errors([predict], data_dir, fresh, windows, workers=workers, progress=progress)
+        errors = (err, u)
+    sigma_q, sigma_p = fit_sigmas(predict, data_dir, seed) if kind == "scaled" else (1.0, 1.0)
+    if windows > 1:
+        err, u = errors
+        n = len(u)
+        where = f"{fresh} new potentials drawn like {data_dir}"
+    elif fresh:
+        a, u, n = fresh_arrays(data_dir, fresh, progress) if orbits is None else orbits
+        where = f"{fresh} new potentials drawn like {data_dir}"
+    else:
+        a, u, n = _split_arrays(data_dir, "val")
+        where = f"the val split of {data_dir}"
+    if n < 2:
+        raise NHError(f"{where} has {n} orbits; calibration needs at least 2")
+    labels = stratum_labels(u)
+    if windows == 1:
+        q_hat, p_hat = _predict_all(predict, a)
+        scores = nonconformity(q_hat, p_hat, a["q"], a["p"], sigma_q, sigma_p)[:, None]
+    else:
+        if err.shape[1:] != (windows, 2):
+            raise NHError(f"the calibration errors hold {err.shape[1]} windows, not {windows}")
+        scores = scores_from_errors(err, sigma_q, sigma_p)
+    out = {
         "format": FORMAT,
-        "version": VERSION,
-        "method": "split conformal, simultaneous over the window, per energy stratum of u",
+        "version": VERSION_ONE_WINDOW if windows == 1 else VERSION,
+        "method": "split conformal, simultaneous over the window, per energy stratum of u"
+        + ("" if windows == 1 else ", per chained window"),
         "score": {"kind": kind, "sigma_q": sigma_q, "sigma_p": sigma_p},
         "margin": margin,
         "split": "fresh" if fresh else "val",
@@ -230,8 +371,24 @@ def calibrate_predictor(predict, data_dir, kind: str = DEFAULT_KIND, seed: int =
             else {}
         ),
         "n": int(n),
-        "strata": strata,
+        "strata": _strata_scores(scores[:, 0], labels, margin),
     }
+    if windows > 1:
+        from nh_data.ground_truth import CERT_TOL, LONG_ADAPTIVE_TOLS
+        from nh_data.initial import orbits_per_potential
+        from nh_data.stream import read_build_config
+
+        drawn = int(fresh) * orbits_per_potential(read_build_config(data_dir)["ic"])
+        out["fresh"]["rejected"] = drawn - int(n)  # orbits drawn but not kept (not certified to K T)
+        out["fresh"]["certificate"] = {"cert_tol": CERT_TOL, "adaptive_tols": list(LONG_ADAPTIVE_TOLS)}
+        out["windows"] = windows
+        out["window_length"] = T_END
+        out["later_windows"] = [
+            {"window": k, "t": [(k - 1) * T_END, k * T_END],
+             "strata": _strata_scores(scores[:, k - 1], labels, margin)}  # fmt: skip
+            for k in range(2, windows + 1)
+        ]
+    return out
 
 
 def _finite(x: float) -> float | None:
@@ -246,13 +403,19 @@ def calibrate(
     device: str = "cpu",
     fresh: int = 0,
     progress: bool = False,
+    windows: int = 1,
+    workers: int = 1,
 ) -> tuple[dict[str, Any], Path]:
     """`nh calibrate`: calibrate the run's best checkpoint on the val split (or on `fresh` new
     potentials drawn like it); write RUN/calibration.json.
 
+    windows = K > 1: a band for each chained window k = 1..K, on long orbits of `fresh` new
+    potentials (WINDOWS_FRESH when 0) integrated to t = K T; `workers` processes draw them.
     data_dir None: the folder the run was trained on (recorded in its checkpoint).
     Returns (the calibration data, its path).
     """
+    from nh_data.stream import check_windows
+
     from .evaluation.predictors import model_predictor
     from .training.checkpoint import build_model, checkpoint_path, load_checkpoint
 
@@ -264,34 +427,50 @@ def calibrate(
             raise NHError(f"the data folder of {run} ({data_dir}) is gone; give --data DIR")
     if not Path(data_dir).is_dir():
         raise NHError(f"data directory {str(data_dir)!r} does not exist")
+    windows = check_windows(windows)
     predict = model_predictor(build_model(ckpt, device), device)
-    cal = calibrate_predictor(predict, data_dir, kind=kind, fresh=fresh, progress=progress)
+    cal = calibrate_predictor(predict, data_dir, kind=kind, fresh=fresh, progress=progress, windows=windows,
+                              workers=workers)  # fmt: skip
+    return cal, write_calibration(run, ckpt, data_dir, cal)
+
+
+def write_calibration(run_dir, ckpt: dict, data_dir, cal: dict[str, Any]) -> Path:
+    """RUN/calibration.json of `calibrate_predictor`'s data for the checkpoint `ckpt` (its model,
+    epoch and digest added, and the data folder), written atomically; its path."""
     cal["run"] = {"model": ckpt["model_name"], "epoch": int(ckpt["epoch"]), "digest": ckpt["digest"]}
     cal["data_dir"] = str(Path(data_dir).resolve())
-    path = run / FILE
+    path = Path(run_dir) / FILE
     write_json_atomic(path, cal)
-    return cal, path
+    return path
 
 
 def from_dict(obj: dict[str, Any], where: str = FILE) -> Calibration:
     """A Calibration from calibration.json's data (NHError when it is not one)."""
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
-        raise NHError(f"{where} is not a Neural Hamilton calibration (format {FORMAT} v{VERSION})")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") not in VERSIONS:
+        raise NHError(f"{where} is not a Neural Hamilton calibration (format {FORMAT} v{VERSION} or older)")
+
+    def sorted_scores(strata: dict) -> dict[str, np.ndarray]:
+        return {
+            k: np.sort(np.array([math.inf if x is None else float(x) for x in v["scores"]]))
+            for k, v in strata.items()
+        }
+
     try:
         score = obj["score"]
-        scores = {
-            k: np.sort(np.array([math.inf if x is None else float(x) for x in v["scores"]]))
-            for k, v in obj["strata"].items()
-        }
+        scores = sorted_scores(obj["strata"])
+        later = [sorted_scores(w["strata"]) for w in obj.get("later_windows", [])]  # version 1: none
+        windows = int(obj.get("windows", 1))
         margin = float(obj.get("margin", 0.0))  # a file of before the margin: the plain band
         cal = Calibration(
-            score["kind"], float(score["sigma_q"]), float(score["sigma_p"]), scores, obj, margin
+            score["kind"], float(score["sigma_q"]), float(score["sigma_p"]), scores, obj, margin, later
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NHError(f"{where} is malformed ({exc!r})") from None
     if not 0.0 <= cal.margin < 1.0:
         raise NHError(f"{where} is malformed (margin {cal.margin!r} outside [0, 1))")
-    if POOLED not in cal.scores or not len(cal.scores[POOLED]):
+    if windows != cal.windows:
+        raise NHError(f"{where} is malformed ({windows} windows announced, {cal.windows} held)")
+    if any(POOLED not in w or not len(w[POOLED]) for w in [cal.scores, *cal.later]):
         raise NHError(f"{where} holds no scores")
     return cal
 

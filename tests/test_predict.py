@@ -176,16 +176,74 @@ def test_chained_prediction_equals_nh_evals_chaining(run):
 def test_bands_come_from_the_calibration(run):
     model, _ = load_run(run)
     cal = load_calibration(run)
+    assert cal.windows == 1  # `train` calibrates one window
     V = POTENTIALS["sho"].sensors()
-    q, p, b = predict(run, V, (0.5, 1.0), np.linspace(0, 4, 41), level=0.9)
+    q, p, b = predict(run, V, (0.5, 1.0), np.linspace(0, 2, 21), level=0.9)
     assert b.stratum == "[0.05,0.35)"
     hq, hp = cal.half_widths("[0.05,0.35)", 0.9)
     assert (b.half_q, b.half_p) == (hq, hp) and hq > 0
-    np.testing.assert_allclose(b.q_hi - q, np.full(41, hq), rtol=0, atol=1e-12)  # q + hq - q: round-off
+    np.testing.assert_allclose(b.q_hi - q, np.full(21, hq), rtol=0, atol=1e-12)  # q + hq - q: round-off
+    assert b.calibrated.all() and b.windows == 1 and b.notes == []
+    # past the calibrated window: refused, or (allow_uncalibrated) no band there
+    with pytest.raises(NHError, match=r"calibrated for 1 chained window \(t <= 2\).*--windows 2"):
+        predict(run, V, (0.5, 1.0), np.linspace(0, 4, 41), level=0.9)
+    q, p, b = predict(run, V, (0.5, 1.0), np.linspace(0, 4, 41), level=0.9, allow_uncalibrated=True)
     assert b.calibrated.tolist() == [True] * 21 + [False] * 20
-    assert any("first 2-s window only" in n for n in b.notes)
+    assert np.isfinite(b.q_lo[:21]).all() and np.isnan(b.q_lo[21:]).all() and np.isnan(b.p_hi[21:]).all()
+    assert any("no band past t = 2" in n for n in b.notes)
+    assert predict(run, V, (0.5, 1.0), np.linspace(0, 4, 41))[2] is None  # no band asked: any time
     with pytest.raises(NHError, match="no calibration"):
         predict(model, V, (0.5, 1.0), [1.0], level=0.9)
+
+
+def test_nh_predict_refuses_times_past_the_calibrated_windows(run, tmp_path):
+    out = tmp_path / "o.csv"
+    res = _predict(run, "--potential", "sho", "--ic", "0.5,1", "--t-max", "10", "--out", out)
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and not out.exists(), res.output
+    assert "calibrated for 1 chained window (t <= 2) and the times reach 10" in res.stderr
+    assert f"nh calibrate {run} --windows 5" in res.stderr and "--allow-uncalibrated" in res.stderr
+    res = _predict(run, "--potential", "sho", "--ic", "0.5,1", "--t-max", "10", "--allow-uncalibrated",
+                   "--check", "--out", out)  # fmt: skip
+    assert res.exit_code == 0 and out.is_file(), res.output
+    assert "Note: no band past t = 2" in res.stderr and "in the first window" in res.stdout
+
+
+def _orbits():
+    """Four potentials, their starts, and per-orbit times spread over 4 windows (various counts per window)."""
+    names = ("sho", "morse", "quartic", "mff")
+    V = np.stack([POTENTIALS[n].sensors() for n in names])
+    ic = np.array([[0.5, 1.0], [0.4, 0.3], [0.5, 0.5], [0.45, -0.2]])
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 7.5, (4, 37)), axis=1)
+    t[:, 0] = 0.0
+    t[1, 5] = 2.0  # a window's end
+    return V, ic, t
+
+
+def test_batch_prediction_equals_one_orbit_predictions(run):
+    import nh_models
+
+    V, ic, t = _orbits()
+    warnings: list[str] = []
+    q, p, b = nh_models.predict(run, V, ic, t, level=0.9, allow_uncalibrated=True, warnings=warnings)
+    assert q.shape == p.shape == t.shape and b.q_lo.shape == t.shape and len(b.stratum) == 4
+    for i in range(4):
+        one = []
+        qi, pi, bi = predict(run, V[i], ic[i], t[i], level=0.9, allow_uncalibrated=True, warnings=one)
+        np.testing.assert_allclose(q[i], qi, rtol=0, atol=1e-6)  # float32 network: round-off
+        np.testing.assert_allclose(p[i], pi, rtol=0, atol=1e-6)
+        assert b.stratum[i] == bi.stratum and b.half_q[i] == bi.half_q
+        np.testing.assert_array_equal(b.calibrated[i], bi.calibrated)
+        np.testing.assert_allclose(b.q_hi[i], bi.q_hi, rtol=0, atol=1e-6)
+        assert [f"orbit {i}: {w}" for w in one] == [w for w in warnings if w.startswith(f"orbit {i}: ")]
+    # the same times for every orbit: t (N,)
+    q2, _, _ = predict(run, V, ic, t[0])
+    np.testing.assert_allclose(q2[2], predict(run, V[2], ic[2], t[0])[0], rtol=0, atol=1e-6)
+    for bad_ic, bad_t, message in ((ic[:3], t, r"ic of shape \(4, 2\)"), (ic, t[:3], r"t of shape \(4, N\)")):
+        with pytest.raises(NHError, match=message):
+            predict(run, V, bad_ic, bad_t)
+    with pytest.raises(NHError, match="calibrated for 1 chained window"):  # checked before the network runs
+        predict(run, V, ic, t, level=0.9)
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written

@@ -51,7 +51,8 @@ def test_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert ns["cfg"]["train"]["epochs"] == 20  # load_run: the small recipe the run trained
     q, p, bands = ns["q"], ns["p"], ns["bands"]
     assert q.shape == p.shape == (300,) and np.isfinite(q).all() and np.isfinite(p).all()
-    assert bands is not None and bands.q_lo.shape == (300,)
+    assert bands is not None and bands.q_lo.shape == (300,) and bands.windows == 3 and bands.calibrated.all()
+    assert ns["qs"].shape == (2, 300)  # a batch
 
 
 def _nh_lines() -> list[list[str]]:

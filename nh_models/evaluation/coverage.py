@@ -5,17 +5,24 @@ The split-conformal guarantee holds for one window drawn like the calibration or
 chained window starts from a predicted state, not a true one, so its errors compound and
 the band (the same width) covers fewer orbits as time goes on: `chained_coverage` measures
 how many, the truth there being Yoshida 8 at dt = 1e-3 on the sensor interpolant.
+
+A calibration of K chained windows (`nh calibrate --windows K`) has a band per window:
+`window_coverage` scores window k's band in window k, on long certified orbits that are
+neither calibration nor test orbits (`long_window_coverage`: the engine's evaluation stream,
+drawn like the test data; or the test orbits themselves when they reach past one window).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from nh_data.problem import WINDOW
+from nh_data.errors import NHError
+from nh_data.problem import T_END, WINDOW
 
-from ..calibration import POOLED, Calibration
+from ..calibration import POOLED, Calibration, long_orbit_errors, scores_from_errors, window_errors
 from .metrics import STRATA, WALL, stratum_labels
 from .oracle import integrator_predict
 from .structure import chain
@@ -63,3 +70,52 @@ def chained_coverage(cal: Calibration, predict, V, ic, u, n_windows: int, window
         s = cal.scores_of(q_hat[:, sl], p_hat[:, sl], q[:, sl], p[:, sl])
         rows.append({"window": k + 1, "t_end": float(t[sl][-1]), "coverage": float(np.mean(s <= Q))})
     return rows
+
+
+def window_coverage(cal: Calibration, errors: np.ndarray, u: np.ndarray, level: float = CHAIN_LEVEL) -> list[dict]:
+    """Per chained window k = 1..K of the calibration: the fraction of orbits inside window k's own
+    band over the whole window, its standard error sqrt(c (1 - c) / n), the mean full widths
+    (2 Q sigma) and the coverage per stratum. errors: `calibration.window_errors` (n, >= K, 2);
+    an orbit with no time in a window is not counted there."""
+    labels = _labels(cal, u)
+    rows = []
+    for k in range(1, cal.windows + 1):
+        s = scores_from_errors(errors[:, k - 1], cal.sigma_q, cal.sigma_p)
+        present = ~np.isnan(s)
+        Q = np.array([cal.quantile(lb, level, k) for lb in labels])
+        inside = s <= Q
+        n = int(present.sum())
+        c = float(np.mean(inside[present])) if n else math.nan
+        rows.append({
+            "window": k, "t_end": k * T_END, "n": n, "level": level, "coverage": c,
+            "se": math.sqrt(c * (1 - c) / n) if n else math.nan,
+            "width_q": float(np.mean(2 * Q[present] * cal.sigma_q)) if n else math.nan,
+            "width_p": float(np.mean(2 * Q[present] * cal.sigma_p)) if n else math.nan,
+            "strata": {name if name != POOLED else "uncalibrated": float(np.mean(inside[present & (labels == name)]))
+                       for name in dict.fromkeys(labels[present])},
+        })  # fmt: skip
+    return rows
+
+
+def long_window_coverage(cal: Calibration, predict, data, potentials: int, seed: int = 0,
+                         progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """{"windows": `window_coverage` rows, "windows_source": where the orbits came from}, or
+    {"windows_note": why not}. The orbits: `data`'s own (a TestData) when they reach past one
+    window, else the long orbits of `potentials` new potentials drawn like `data.source`'s from
+    the engine's evaluation stream of `seed` (never a training, calibration or test orbit),
+    integrated and certified to t = K T like the calibration's."""
+    if cal.windows < 2:
+        return {}
+    if float(np.max(data.t)) > T_END:
+        err = window_errors(predict, data.V, data.ic, data.t, data.q, data.p, cal.windows)
+        u, source = data.u, {"orbits": "test", "n": len(data.u)}
+    elif potentials > 0:
+        try:
+            (err,), u = long_orbit_errors([predict], data.source, potentials, cal.windows, stream="evaluation",
+                                          seed=seed, progress=progress)  # fmt: skip
+        except NHError as exc:
+            return {"windows_note": f"no per-window coverage: {exc}"}
+        source = {"orbits": "evaluation stream", "seed": seed, "potentials": potentials, "n": len(u)}
+    else:
+        return {}
+    return {"windows": window_coverage(cal, err, u), "windows_source": source}

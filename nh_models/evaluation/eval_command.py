@@ -107,14 +107,19 @@ def _baselines_physics(cases: list[PhysicsCase], settings: EvalSettings, curves:
     return out
 
 
-def _coverage(cal, cand: Candidate, scores: np.ndarray, u: np.ndarray, sub: TestData, settings: EvalSettings):
-    """Band coverage per stratum on the test split, and its decay along chained windows."""
-    from .coverage import N_CHAIN, chained_coverage, coverage_summary
+def _coverage(cal, cand: Candidate, scores: np.ndarray, u: np.ndarray, sub: TestData, settings: EvalSettings,
+              progress: bool = False):  # fmt: skip
+    """Band coverage per stratum on the test split, its decay along chained windows and, for a
+    calibration of K windows, each window's own band on long orbits (`long_window_coverage`)."""
+    from .coverage import N_CHAIN, chained_coverage, coverage_summary, long_window_coverage
 
     out = coverage_summary(cal, scores, u)
     few = sub.take(np.arange(min(N_CHAIN, len(sub.u))))
     n_windows = int(round(settings.t_long / settings.window))
     out["chained"] = chained_coverage(cal, cand.predict, few.V, few.ic, few.u, n_windows, settings.window)
+    if cal.windows > 1:
+        _log(f"{cand.label}: coverage of its {cal.windows} windows' bands on long orbits", progress)
+        out |= long_window_coverage(cal, cand.predict, sub, settings.window_potentials, settings.seed, progress)
     return out
 
 
@@ -140,7 +145,7 @@ def _test_set_metrics(cand: Candidate, test, sub, settings: EvalSettings, progre
             scores.append(cal.scores_of(q_hat, p_hat, b.q, b.p))
     out: dict[str, Any] = {"test": summarize({k: np.concatenate(v) for k, v in errs.items()}, test.u)}
     if cal is not None:
-        out["coverage"] = _coverage(cal, cand, np.concatenate(scores), test.u, sub, settings)
+        out["coverage"] = _coverage(cal, cand, np.concatenate(scores), test.u, sub, settings, progress)
     return out
 
 

@@ -283,6 +283,40 @@ def coverage_table(metrics: dict[str, Any]) -> str:
             "the sensor interpolant:\n\n"
             + _table(["run"] + [f"t <= {(k + 1) * w:g}" for k in range(n)], chained)
         )
+    return text + window_coverage_table(metrics)
+
+
+def window_coverage_table(metrics: dict[str, Any]) -> str:
+    """Coverage of each chained window's own band (a calibration of K windows), +- its standard error."""
+    rows, widths, notes, n_max = [], [], [], 0
+    for label, r in metrics["runs"].items():
+        cov = r.get("coverage") or {}
+        if cov.get("windows_note"):
+            notes.append(f"{label}: {cov['windows_note']}")
+        ws = cov.get("windows")
+        if not ws:
+            continue
+        n_max = max(n_max, len(ws))
+        src = cov.get("windows_source", {})
+        rows.append([label, src.get("n")] + [f"{x['coverage']:.3f} ± {x['se']:.3f}" if x["n"] else "—" for x in ws])
+        widths.append([label] + [x["width_q"] for x in ws])
+    if not rows and not notes:
+        return ""
+    text = "\n\n" + "\n".join(f"Note: {n}" for n in notes) if notes else ""
+    if rows:
+        w = metrics["settings"]["window"]
+        cols = [f"t <= {(k + 1) * w:g}" for k in range(n_max)]
+        rows = [r + [""] * (n_max + 2 - len(r)) for r in rows]
+        widths = [r + [""] * (n_max + 1 - len(r)) for r in widths]
+        text += (
+            "\n\nEach chained window's own 0.9 band (a calibration of K windows, `nh calibrate --windows K`): "
+            "coverage ± its standard error sqrt(c (1 - c) / n) on n long certified orbits: new ones drawn like "
+            "the test data from the engine's evaluation stream (neither calibration nor test orbits), or the "
+            "test orbits themselves where they reach past one window:\n\n"
+            + _table(["run", "n"] + cols, rows)
+            + "\n\nMean full width of the q band (0.9) per window:\n\n"
+            + _table(["run"] + cols, widths)
+        )
     return text
 
 

@@ -24,6 +24,7 @@ class EvalSettings:
     eps: float = 1e-6  # finite-difference step for det J (fourth-order stencils, float64 evaluation)
     window: float = T_END  # length of a chained window
     t_long: float = 20.0  # chain windows up to this time
+    window_potentials: int = 125  # new potentials (4 orbits each) for per-window band coverage (0: none)
     batch_size: int = 2048
     repeats: int = 3  # timing: best of this many after a warm-up
     compiled: bool = False  # SympONet's equal-cost table: time compiled kernels of both sides (nh_models.compiled)

@@ -1,7 +1,8 @@
 """Structure beyond MSE: energy error |H(q, p) - H(q0, p0)| along predicted trajectories,
 det d(q, p)(t) / d(q0, p0) (a symplectic flow keeps it 1) by finite differences for any
 predictor and by automatic differentiation for a network, and long-time prediction by
-chaining windows (end state -> next ic)."""
+chaining windows (end state -> next ic: `chain` on a uniform grid, `chained` at any times, as
+`nh predict` and the per-window calibration chain them)."""
 
 from __future__ import annotations
 
@@ -179,6 +180,45 @@ def chain(
         ps.append(p[:, 1:])
         state = np.stack([q[:, -1], p[:, -1]], axis=1)
     return np.concatenate(ts), np.concatenate(qs, axis=1), np.concatenate(ps, axis=1)
+
+
+def window_of(t: np.ndarray, window: float = T_END) -> np.ndarray:
+    """The chained window (0-based) that answers each time: t in (k T, (k + 1) T] -> k; t = 0 -> 0."""
+    return np.maximum(np.ceil(t / window - 1e-12).astype(np.int64) - 1, 0)
+
+
+def chained(predictor, V: np.ndarray, ic: np.ndarray, t: np.ndarray, window: float = T_END):
+    """q, p at times t (any order), windows chained as `nh eval` chains them: one orbit (V (100,),
+    ic (2,), t (N,) -> (N,)) or a batch (V (B, 100), ic (B, 2), t (B, N) -> (B, N)).
+
+    A batch is predicted window by window, all its orbits at once (those with the same number of
+    times in the window in one call); one orbit is the batch of one."""
+    single = np.ndim(V) == 1
+    V = np.atleast_2d(V)
+    ic = np.asarray(ic, dtype=np.float64).reshape(-1, 2)
+    t = np.atleast_2d(np.asarray(t, dtype=np.float64))
+    k = window_of(t, window)  # (B, N) window of each time
+    n_windows = int(k.max()) + 1
+    if n_windows > 1:
+        _, qc, pc = chain(predictor, V, ic, n_windows - 1, window, WINDOW)  # starts of windows 1..n-1
+        starts = np.stack([qc[:, :: WINDOW - 1], pc[:, :: WINDOW - 1]], axis=2)  # (B, n_windows, 2)
+    else:
+        starts = ic[:, None, :]
+    q = np.empty_like(t)
+    p = np.empty_like(t)
+    for w in np.unique(k):
+        sel = k == w
+        counts = sel.sum(axis=1)
+        for c in np.unique(counts[counts > 0]):
+            rows = np.flatnonzero(counts == c)
+            mask = np.zeros_like(sel)
+            mask[rows] = sel[rows]
+            qw, pw = predictor(V[rows], (t[mask] - w * window).reshape(len(rows), c), starts[rows, w])
+            q[mask], p[mask] = qw.reshape(-1), pw.reshape(-1)
+    at0 = t == 0.0
+    rows0 = np.nonzero(at0)[0]
+    q[at0], p[at0] = ic[rows0, 0], ic[rows0, 1]
+    return (q[0], p[0]) if single else (q, p)
 
 
 def _energy_summary(dH: np.ndarray) -> dict[str, float]:

@@ -36,10 +36,13 @@ def predict_command(
     out: str | os.PathLike = "prediction.parquet",
     plot: bool = False,
     device: str = "cpu",
+    allow_uncalibrated: bool = False,
 ) -> dict[str, Any]:
     """Everything of `nh predict`; every input is checked before a file is written.
 
-    band None: the run's calibration at 0.9 when it has one, no band otherwise.
+    band None: the run's calibration at 0.9 when it has one, no band otherwise. With a band,
+    times past the run's calibrated windows (t > 2K) are refused (an NHError naming K and the
+    `nh calibrate --windows` that covers them) unless `allow_uncalibrated`: then no band there.
     Returns {"out", "plot", "warnings", "notes", "check", "stratum", ...} for the CLI to print.
     """
     out = Path(out)
@@ -60,7 +63,8 @@ def predict_command(
     level = band if band is not None else (DEFAULT_LEVEL if cal is not None else None)
     t = np.linspace(0.0, float(t_max), int(times))
     warnings: list[str] = []
-    q, p, bands = predict(model, pot.V, ic, t, level, device=device, calibration=cal, warnings=warnings)
+    q, p, bands = predict(model, pot.V, ic, t, level, device=device, calibration=cal, warnings=warnings,
+                          allow_uncalibrated=allow_uncalibrated, run_name=str(run))  # fmt: skip
     H = energy_along(pot.V, q, p, pot.exact_V if pot.exact is not None else None)
     cols: dict[str, Any] = {"t": t, "q": q, "p": p, "H": H}
     if bands is not None:
