@@ -287,7 +287,7 @@ def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max
     from nh_models.zoo import Pretrained
 
     if not runs and not pretrained:
-        raise NHError("give a run folder or --model NAME (`nh models` lists the pretrained ones)")
+        raise click.UsageError("Missing argument 'RUN' (a run folder, or --model NAME: `nh models` lists them)")
     settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled)
     sources = [*runs, *(Pretrained(name) for name in pretrained)]
     _, report = evaluate_runs(sources, data_dir, physics, physics_dir, device, out_dir, settings,
