@@ -342,12 +342,12 @@ def make_adaptive_orbit(dV):
     ``dense`` true steps run to the end of the window and the outputs inside a
     step come from DOP853's 7th-order dense output (3 extra force evaluations
     per step that holds outputs). Its stages, each built here on the force:
-    `_force_stages` (the start, a trial step, the dense output's extra stages),
-    `_make_advance` (one accepted step: knot landing, certificate, step size) and
-    `_make_orbit` (the loop over the output times).
+    `_force_stages` (the start, a trial step, the dense output's extra stages) and
+    `_make_orbit` (the set-up, and the loop over the steps and output times: trial step, knot
+    landing, certificate, step size, outputs).
     """
     start, trial_step, dense_stages = _force_stages(dV)
-    return _make_orbit(start, _make_advance(trial_step), dense_stages)
+    return _make_orbit(start, _make_steps(trial_step, dense_stages))
 
 
 def _force_stages(dV):
@@ -408,63 +408,8 @@ def _force_stages(dV):
     return _start, _trial_step, _dense_stages
 
 
-def _make_advance(trial_step):
-    """The kernel of one accepted step, on the force's `trial_step`."""
-
-    @njit(inline="always", **JIT)
-    def _advance(params, q, p, fq, fp, t, t_target, h, steps, max_steps, kinks, a, b, e5, e3, kq, kp, rtol,
-                 atol, expo):  # fmt: skip
-        """One accepted step from (t, q, p) toward t_target: `trial_step`, `_land_on_kink` (steps
-        end on the `kinks`, module docstring), the certificate `_step_error` < 1 and `_step_size`,
-        retried until a step passes. Returns (status, qn, pn, hh, clipped, h, steps, nfev):
-        status OK, TOO_MANY_STEPS or NON_FINITE; the accepted step's end (qn, pn), length hh,
-        whether it was cut to t_target, the next step size, the step count so far and the force
-        evaluations of this call (f at the new point is left in kq[s], kp[s])."""
-        s = b.shape[0]
-        nfev = 0
-        rejected = False
-        forced = -1.0
-        x_kink = 0.0
-        n_newton = 0
-        while True:
-            steps += 1
-            if steps > max_steps or h < 1e-14:
-                return TOO_MANY_STEPS, q, p, h, False, h, steps, nfev
-            if forced > 0.0:
-                clipped = False
-                hh = forced
-            else:
-                clipped = t + 1.01 * h >= t_target
-                hh = t_target - t if clipped else h
-            qn, pn = trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
-            nfev += s
-            if kinks.shape[0] > 0 and forced < 0.0:  # knot landing: cut a step that crosses a kink
-                sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
-                if sx < 1.0:
-                    forced = sx * hh
-                    continue
-            elif forced > 0.0 and n_newton < MAX_NEWTON:
-                new = _land_on_kink(qn, pn, hh, x_kink, t_target - t)
-                if new > 0.0:
-                    forced = new
-                    n_newton += 1
-                    continue
-            err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
-            if not np.isfinite(err):
-                if not (np.isfinite(qn) and np.isfinite(pn)):
-                    return NON_FINITE, qn, pn, hh, clipped, h, steps, nfev
-            accepted, h = _step_size(err, expo, hh, h, rejected, clipped, forced)
-            if accepted:
-                return OK, qn, pn, hh, clipped, h, steps, nfev
-            rejected = True
-            forced = -1.0
-            n_newton = 0
-
-    return _advance
-
-
-def _make_orbit(start, advance, dense_stages):
-    """The single-orbit kernel from the force's stages (`make_adaptive_orbit`)."""
+def _make_orbit(start, steps_through):
+    """The single-orbit kernel (`make_adaptive_orbit`): set-up, `start`, then `steps_through`."""
 
     @njit(**JIT)
     def orbit(params, q0, p0, t_out, rtol, atol, a, b, c, e5, e3, err_order, max_steps, kinks, dense, ax, dd,
@@ -472,24 +417,41 @@ def _make_orbit(start, advance, dense_stages):
         """Integrate one orbit through the sorted times t_out with the embedded pair (a, b, c, e5, e3).
 
         Writes q_out, p_out (W,). Returns (status, force evaluations): status OK,
-        TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE. Each step: `advance`;
-        then the outputs, exact (the step ended on one) or dense (`_dense_outputs`).
+        TOO_MANY_STEPS (step budget or step underflow) or NON_FINITE.
         """
         s = b.shape[0]
         kq = np.empty(s + 1 + (ax.shape[0] if dense else 0))
         kp = np.empty(kq.shape[0])
+        W = t_out.shape[0]
+        q_out[0] = q0
+        p_out[0] = p0
+        if t_out[W - 1] - t_out[0] <= 0.0:
+            q_out[1:] = q0
+            p_out[1:] = p0
+            return OK, 1
+        fq, fp, h = start(params, q0, p0, t_out, rtol, atol, err_order)
+        return steps_through(params, q0, p0, fq, fp, h, t_out, rtol, atol, a, b, e5, e3, err_order, max_steps,
+                             kinks, dense, ax, dd, kq, kp, q_out, p_out)  # fmt: skip
+
+    return orbit
+
+
+def _make_steps(trial_step, dense_stages):
+    """The steps of one orbit and its outputs, on the force's `trial_step` and `dense_stages`."""
+
+    @njit(**JIT)
+    def steps_through(params, q, p, fq, fp, h, t_out, rtol, atol, a, b, e5, e3, err_order, max_steps, kinks,
+                      dense, ax, dd, kq, kp, q_out, p_out):  # fmt: skip
+        """The steps from t_out[0] (after `start`: force and first step size h) to the last output
+        time; each: `trial_step`, `_land_on_kink` (steps end on the `kinks`, module docstring), the
+        certificate `_step_error` < 1 and `_step_size` (one loop: Numba compiles it 6 % slower
+        behind an inlined function); then the outputs, exact or dense (`_dense_outputs`)."""
+        s = b.shape[0]
         Fq = np.empty(3 + dd.shape[0])
         Fp = np.empty(3 + dd.shape[0])
         expo = -1.0 / (err_order + 1.0)
         W = t_out.shape[0]
-        q, p, t = q0, p0, t_out[0]
-        q_out[0] = q
-        p_out[0] = p
-        if t_out[W - 1] - t <= 0.0:
-            q_out[1:] = q
-            p_out[1:] = p
-            return OK, 1
-        fq, fp, h = start(params, q, p, t_out, rtol, atol, err_order)
+        t = t_out[0]
         nfev = 2
         steps = 0
         i = 1
@@ -500,15 +462,46 @@ def _make_orbit(start, advance, dense_stages):
                 p_out[i] = p
                 i += 1
                 continue
-            status, qn, pn, hh, clipped, h, steps, used = advance(
-                params, q, p, fq, fp, t, t_target, h, steps, max_steps, kinks, a, b, e5, e3, kq, kp, rtol, atol,
-                expo)  # fmt: skip
-            nfev += used
-            if status != OK:
-                return status, nfev
-            t_old, q_old, p_old = t, q, p
-            t = t_target if clipped else t + hh
-            q, p, fq, fp = qn, pn, kq[s], kp[s]
+            rejected = False
+            forced = -1.0
+            x_kink = 0.0
+            n_newton = 0
+            while True:
+                steps += 1
+                if steps > max_steps or h < 1e-14:
+                    return TOO_MANY_STEPS, nfev
+                if forced > 0.0:
+                    clipped = False
+                    hh = forced
+                else:
+                    clipped = t + 1.01 * h >= t_target
+                    hh = t_target - t if clipped else h
+                qn, pn = trial_step(params, q, p, fq, fp, hh, a, b, s, kq, kp)
+                nfev += s
+                if kinks.shape[0] > 0 and forced < 0.0:  # knot landing: cut a step that crosses a kink
+                    sx, x_kink = first_kink_crossing(q, p, qn, pn, hh, kinks, KINK_EPS)
+                    if sx < 1.0:
+                        forced = sx * hh
+                        continue
+                elif forced > 0.0 and n_newton < MAX_NEWTON:
+                    new = _land_on_kink(qn, pn, hh, x_kink, t_target - t)
+                    if new > 0.0:
+                        forced = new
+                        n_newton += 1
+                        continue
+                err = _step_error(q, p, qn, pn, hh, kq, kp, e5, e3, s, rtol, atol)
+                if not np.isfinite(err):
+                    if not (np.isfinite(qn) and np.isfinite(pn)):
+                        return NON_FINITE, nfev
+                accepted, h = _step_size(err, expo, hh, h, rejected, clipped, forced)
+                if accepted:
+                    t_old, q_old, p_old = t, q, p
+                    t = t_target if clipped else t + hh
+                    q, p, fq, fp = qn, pn, kq[s], kp[s]
+                    break
+                rejected = True
+                forced = -1.0
+                n_newton = 0
             if dense:
                 # dense output: the output times this step holds, from DOP853's 7th-order interpolant
                 if i < W - 1 and t_out[i] < t:
@@ -522,7 +515,7 @@ def _make_orbit(start, advance, dense_stages):
                 i += 1
         return OK, nfev
 
-    return orbit
+    return steps_through
 
 
 @njit(inline="always", **JIT)

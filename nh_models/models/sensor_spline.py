@@ -100,7 +100,7 @@ def lookup(tables: Tensor, q: Tensor) -> Tensor:
     """All K stacked polynomials at q, one interval lookup: (B, 99, K, 5), (B, W) -> (B, W, K)."""
     B, K = tables.shape[0], tables.shape[2]
     pos = q.clamp(0.0, 1.0) * (N_SENSORS - 1)
-    i = pos.detach().floor().clamp(max=N_SENSORS - 2)
+    i = torch.nan_to_num(pos.detach().floor(), nan=0.0).clamp(max=N_SENSORS - 2)  # a NaN q reads NaN, no bad index
     s = pos - i
     if K == 1:  # the kernel's lookups: one small gather per step
         coef = tables[:, :, 0].gather(1, i.long().unsqueeze(-1).expand(*q.shape, DEGREE)).unsqueeze(-2)
