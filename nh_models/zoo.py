@@ -3,7 +3,8 @@
 An entry is two files in `nh_models/pretrained/` and one shared test sample:
 
     NAME.safetensors   the weights (safetensors: tensors only, no pickle, no code)
-    NAME.json          the card, plain data: the network and its resolved config, the recipe
+    NAME.json.gz       the card, plain data (JSON, gzip-compressed: its calibration holds every
+                       sorted score of every window, megabytes as text): the network and its resolved config, the recipe
                        (config file, training seed, time limit), the training data (preset, ic,
                        times, seed), metrics (test loss on the whole test split of that data, and
                        on the shipped sample), the calibration (the run's calibration.json, as
@@ -20,6 +21,7 @@ build NAME` trains to make an entry again) are data too: `pretrained/recipes.jso
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -31,10 +33,11 @@ import numpy as np
 
 from nh_data.build import DEFAULT_SEED as DEFAULT_DATA_SEED
 from nh_data.errors import NHError
-from nh_data.fileio import write_json_atomic
+from nh_data.fileio import atomic_write
 
 ZOO_DIR = Path(__file__).parent / "pretrained"
 RECIPES = "recipes.json"
+CARD = ".json.gz"  # a card's file: NAME + CARD
 FORMAT = "nh-pretrained"
 VERSION = 1
 SAMPLE_ORBITS = 256  # test orbits per shipped sample
@@ -107,20 +110,21 @@ def sha256_file(path: str | os.PathLike) -> str:
 def names(zoo_dir: str | os.PathLike | None = None) -> list[str]:
     """The entries shipped (a card and its weights), sorted."""
     zoo = _zoo(zoo_dir)
-    return sorted(p.stem for p in zoo.glob("*.json") if p.name != RECIPES and (zoo / f"{p.stem}.safetensors").is_file())
+    found = (p.name[: -len(CARD)] for p in zoo.glob(f"*{CARD}"))
+    return sorted(n for n in found if (zoo / f"{n}.safetensors").is_file())
 
 
 def card(name: str, zoo_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The plain-data card of entry `name` (NHError when there is none or it is not one)."""
     zoo = _zoo(zoo_dir)
-    path = zoo / f"{name}.json"
+    path = zoo / f"{name}{CARD}"
     if not path.is_file():
         known = names(zoo_dir)
         raise NHError(f"no pretrained model {name!r}; shipped: {', '.join(known) or 'none'} (`nh models`)")
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NHError(f"{path} is not valid JSON ({exc})") from None
+        obj = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError, EOFError) as exc:
+        raise NHError(f"{path} is not a gzip-compressed JSON card ({exc})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
         raise NHError(f"{path} is not a pretrained-model card ({FORMAT} v{VERSION})")
     return obj
@@ -164,7 +168,7 @@ def load_pretrained(name: str, device: str = "cpu", zoo_dir: str | os.PathLike |
     except (RuntimeError, KeyError) as exc:
         raise NHError(f"{path} does not fit a {c['model_name']} model ({str(exc).splitlines()[0]})") from None
     model = model.to(device).eval()
-    cal = from_dict(c["calibration"], f"{name}.json (calibration)") if c.get("calibration") else None
+    cal = from_dict(c["calibration"], f"{name}{CARD} (calibration)") if c.get("calibration") else None
     # its training data where `nh models build` puts it (the test split nh eval defaults to), if there
     local = Path(DATA_ROOT) / data_name(c["data"])
     meta = {"model_name": c["model_name"], "data_dir": str(local) if local.is_dir() else None, "card": c}
@@ -185,8 +189,8 @@ def summary(name: str, zoo_dir: str | os.PathLike | None = None) -> dict[str, An
         "data": f"{d['preset']} ic={d['ic']} seed={d['seed']}",
         "test_loss": c["metrics"]["test_loss"],
         "test_orbits": c["metrics"]["test_orbits"],
-        "calibration": ", ".join(f"{v:g}" for v in levels) if levels else "none",
-        "bytes": (zoo / c["weights"]["file"]).stat().st_size + (zoo / f"{name}.json").stat().st_size,
+        "calibration": (", ".join(f"{v:g}" for v in levels) + f"; {cal.get('windows', 1)} window(s)") if levels else "none",
+        "bytes": (zoo / c["weights"]["file"]).stat().st_size + (zoo / f"{name}{CARD}").stat().st_size,
     }
 
 
@@ -289,7 +293,9 @@ def export_run(
         "checkpoint_digest": ckpt["digest"],
         "weights": {"file": weights.name, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
     }
-    write_json_atomic(zoo / f"{rec.name}.json", entry)
-    for f in (weights, zoo / f"{rec.name}.json", sample_path(rec.data_name, zoo)):
+    card_path = zoo / f"{rec.name}{CARD}"
+    text = json.dumps(entry, indent=1, sort_keys=True) + "\n"
+    atomic_write(card_path, lambda tmp: Path(tmp).write_bytes(gzip.compress(text.encode(), 9, mtime=0)))
+    for f in (weights, card_path, sample_path(rec.data_name, zoo)):
         f.chmod(0o644)  # package data: readable by every user of an installation
     return entry

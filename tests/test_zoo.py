@@ -4,6 +4,7 @@ refused in one line; an exported run loads back with the same predictions; the z
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 
@@ -28,6 +29,8 @@ TINY = {"model": {"nodes": 16, "layers": 2, "branches": 4}, "train": {"epochs": 
 def test_the_zoo_ships_the_required_entries_under_its_size_limit():
     assert set(REQUIRED) <= set(zoo.names())
     assert zoo.zoo_bytes() < zoo.MAX_ZOO_BYTES
+    # the strata entries carry bands for 10 chained windows (nh predict to t = 20)
+    assert all(zoo.card(n)["calibration"].get("windows") == 10 for n in REQUIRED)
     assert set(zoo.recipes()) >= set(REQUIRED)  # each can be built again
 
 
@@ -58,7 +61,7 @@ def test_entry_predicts_on_sho_with_its_band(name, tmp_path):
 
 def _copy_entry(name: str, dst):
     dst.mkdir()
-    for f in (f"{name}.json", f"{name}.safetensors"):
+    for f in (f"{name}{zoo.CARD}", f"{name}.safetensors"):
         shutil.copy(zoo.ZOO_DIR / f, dst / f)
     return dst
 
@@ -109,7 +112,7 @@ def test_an_exported_run_loads_back_as_an_entry(tmp_path):
     entry = zoo.export_run(tmp_path / "run", rec, tmp_path / "data", tmp_path / "zoo")
     assert entry["weights"]["sha256"] == zoo.sha256_file(tmp_path / "zoo" / "tiny.safetensors")
     assert entry["metrics"]["test_orbits"] == 16 and entry["calibration"] is not None
-    json.loads((tmp_path / "zoo" / "tiny.json").read_text())  # plain data
+    assert json.loads(gzip.decompress((tmp_path / "zoo" / f"tiny{zoo.CARD}").read_bytes()))["name"] == "tiny"
     model, cal, _ = load_pretrained("tiny", zoo_dir=tmp_path / "zoo")
     run_model, run_cal, _ = load_predictor_run(tmp_path / "run")
     rng = np.random.default_rng(0)
