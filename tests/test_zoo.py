@@ -123,3 +123,15 @@ def test_an_exported_run_loads_back_as_an_entry(tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(cal.scores["all"], run_cal.scores["all"])
+
+
+def test_nh_eval_takes_a_pretrained_entry_like_a_run(tiny_dataset, tmp_path):
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(nh, ["eval", "--model", "deeponet-strata", "--data", str(tiny_dataset), "--physics", "sho",
+                                "--max-test", "8", "--n-sub", "4", "--out", str(out), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    (label,) = metrics["runs"]
+    assert label == "zoo:deeponet-strata" and metrics["runs"][label]["model"] == "deeponet"
+    assert metrics["runs"][label]["test"]["overall"]["loss"] > 0
+    assert "coverage" in metrics["runs"][label]  # its shipped calibration gives bands
