@@ -22,7 +22,6 @@ build NAME` trains to make an entry again) are data too: `pretrained/recipes.jso
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 
 from nh_data.build import DEFAULT_SEED as DEFAULT_DATA_SEED
 from nh_data.errors import NHError
-from nh_data.fileio import atomic_write
+from nh_data.fileio import atomic_write, sha256_file
 
 ZOO_DIR = Path(__file__).parent / "pretrained"
 RECIPES = "recipes.json"
@@ -99,14 +98,6 @@ def recipe(name: str, zoo_dir: str | os.PathLike | None = None) -> Recipe:
     return known[name]
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def names(zoo_dir: str | os.PathLike | None = None) -> list[str]:
     """The entries shipped (a card and its weights), sorted."""
     zoo = _zoo(zoo_dir)
@@ -130,9 +121,10 @@ def card(name: str, zoo_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     return obj
 
 
-def verify(name: str, zoo_dir: str | os.PathLike | None = None) -> Path:
-    """The weights file of `name` after checking its size and sha256 against the card."""
-    c = card(name, zoo_dir)
+def verify(name: str, zoo_dir: str | os.PathLike | None = None, c: dict[str, Any] | None = None) -> Path:
+    """The weights file of `name` after checking its size and sha256 against the card (`c`: the
+    card already read, else read here)."""
+    c = card(name, zoo_dir) if c is None else c
     path = _zoo(zoo_dir) / c["weights"]["file"]
     if not path.is_file():
         raise NHError(f"the weights of pretrained model {name!r} are missing: {path}")
@@ -155,7 +147,7 @@ def load_pretrained(name: str, device: str = "cpu", zoo_dir: str | os.PathLike |
     from .models import get_model
 
     c = card(name, zoo_dir)
-    path = verify(name, zoo_dir)
+    path = verify(name, zoo_dir, c)
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -215,9 +207,12 @@ def write_sample(data_dir: str | os.PathLike, data_name: str, zoo_dir: str | os.
         return path
     test = load_test(data_dir, SAMPLE_ORBITS, SAMPLE_SEED)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, V=test.V, t=test.t, ic=test.ic, q=test.q, p=test.p)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
+            np.savez_compressed(f, V=test.V, t=test.t, ic=test.ic, q=test.q, p=test.p)
+
+    atomic_write(path, write)
     return path
 
 
@@ -275,10 +270,8 @@ def export_run(
         "best_val_loss": float(ckpt.get("best_val_loss", float("nan"))),
     }
     weights = zoo / f"{rec.name}.safetensors"
-    tmp = weights.with_suffix(".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": FORMAT, "name": rec.name})
-    os.replace(tmp, weights)
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT, "name": rec.name}))
     entry = {
         "format": FORMAT,
         "version": VERSION,

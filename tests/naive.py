@@ -50,3 +50,11 @@ def fixed_grid_harmonic(q0: float, p0: float, t: float, h: float, subs: list[flo
     for _ in range(n):
         q0, p0 = step(q0, p0, h)
     return step(q0, p0, t - n * h)
+
+
+def fixed_grid_reference(ic, t, h: float, subs: list[float], k: float, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """`fixed_grid_harmonic` at every query time of a batch: ic (B, 2), t (B, W) -> q, p (B, W)."""
+    ic, t = np.asarray(ic, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    out = [[fixed_grid_harmonic(ic[i, 0], ic[i, 1], tj, h, subs, k, c) for tj in t[i]] for i in range(t.shape[0])]
+    qp = np.array(out, dtype=np.float64)  # (B, W, 2)
+    return qp[..., 0], qp[..., 1]
