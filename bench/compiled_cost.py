@@ -1,7 +1,8 @@
 """A trained processed SympONet beside the integrators on its own interpolant, all compiled
 (Numba, float64, one thread): the same-language equal-cost comparison of issue 21.
 
-    python bench/compiled_cost.py runs/accuracy/normal-symponet-fast/symponet-fast-s928 --n 4000
+    python bench/compiled_cost.py runs/accuracy/normal-symponet-fast-local/symponet-fast-s928 --n 4000
+    python bench/compiled_cost.py RUN --readout scaled --steps 120   # the same weights, another read-out
 
 The model runs as `nh_models.compiled` (its exported linear dictionary, `grid: processed`,
 `readout: step`); the baselines as `nh_models.compiled.integrators` (leapfrog, Yoshida-4, RK4,
@@ -42,7 +43,10 @@ RK4_DT = 0.02
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", help="run folder of a SympONet with grid: processed (its best checkpoint)")
+    ap.add_argument(
+        "run",
+        help="run folder of a SympONet with grid: processed (its best checkpoint), or zoo:NAME for a shipped entry",
+    )
     ap.add_argument("--data", default="", help="dataset folder with a test split [default: the run's]")
     ap.add_argument("--n", type=int, default=2000, help="test orbits (a seeded subset; 0: the whole split)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the subset")
@@ -53,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--check", type=int, default=200, help="orbits on which compiled and torch are compared")
     ap.add_argument("--torch", action="store_true", help="also time the torch model (float64, one thread)")
     ap.add_argument("--json", default="", help="write the rows to this JSON file")
+    ap.add_argument(
+        "--readout", default="", help="the trained weights with this read-out instead (step or scaled)"
+    )
+    ap.add_argument(
+        "--steps", type=int, default=0, help="the trained weights with this many kernel steps (they are per h^2)"
+    )
     return ap.parse_args(argv)
 
 
@@ -149,6 +159,24 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(threads[1])
 
 
+def variant(model, readout: str, steps: int):
+    """The same weights with another read-out or step count (the dictionary's weights are per
+    h^2, so they carry over), or the model itself."""
+    import dataclasses
+
+    from nh_models.models import get_model
+
+    if not readout and not steps:
+        return model
+    if steps < 0:
+        raise NHError(f"--steps must be a positive number of kernel steps, got {steps}")
+    cfg = dataclasses.asdict(model.config)
+    cfg.update({k: v for k, v in (("readout", readout), ("steps", steps)) if v})
+    other = get_model(model.name, cfg).double().eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
 def _rows(args: argparse.Namespace) -> dict:
     import torch
 
@@ -158,9 +186,11 @@ def _rows(args: argparse.Namespace) -> dict:
     from nh_models.evaluation.cases import load_test
     from nh_models.evaluation.sensor_integrators import METHODS, evaluations, steps_for
     from nh_models.inference.predict import load_predictor_run
+    from nh_models.zoo import Pretrained
 
-    model, _, meta = load_predictor_run(args.run)
-    model = model.double().cpu().eval()
+    source = Pretrained(args.run[4:]) if args.run.startswith("zoo:") else args.run
+    model, _, meta = load_predictor_run(source)
+    model = variant(model.double().cpu().eval(), args.readout, args.steps)
     params = export(model)  # NHError if it does not compile
     data_dir = args.data or meta.get("data_dir") or ""
     if not data_dir:
@@ -214,6 +244,8 @@ def _rows(args: argparse.Namespace) -> dict:
         }
     return {
         "run": args.run,
+        "steps": int(model.config.steps),
+        "readout": model.config.readout,
         "data": str(data_dir),
         "n_orbits": int(B),
         "n_times": int(W),

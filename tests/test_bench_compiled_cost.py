@@ -45,6 +45,13 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
     phases = res["phases_us"]["model"]
     assert phases["setup"] + phases["stepping"] + phases["readout"] == pytest.approx(phases["total"])
     assert "time by phase" in capsys.readouterr().out
+    # the same weights with the scaled read-out and another step count: stated cost, agreement
+    assert _bench().main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
+                          "--readout", "scaled", "--steps", "20"]) == 0  # fmt: skip
+    res = json.loads(out.read_text())
+    assert (res["readout"], res["steps"]) == ("scaled", 20)
+    assert res["evaluations_per_orbit"] == 5 + 20 + 21 + res["n_times"]  # chi^-1, steps, grid states, times
+    assert res["agreement"]["q"] < 1e-10 and res["agreement"]["p"] < 1e-10
 
 
 def test_compiled_cost_bench_refuses_a_model_it_cannot_compile(tmp_path, capsys):

@@ -82,6 +82,28 @@ def test_coefficients_table_and_lookup_are_the_torch_spline():
     assert np.isnan(cs.force(table, np.nan))
 
 
+def test_local_tables_and_nodal_derivatives_from_the_table_are_the_torch_ones():
+    rng = np.random.default_rng(3)
+    V = sample_potentials(rng, 1).V[0]
+    y = rng.normal(size=100)
+    c = np.zeros(cs.NCOEF)
+    c[2:102] = V
+    cs.solve1(c)
+    table = np.zeros((5, cs.NI))
+    cs.build_table(c, table)
+    nod = np.zeros((4, 100))
+    cs.nodal_from_table(table, nod)
+    want = sensor_spline.nodal_derivatives(torch.from_numpy(V)[None])[0].numpy()
+    for r in range(4):
+        assert_close(nod[r], want[r], (RTOL, RTOL, RTOL, 1e-9)[r])  # V'''': round-off over dx^3
+    local = np.full((5, cs.NI), np.nan)
+    cs.local_into(y, np.zeros(100), local, False)
+    want = sensor_spline.local_table(torch.from_numpy(y)[None])[0].numpy().T
+    assert_close(local, want, 1e-13)
+    cs.local_into(y, np.zeros(100), table, True)
+    assert_close(table[:4], (sensor_spline.force_table(torch.from_numpy(V)[None])[0].numpy().T + want)[:4])
+
+
 def test_nodal_derivatives_are_the_torch_ones():
     V, _, _ = problem(2, 1)
     want = sensor_spline.nodal_derivatives(torch.from_numpy(V)).numpy()[:, :3]  # V', V'', V'''
@@ -100,10 +122,11 @@ def test_nodal_derivatives_are_the_torch_ones():
 # ------------------------------------------------------------------ the model
 
 
-def trained_like(prior: str, seed: int):
+def trained_like(prior: str, seed: int, tables: str = "spline", readout: str = "step"):
     """A processed SympONet with small random linear weights (the size training leaves them:
     the classical coefficients, or zero, plus O(1e-3)), float64."""
-    cfg = {**PROCESSED, "prior": prior, "init": "classical" if prior == "leapfrog" else "zero"}
+    init = "classical" if prior == "leapfrog" else "zero"
+    cfg = {**PROCESSED, "prior": prior, "init": init, "tables": tables, "readout": readout}
     model = get_model("symponet", cfg).double().eval()
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -112,10 +135,11 @@ def trained_like(prior: str, seed: int):
     return model
 
 
+@pytest.mark.parametrize("tables", ["spline", "local"])
 @pytest.mark.parametrize("prior", ["leapfrog", "yoshida4"])
 @pytest.mark.parametrize("learned", [True, False])
-def test_compiled_model_is_the_torch_model(prior, learned):
-    model = trained_like(prior, 5)
+def test_compiled_model_is_the_torch_model(prior, learned, tables):
+    model = trained_like(prior, 5, tables)
     if not learned:
         model = model.prior_alone()
     V, t, ic = problem(6, 2)
@@ -129,8 +153,23 @@ def test_compiled_model_is_the_torch_model(prior, learned):
     assert (qq == q).all() and (pp == p).all()
 
 
-def test_compiled_classical_coefficients_are_the_torch_ones():
-    model = trained_like("leapfrog", 6)
+@pytest.mark.parametrize("learned", [True, False])
+@pytest.mark.parametrize("tables", ["spline", "local"])
+def test_compiled_scaled_readout_is_the_torch_one(tables, learned):
+    model = trained_like("leapfrog", 7, tables, "scaled")
+    if not learned:
+        model = model.prior_alone()
+    V, t, ic = problem(6, 4)
+    q, p, counts = forward(export(model), V, t, ic, counts=True)
+    want_q, want_p = torch_forward(model, V, t, ic)
+    assert_close(q, want_q)
+    assert_close(p, want_p)
+    assert (counts == model.force_evaluations_per_orbit(t.shape[1])).all()
+
+
+@pytest.mark.parametrize("tables", ["spline", "local"])
+def test_compiled_classical_coefficients_are_the_torch_ones(tables):
+    model = trained_like("leapfrog", 6, tables)
     classical = model.classical_alone().eval()
     V, t, ic = problem(5, 3)
     q, p = forward(export(classical), V, t, ic)

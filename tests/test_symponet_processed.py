@@ -87,12 +87,12 @@ def counting_lookup(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize(
     "config",
-    [PROCESSED, {**PROCESSED, "learned": False}, {**PROCESSED, "prior": "yoshida4"},
+    [PROCESSED, {**PROCESSED, "learned": False}, {**PROCESSED, "prior": "yoshida4"}, {**PROCESSED, "tables": "local"}, {**PROCESSED, "readout": "scaled"}, {**PROCESSED, "readout": "scaled", "learned": False},
      {**PROCESSED, "readout": "hermite"}, {**PROCESSED, "readout": "hermite", "learned": False},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16, "prior": "yoshida4"},
      {"grid": "scaled", "steps": 6, "shears": 1, "latent": 8, "nodes": 16}],  # fmt: skip
-    ids=["processed", "prior-alone", "processed-yoshida4", "hermite", "hermite-prior-alone", "fixed", "fixed-yoshida4", "scaled"],
+    ids=["processed", "prior-alone", "processed-yoshida4", "local-tables", "scaled", "scaled-prior-alone", "hermite", "hermite-prior-alone", "fixed", "fixed-yoshida4", "scaled"],
 )
 def test_force_evaluations_per_orbit_match_a_counting_force_function(monkeypatch, config):
     model = get_model("symponet", config).double()
@@ -114,9 +114,10 @@ def test_integrator_evaluations_match_a_counting_force_function(monkeypatch, met
     assert si.evaluations(method, si.steps_for(method, 233)) <= 233 < si.evaluations(method, si.steps_for(method, 233) + 1)
 
 
+@pytest.mark.parametrize("tables,readout", [("spline", "step"), ("local", "step"), ("local", "scaled")])
 @pytest.mark.parametrize("scale", [0.05, 0.1])
-def test_det_j_is_one_and_t0_is_the_identity_for_random_weights(scale):
-    model = get_model("symponet", {**PROCESSED, "local_layers": 2}).double()
+def test_det_j_is_one_and_t0_is_the_identity_for_random_weights(scale, tables, readout):
+    model = get_model("symponet", {**PROCESSED, "local_layers": 2, "tables": tables, "readout": readout}).double()
     randomise(model, scale)
     V, t, ic = random_problem(16, seed=2)
     t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
@@ -125,7 +126,8 @@ def test_det_j_is_one_and_t0_is_the_identity_for_random_weights(scale):
     icg = ic.clone().requires_grad_(True)
     q, p = model(V, t, icg)
     assert torch.isfinite(q).all()
-    assert (q[:, 0] - ic[:, 0]).abs().max() < 1e-13 and (p[:, 0] - ic[:, 1]).abs().max() < 1e-13
+    tol = 2e-14 * (1.0 + float(a.detach().abs().max()))  # round-off of chi(chi^-1(x)) through values of size |A'|
+    assert (q[:, 0] - ic[:, 0]).abs().max() < tol and (p[:, 0] - ic[:, 1]).abs().max() < tol
     for j in range(1, t.shape[1]):
         (dq,) = torch.autograd.grad(q[:, j].sum(), icg, retain_graph=True)
         (dp,) = torch.autograd.grad(p[:, j].sum(), icg, retain_graph=True)
@@ -160,9 +162,10 @@ def test_chaining_two_windows_is_one_integration():
     assert torch.allclose(q2, qe, atol=1e-12) and torch.allclose(p2, pe, atol=1e-12)
 
 
-def test_the_correction_is_local():
+@pytest.mark.parametrize("tables", ["spline", "local"])
+def test_the_correction_is_local(tables):
     torch.manual_seed(0)
-    corr = GridCorrection(0.02, width=16, layers=2, kernel=5).double()
+    corr = GridCorrection(0.02, width=16, layers=2, kernel=5, tables=tables).double()
     randomise(corr, 0.3)
     V = torch.from_numpy(sample_potentials(np.random.default_rng(1), 1).V)
     bump = torch.zeros_like(V)
@@ -177,18 +180,20 @@ def test_the_correction_is_local():
         assert near > 0.99
 
 
-@pytest.mark.parametrize("readout", ["hermite", "step"])
-def test_classical_correction_is_fourth_order_on_the_sensor_spline(readout):
+@pytest.mark.parametrize(
+    "readout,tables", [("hermite", "spline"), ("step", "spline"), ("step", "local"), ("scaled", "local")]
+)
+def test_classical_correction_is_fourth_order_on_the_sensor_spline(readout, tables):
     """The linear part set to the textbook coefficients (init: classical) turns leapfrog into a
     fourth-order method: its error against a converged integration falls as h^4, leapfrog's as h^2
     (with the partial-step read-out at the grid points; between them its read-out is third order)."""
     grid = torch.linspace(0, 2, 17, dtype=torch.float64)[None].repeat(8, 1)  # grid points of every n
-    V, t, ic = smooth_problem(8, seed=6, t=grid if readout == "step" else None)
+    V, t, ic = smooth_problem(8, seed=6, t=grid if readout == "step" else None)  # scaled: between grid points too
     ref = si.integrate(V, t, ic, "yoshida4", 4000)
     errs = {"classical": [], "leapfrog": []}
     steps = (64, 128, 256)
     for n in steps:
-        cfg = {**PROCESSED, "steps": n, "init": "classical", "local_layers": 0, "readout": readout}
+        cfg = {**PROCESSED, "steps": n, "init": "classical", "local_layers": 0, "readout": readout, "tables": tables}
         model = get_model("symponet", cfg).double()
         with torch.no_grad():
             for name, m in (("classical", model), ("leapfrog", model.prior_alone())):
@@ -257,6 +262,85 @@ def test_processed_config_errors_are_one_line():
         get_model("symponet", {"grid": "fixed", "readout": "hermite"})
     with pytest.raises(NHError, match="init must be one of"):
         get_model("symponet", {**PROCESSED, "init": "textbook"})
+    with pytest.raises(NHError, match="tables must be one of spline, local"):
+        get_model("symponet", {**PROCESSED, "tables": "cubic"})
+    with pytest.raises(NHError, match="readout scaled is the read-out of a leapfrog kernel"):
+        get_model("symponet", {**PROCESSED, "readout": "scaled", "prior": "yoshida4"})
+
+
+def test_scaled_readout_is_continuous_and_chi_at_the_grid_points():
+    """At a grid point the scaled read-out is chi of the grid state, as the step read-out is; just
+    past it, it moves continuously (no jump from the scaling), at any weights."""
+    cfg = {**PROCESSED, "steps": 10, "tables": "local", "init": "classical"}
+    step, scaled = (get_model("symponet", {**cfg, "readout": r}).double().eval() for r in ("step", "scaled"))
+    randomise(scaled.local, 0.02)
+    step.load_state_dict(scaled.state_dict())
+    V, _, ic = random_problem(4, seed=12)
+    h = 0.2
+    t = torch.tensor([[0.0, 3 * h, 3 * h + 1e-9, 4 * h - 1e-9, 2.0]], dtype=torch.float64).repeat(4, 1)
+    with torch.no_grad():
+        qs, ps = step(V, t, ic)
+        qc, pc = scaled(V, t, ic)
+    for j in (0, 1, 4):  # grid points: the same map
+        assert torch.allclose(qc[:, j], qs[:, j], atol=1e-13) and torch.allclose(pc[:, j], ps[:, j], atol=1e-13)
+    assert torch.allclose(qc[:, 2], qc[:, 1], atol=1e-7) and torch.allclose(pc[:, 2], pc[:, 1], atol=1e-7)
+    with torch.no_grad():
+        q4, p4 = scaled(V, torch.full((4, 1), 4 * h, dtype=torch.float64), ic)
+    assert torch.allclose(qc[:, 3], q4[:, 0], atol=1e-7) and torch.allclose(pc[:, 3], p4[:, 0], atol=1e-7)
+
+
+def test_local_table_is_c1_exact_for_cubics_and_through_the_grid_values():
+    """Cubics are reproduced exactly on every interval (ends included); any grid values are
+    interpolated, with a continuous first derivative at the sensors."""
+    x = torch.from_numpy(X)
+    cubic = (0.3 - 1.2 * x + 2.5 * x**2 - 4.0 * x**3)[None]
+    table = sensor_spline.local_table(cubic).unsqueeze(2)
+    q = torch.from_numpy(np.random.default_rng(0).uniform(0.0, 1.0, (1, 500)))
+    assert torch.allclose(sensor_spline.lookup(table, q)[..., 0], 0.3 - 1.2 * q + 2.5 * q**2 - 4.0 * q**3, atol=1e-13)
+    y = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 100)))
+    tab = sensor_spline.local_table(y)[0]  # (99, 5): in s on each interval
+    assert torch.allclose(tab[:, 0], y[0, :-1], atol=1e-14)
+    assert torch.allclose(tab.sum(1), y[0, 1:], atol=1e-13)
+    slope_end = tab[:-1, 1] + 2 * tab[:-1, 2] + 3 * tab[:-1, 3]  # d/ds at s = 1 of interval i
+    assert torch.allclose(slope_end, tab[1:, 1], atol=1e-12)  # = at s = 0 of interval i + 1
+
+
+def test_feature_slopes_are_the_derivatives_of_the_features():
+    """On a cubic V (which the quintic spline reproduces), the slopes of `features` are the exact
+    x-derivatives of the nine features, to round-off."""
+    from nh_models.models.correction import features
+
+    x = torch.from_numpy(X).requires_grad_(True)
+    V = (1.0 - 2.0 * x + 3.0 * x**2 - 5.0 * x**3)[None]
+    f, d = features(V.detach(), slopes=True)
+    assert torch.allclose(f, features(V.detach()))
+    for c in range(f.shape[1]):
+        (want,) = torch.autograd.grad(_feature_of(x, c).sum(), x)
+        # V'''' is a third difference over dx^3 of the table: round-off 1e-8 where it should vanish
+        assert torch.allclose(d[0, c], want / list(FEATURES.values())[c], rtol=1e-9, atol=1e-7), c
+
+
+def _feature_of(x, c):
+    """Feature c of the dictionary (`correction.FEATURES`, unscaled) of V = 1 - 2x + 3x^2 - 5x^3, as a function of x."""
+    from nh_data.problem import V0
+
+    v = 1.0 - 2.0 * x + 3.0 * x**2 - 5.0 * x**3
+    v1, v2, v3 = -2.0 + 6.0 * x - 15.0 * x**2, 6.0 - 30.0 * x, -30.0 + 0.0 * x
+    return [v - V0, v1, v2, v3, v1**2, v1**2 * v2, v2**2, v1 * v3, v1**4][c]
+
+
+def test_local_tables_give_the_spline_tables_corrections():
+    """The same weights through local cubics (`tables: local`, no solve) or through the spline:
+    the same map to O(dx^4 h^2), far below the correction itself."""
+    V, t, ic = smooth_problem(6, seed=8)
+    cfg = {**PROCESSED, "steps": 32, "init": "classical", "local_layers": 0}
+    spline, local = (get_model("symponet", {**cfg, "tables": k}).double().eval() for k in ("spline", "local"))
+    with torch.no_grad():
+        qs, ps = spline(V, t, ic)
+        ql, pl = local(V, t, ic)
+        q0, p0 = spline.prior_alone()(V, t, ic)
+    gap = max((qs - ql).abs().max(), (ps - pl).abs().max())
+    assert gap < 1e-3 * max((qs - q0).abs().max(), (ps - p0).abs().max())
 
 
 def test_processed_flow_is_a_composition_of_the_module_functions():

@@ -15,6 +15,8 @@ tables, lookup, nodal derivatives (issue 21's compiled kernels).
   table[r, i] = sum_m c[i + m] D[m, r] / DX with D's exact
   rational entries (`sensor_spline.quintic_matrices` fits them; they agree to 2e-14), written with
   its symmetries: 13 multiplications an interval instead of 30.
+- `nodal_from_table`: V' to V'''' at the sensors from V's table; `local_into`: the table of the
+  local C1 cubic through grid values (`sensor_spline.local_table`: no solve).
 - `locate` + `poly`: the lookup of `sensor_spline.lookup`, q clamped to [0, 1]; `horner_d`: the
   next derivative from the same row (`sensor_spline.derivative_table`, evaluated at lookup).
 
@@ -31,7 +33,7 @@ from numba import njit
 from nh_data.jit_options import JIT
 from nh_data.problem import N_SENSORS
 
-from ..models.sensor_spline import DX, quintic_system
+from ..models.sensor_spline import DX, SLOPE_FIRST, SLOPE_LAST, quintic_system
 
 N = NCOEF = N_SENSORS + 4  # spline coefficients
 NI = N_SENSORS - 1  # intervals
@@ -70,6 +72,7 @@ def banded_lu() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 L_BAND, U_BAND, U_INV = banded_lu()
+
 DERIV = np.arange(1.0, 5.0) / DX  # the derivative's coefficients: (r + 1) c_(r+1) / DX
 G = 1.0 / (120.0 * DX)
 # nodal derivatives V^(r+1), r = 0, 1, 2, at sensor i < 99 (s = 0 of interval i) and at sensor 99
@@ -174,6 +177,67 @@ def nodal(c, out):
         for m in range(6):
             acc += c[NI - 1 + m] * NODAL_END[r, m]
         out[r, NI] = acc
+
+
+@njit(**JIT)
+def nodal_from_table(table, out):
+    """out (4, 100): V', V'', V''', V'''' at the sensors from V's table (5, 99) (each interval's
+    polynomial at s = 0, the last sensor's at s = 1 of the last interval), as
+    `sensor_spline.nodal_derivatives`."""
+    for i in range(NI):
+        out[0, i] = table[0, i]
+        out[1, i] = table[1, i] * (1.0 / DX)
+        out[2, i] = table[2, i] * (2.0 / DX**2)
+        out[3, i] = table[3, i] * (6.0 / DX**3)
+    e = NI - 1
+    out[0, NI] = table[0, e] + table[1, e] + table[2, e] + table[3, e] + table[4, e]
+    out[1, NI] = (table[1, e] + 2.0 * table[2, e] + 3.0 * table[3, e] + 4.0 * table[4, e]) * (1.0 / DX)
+    out[2, NI] = (2.0 * table[2, e] + 6.0 * table[3, e] + 12.0 * table[4, e]) * (1.0 / DX**2)
+    out[3, NI] = (6.0 * table[3, e] + 24.0 * table[4, e]) * (1.0 / DX**3)
+
+
+@njit(**JIT)
+def _hermite_into(table, i, y0, y1, m0, m1, add):
+    """Interval i's cubic Hermite coefficients (values y0, y1, slopes m0, m1 in s) into table."""
+    d = y1 - y0
+    c2 = 3.0 * d - 2.0 * m0 - m1
+    c3 = m0 + m1 - 2.0 * d
+    if add:
+        table[0, i] += y0
+        table[1, i] += m0
+        table[2, i] += c2
+        table[3, i] += c3
+    else:
+        table[0, i] = y0
+        table[1, i] = m0
+        table[2, i] = c2
+        table[3, i] = c3
+        table[4, i] = 0.0
+
+
+@njit(**JIT)
+def local_into(y, m, table, add):
+    """The table (5, 99) of `sensor_spline.local_table(y)` (on each interval the cubic Hermite
+    through the sensors' values y (100,) with fourth-order slopes; no solve) written into table
+    (row 4 zero) or, with `add`, added to its rows 0-3. m (100,): work array for the slopes of
+    the end intervals; the inner intervals' central slopes are computed in place (one pass)."""
+    n = N_SENSORS
+    for k in range(2):  # one-sided at the two first and the two last sensors
+        a = 0.0
+        b = 0.0
+        for r in range(5):
+            a += SLOPE_FIRST[k, r] * y[r]
+            b += SLOPE_LAST[k, r] * y[n - 5 + r]
+        m[k] = a
+        m[n - 2 + k] = b
+    for i in (2, n - 3):
+        m[i] = (1.0 / 12.0) * ((y[i - 2] - y[i + 2]) + 8.0 * (y[i + 1] - y[i - 1]))
+    for i in (0, 1, NI - 2, NI - 1):
+        _hermite_into(table, i, y[i], y[i + 1], m[i], m[i + 1], add)
+    for i in range(2, NI - 2):  # both slopes central
+        m0 = (1.0 / 12.0) * ((y[i - 2] - y[i + 2]) + 8.0 * (y[i + 1] - y[i - 1]))
+        m1 = (1.0 / 12.0) * ((y[i - 1] - y[i + 3]) + 8.0 * (y[i + 2] - y[i]))
+        _hermite_into(table, i, y[i], y[i + 1], m0, m1, add)
 
 
 @njit(**JIT)

@@ -17,11 +17,24 @@ s_c on the training distribution. The linear part w (a 1 x 1 convolution) can st
 corrections exactly (dV = -V'^2 / 24, a = A' = -V' / 12 for leapfrog, with b = 0); the CNN, a stack of
 1-D convolutions over the 100 sensors with a receptive field of a few sensor spacings, learns
 what the dictionary misses. Both start at zero: an untrained correction is no correction.
+
+How the grid values become functions of q (`tables`):
+
+- `spline`: dV, and the integrals A, B of a, b, through the quintic sensor spline
+  (`sensor_spline.force_table`, `processor.tables`: one solve of three right-hand sides per orbit);
+- `local`: no solve. The first output is the force correction dF = (dV)' itself, the linear
+  map of the features' derivatives (`features(V, slopes=True)`: the dictionary is of local
+  polynomials in V's derivatives, so their derivatives are too, V'''' from the same spline),
+  and dF, a = A', b = B' are read through `sensor_spline.local_table` (`processor.local_tables`),
+  local C1 cubics (cubic Hermite with fourth-order slopes). In one dimension every force is the
+  derivative of a potential, so the kernel stays a symplectic integrator of V + dV; the same
+  weights give the corrections of `spline` to O(dx^4) h^2.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nh_data.problem import V0
@@ -43,22 +56,33 @@ FEATURES = {
 # the linear part's weights are stored divided by this: its step under the optimiser's one
 # learning rate is LINEAR_GAIN times the CNN's (the classical coefficients are O(1) there)
 LINEAR_GAIN = 10.0
-OUTPUTS = ("dV", "a", "b")  # modified potential, processor displacement a = A', kick b = B'
+OUTPUTS = ("dV", "a", "b")  # modified potential (its force dF with tables: local), a = A', b = B'
+TABLES = ("spline", "local")
 
 
-def features(V: Tensor) -> Tensor:
-    """The dictionary at the sensors, each divided by its typical size: (B, 100) -> (B, C, 100)."""
-    v1, v2, v3, _ = sensor_spline.nodal_derivatives(V).unbind(1)
-    f = [V - V0, v1, v2, v3, v1 * v1, v1 * v1 * v2, v2 * v2, v1 * v3, (v1 * v1) ** 2]
-    scale = torch.tensor(list(FEATURES.values()), dtype=V.dtype, device=V.device)
-    return torch.stack(f, dim=1) / scale[:, None]
+def features(V: Tensor, slopes: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The dictionary at the sensors, each divided by its typical size: (B, 100) -> (B, C, 100);
+    with `slopes` also d/dx of each feature, divided by the same size."""
+    v1, v2, v3, v4 = sensor_spline.nodal_derivatives(V).unbind(1)
+    sq = v1 * v1
+    f = [V - V0, v1, v2, v3, sq, sq * v2, v2 * v2, v1 * v3, sq * sq]
+    scale = torch.tensor(list(FEATURES.values()), dtype=V.dtype, device=V.device)[:, None]
+    if not slopes:
+        return torch.stack(f, dim=1) / scale
+    d = [v1, v2, v3, v4, 2.0 * v1 * v2, (2.0 * v1) * (v2 * v2) + sq * v3, 2.0 * v2 * v3, v2 * v3 + v1 * v4,
+         4.0 * (sq * v1) * v2]  # fmt: skip
+    return torch.stack(f, dim=1) / scale, torch.stack(d, dim=1) / scale
 
 
 class GridCorrection(nn.Module):
-    """V (B, 100) -> (dV, a, b), each (B, 100): h^2 [linear(features) + CNN(features)]."""
+    """V (B, 100) -> (dV, a, b), each (B, 100): h^2 [linear(features) + CNN(features)]; with
+    `tables: local` (dF, a, b), dF from the linear map of the features' slopes."""
 
-    def __init__(self, h: float, width: int = 32, layers: int = 2, kernel: int = 5) -> None:
+    def __init__(self, h: float, width: int = 32, layers: int = 2, kernel: int = 5, tables: str = "spline") -> None:
         super().__init__()
+        if tables not in TABLES:
+            raise ValueError(f"tables must be one of {TABLES}, got {tables!r}")
+        self.tables = tables
         self.h2 = float(h) ** 2
         C, O = len(FEATURES), len(OUTPUTS)
         self.linear = nn.Conv1d(C, O, 1, bias=False)
@@ -85,8 +109,13 @@ class GridCorrection(nn.Module):
             self.linear.weight[1, names.index("V'"), 0] = -FEATURES["V'"] / 12.0 / LINEAR_GAIN
 
     def forward(self, V: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        f = features(V)  # (B, C, 100)
-        out = LINEAR_GAIN * self.linear(f)
+        if self.tables == "local":  # dF from the slopes, a and b from the features themselves
+            f, d = features(V, slopes=True)  # (B, C, 100) each
+            w = self.linear.weight
+            out = LINEAR_GAIN * torch.cat([F.conv1d(d, w[:1]), F.conv1d(f, w[1:])], dim=1)
+        else:
+            f = features(V)  # (B, C, 100)
+            out = LINEAR_GAIN * self.linear(f)
         if self.cnn is not None:
             out = out + self.cnn(torch.asinh(f))
         out = self.h2 * out  # (B, 3, 100)

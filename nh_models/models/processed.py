@@ -24,7 +24,7 @@ from nh_data.problem import T_END
 
 from . import processor, sensor_spline
 
-READOUTS = ("step", "hermite")
+READOUTS = ("step", "hermite", "scaled")
 
 
 def flow(
@@ -38,11 +38,15 @@ def flow(
     force: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(q, p) at the query times t (B, W) from ic (B, 2); kernel (B, 99, 5); proc (B, 99, 3, 5) or
-    None. `readout`: `step` (a last partial step, exactly symplectic) or `hermite` (cubic Hermite
-    between the processed grid states, fourth order; `force`: the table of V' itself, for the
-    derivatives there)."""
+    None. `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with
+    the correction and the processor scaled to the partial step, `_scaled_flow`: exactly
+    symplectic, without the partial step's O(h^2 tau) error; `step` without a processor) or
+    `hermite` (cubic Hermite between the processed grid states, fourth order); `force`: the
+    table of V' itself, for `hermite`'s derivatives and `scaled`'s dF."""
     if readout == "hermite":
         return _hermite_flow(t, ic, kernel, proc, steps, subs, force)
+    if readout == "scaled" and proc is not None:
+        return _scaled_flow(t, ic, kernel, proc, steps, subs, force)
     h = T_END / steps
     ktab = kernel.unsqueeze(2)  # (B, 99, 1, 5)
     k = torch.floor(t.detach() / h).clamp(min=0, max=steps)  # whole steps before each query time
@@ -101,7 +105,43 @@ def lookups_per_orbit(steps: int, n_substeps: int, n_times: int, processed: bool
     start = processor.INVERSE_ITERATIONS + 1 if processed else 1
     if readout == "hermite":  # the read-out is free; chi costs one lookup per grid state
         return start + steps * n_substeps + ((steps + 1) if processed else 0)
+    if readout == "scaled" and processed:  # the values at every grid state, a partial step per time
+        return start + steps * n_substeps + (steps + 1) + n_times * n_substeps
     return start + steps * n_substeps + n_times * n_substeps
+
+
+def _scaled_flow(t, ic, kernel, proc, steps, subs, force):
+    """The scaled read-out (leapfrog kernel): a query time t = k h + tau, s = (tau / h)^2, is
+    chi_s o S_tau o chi_(1 - s) of the grid state k, where chi_c is the processor with A and B
+    scaled by c and S_tau one leapfrog step of tau on V + s dV. At tau = 0 it is chi at the grid
+    state, at tau = h chi after a whole kernel step: continuous in t, a composition of shears and
+    lifts (exactly symplectic), and the O(h^2 tau) error of an unscaled partial step is gone: the
+    modified Hamiltonian of chi_s S_tau chi_s^-1 is H + s (dV + h^2 H_2 + {G, H}) to O(h^4), which
+    the kernel's correction zeroes. The first half kick's force at chi_(1 - s)'s point is V' + s dF
+    at the grid state plus its first-order Taylor term (a function of the point alone, so still a
+    kick; its error O(h^4)). `force`: the table of V' itself (dF = kernel - force). The
+    processor's and the forces' values at the grid states are one stacked lookup each."""
+    h = T_END / steps
+    ktab = kernel.unsqueeze(2)
+    k = torch.floor(t.detach() / h).clamp(min=0, max=steps)
+    n = int(k.max().item()) if k.numel() else 0
+    qs, ps, _ = trajectory(*start(ic, ktab, proc), ktab, h, n, subs)
+    dF = kernel - force
+    side = torch.cat([torch.stack([force, dF, sensor_spline.derivative_table(force),
+                                   sensor_spline.derivative_table(dF)], dim=2), proc], dim=2)  # fmt: skip
+    idx = k.long()
+    grid = sensor_spline.lookup(side, qs)  # (B, n + 1, 7) at every grid state
+    q, p = qs.gather(1, idx), ps.gather(1, idx)
+    v = grid.gather(1, idx.unsqueeze(-1).expand(*idx.shape, grid.shape[-1]))
+    tau = t - k * h
+    s = (tau / h) ** 2
+    q1, p1 = processor.apply(q, p, v[..., 4:], 1.0 - s)
+    F1 = v[..., 0] + s * v[..., 1] + (v[..., 2] + s * v[..., 3]) * (q1 - q)
+    p1 = p1 - (0.5 * tau) * F1
+    q2 = q1 + tau * p1
+    w = sensor_spline.lookup(side[:, :, [0, 1, 4, 5, 6]], q2)
+    p2 = p1 - (0.5 * tau) * (w[..., 0] + s * w[..., 1])
+    return processor.apply(q2, p2, w[..., 2:], s)
 
 
 def _hermite_flow(t, ic, kernel, proc, steps, subs, force):

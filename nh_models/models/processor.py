@@ -44,6 +44,14 @@ def tables(a: Tensor, b: Tensor) -> Tensor:
     return stack_tables(a1, sensor_spline.derivative_table(a1), sensor_spline.force_table(integral(b)))
 
 
+def local_tables(a: Tensor, b: Tensor) -> Tensor:
+    """The processor's stacked table (A', A'', B') with A' and B' the local C1 cubics through a and b
+    (`sensor_spline.local_table`: no solve) and A'' the derivative of the A' cubic, so that the
+    lift stays exactly area-preserving: (B, 100) x2 -> (B, 99, 3, 5)."""
+    a1 = sensor_spline.local_table(a)
+    return stack_tables(a1, sensor_spline.derivative_table(a1), sensor_spline.local_table(b))
+
+
 def integral(f: Tensor) -> Tensor:
     """The integral from the first sensor of the cubic through each four neighbouring grid
     values (fourth order: the spline of the result has derivative f + O(dx^4)): (B, 100) -> (B, 100)."""
@@ -66,10 +74,14 @@ def _slope(q: Tensor, a2: Tensor) -> Tensor:
     return torch.where((q >= 0.0) & (q <= 1.0), a2, torch.zeros_like(a2))
 
 
-def apply(q: Tensor, p: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-    """chi(q, p) given the lookup of (A', A'', B') at q: values (..., 3) from `sensor_spline.lookup`."""
-    p = p - values[..., B1]
-    return q + values[..., A1], p / (1.0 + _slope(q, values[..., A2]))
+def apply(q: Tensor, p: Tensor, values: Tensor, c: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
+    """chi(q, p) given the lookup of (A', A'', B') at q: values (..., 3) from `sensor_spline.lookup`;
+    with c, chi_c: the processor of c A and c B (exactly area-preserving for every c)."""
+    if isinstance(c, float) and c == 1.0:
+        p = p - values[..., B1]
+        return q + values[..., A1], p / (1.0 + _slope(q, values[..., A2]))
+    p = p - c * values[..., B1]
+    return q + c * values[..., A1], p / (1.0 + c * _slope(q, values[..., A2]))
 
 
 def invert(Q: Tensor, P: Tensor, table: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -11,6 +11,9 @@ this one interpolant, so that an integrator run on it and the network see the sa
   (B, W) -> (B, W, K). One lookup is one *force evaluation* in the cost a model states
   (`force_evaluations_per_orbit`), however many of the stacked polynomials it reads.
 - `nodal_derivatives(V)`: V', V'', V''', V'''' at the sensors (the correction's features).
+- `local_table(y)`: the table of a local C1 cubic through grid values y (cubic Hermite with
+  fourth-order slopes: no solve; for functions of order h^2, where its O(dx^4) error is far
+  below the integrator's).
 
 q is clamped to [0, 1]: outside the box the end polynomials hold their end values (the wall's
 force), no extrapolated quintic.
@@ -94,6 +97,35 @@ def force_table(V: Tensor) -> Tensor:
 def derivative_table(table: Tensor) -> Tensor:
     """The table of the next derivative (same layout, top coefficient zero): (..., 5) -> (..., 5)."""
     return torch.cat([table[..., 1:] * _DERIV.to(table), torch.zeros_like(table[..., :1])], dim=-1)
+
+
+# fourth-order slopes dy/ds at the sensors (s in sensor spacings): central inside, one-sided at the
+# two first and the two last sensors (each exact for quartics)
+SLOPE_INNER = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0  # y[i-2..i+2]
+SLOPE_FIRST = np.array([[-25.0, 48.0, -36.0, 16.0, -3.0], [-3.0, -10.0, 18.0, -6.0, 1.0]]) / 12.0  # sensors 0, 1: y[0..4]
+SLOPE_LAST = -SLOPE_FIRST[::-1, ::-1]  # sensors 98, 99: y[95..99]
+
+
+def local_slopes(y: Tensor) -> Tensor:
+    """`SLOPE_*`: the slopes dy/ds at the sensors from grid values y: (B, 100) -> (B, 100)."""
+    inner = y.unfold(1, 5, 1) @ torch.from_numpy(SLOPE_INNER).to(y)  # sensors 2..97
+    first = y[:, :5] @ torch.from_numpy(SLOPE_FIRST).to(y).T
+    last = y[:, -5:] @ torch.from_numpy(SLOPE_LAST).to(y).T
+    return torch.cat([first, inner, last], dim=1)
+
+
+def local_table(y: Tensor) -> Tensor:
+    """The table (B, 99, 5) (top coefficient zero) of the local C1 interpolant of grid values y
+    (B, 100): on each interval the cubic Hermite through the two sensors' values with the
+    fourth-order slopes of `local_slopes` (cubics exact, error O(dx^4); six sensors reach each
+    interval). A kick by it, or a point map by it and its derivative (`derivative_table`), is
+    exactly area-preserving; its continuous derivative keeps Newton's iteration on it quadratic."""
+    m = local_slopes(y)
+    y0, y1, m0, m1 = y[:, :-1], y[:, 1:], m[:, :-1], m[:, 1:]
+    d = y1 - y0
+    c2 = 3.0 * d - 2.0 * m0 - m1
+    c3 = m0 + m1 - 2.0 * d
+    return torch.stack([y0, m0, c2, c3, torch.zeros_like(y0)], dim=-1)
 
 
 def lookup(tables: Tensor, q: Tensor) -> Tensor:

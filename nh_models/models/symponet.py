@@ -58,8 +58,8 @@ from nh_data.problem import T_END
 
 from . import processed, processor
 from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
-from .correction import GridCorrection
-from .sensor_spline import force_table, sensor_force
+from .correction import TABLES, GridCorrection
+from .sensor_spline import force_table, local_table, sensor_force
 
 __all__ = ["SympONet", "SympONetConfig", "force_table", "sensor_force"]
 # the prior's integrators: the leapfrog substep weights of one step (the engine's compositions)
@@ -93,9 +93,17 @@ class SympONetConfig:
     `local_layers`, `local_kernel`: its CNN); `init`: `zero` (no correction) or `classical` (the
     textbook correction of leapfrog, Takahashi and Imada 1984, in its linear part). No encoder,
     no ridges, no shears on this grid. `readout`: `step` (each query time by a last partial step:
-    exactly symplectic, read-out error O(h^3)) or `hermite` (cubic Hermite between the processed
-    grid states: fourth order, area-preserving only at the grid points; chi at every grid state).
+    exactly symplectic, read-out error O(h^3)), `scaled` (the partial step with the correction
+    and the processor scaled to it, leapfrog only: exactly symplectic, the O(h^3) error gone;
+    the forces and the processor read at every grid state, `models.processed._scaled_flow`) or
+    `hermite` (cubic Hermite between the processed grid states: fourth order, area-preserving
+    only at the grid points; chi at every grid state).
 
+    `tables`: how the correction's grid values are read at q: `spline` (the quintic sensor spline
+    of V + dV and of the processor's integrals, a solve per orbit; the default, so that older
+    checkpoints keep their meaning) or `local` (local C1 cubics, `sensor_spline.local_table`,
+    the force correction dF from the dictionary's derivatives: no solve;
+    `models.correction`).
     `learned`: false applies only the prior (every learned correction zero: the same weights,
     the integrator alone), the baseline every SympONet is shown beside.
     """
@@ -117,6 +125,7 @@ class SympONetConfig:
     local_layers: int = 2
     local_kernel: int = 5
     readout: str = "step"
+    tables: str = "spline"
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "latent", "nodes", "encoder_layers", "hyper_layers", "ridges")
@@ -148,8 +157,12 @@ class SympONetConfig:
             raise NHError(
                 f"SympONetConfig.readout must be one of {', '.join(processed.READOUTS)}, got {self.readout!r}"
             )
-        if self.readout == "hermite" and self.grid != "processed":
-            raise NHError("SympONetConfig: readout hermite is a read-out of grid processed")
+        if self.tables not in TABLES:
+            raise NHError(f"SympONetConfig.tables must be one of {', '.join(TABLES)}, got {self.tables!r}")
+        if self.readout != "step" and self.grid != "processed":
+            raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of grid processed")
+        if self.readout == "scaled" and self.prior != "leapfrog":
+            raise NHError("SympONetConfig: readout scaled is the read-out of a leapfrog kernel (prior: leapfrog)")
         if self.grid == "processed":
             if self.steps < 1 or self.shears:
                 raise NHError("SympONetConfig: grid processed needs steps >= 1 and shears: 0")
@@ -173,7 +186,7 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         super().__init__(config)
         if config.grid == "processed":
             self.local = GridCorrection(T_END / config.steps, config.local_width, config.local_layers,
-                                        config.local_kernel)  # fmt: skip
+                                        config.local_kernel, config.tables)  # fmt: skip
             if config.init == "classical":
                 self.local.classical()
             self.infer_tokens = 400_000  # a trajectory per orbit: inference blocks of many orbits
@@ -314,9 +327,13 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         subs = PRIORS[c.prior]
         if not c.learned:
             return processed.flow(t, ic, force_table(V), None, c.steps, subs, c.readout)
-        dV, a, b = self.local(V)
-        force = force_table(V) if c.readout == "hermite" else None
-        return processed.flow(t, ic, force_table(V + dV), processor.tables(a, b), c.steps, subs, c.readout, force)
+        d, a, b = self.local(V)  # dV, or with tables: local its force dF
+        force = force_table(V) if c.readout in ("hermite", "scaled") else None
+        if c.tables == "local":
+            kernel, proc = force_table(V) + local_table(d), processor.local_tables(a, b)
+        else:
+            kernel, proc = force_table(V + d), processor.tables(a, b)
+        return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force)
 
     def _scaled_grid(self, t: Tensor, q: Tensor, p: Tensor, table: Tensor, f0, g0) -> tuple[Tensor, Tensor]:
         """`steps` steps of h = t / steps for every query time: (B, W) states throughout."""
