@@ -19,7 +19,7 @@ from nh_data.problem import N_SENSORS, T_END
 
 from ..models.processor import INVERSE_ITERATIONS
 from .inputs import batch
-from .spline import NCOEF, NI, build_table, horner_d, locate, nodal, poly, solve1
+from .spline import NCOEF, NI, build_table, horner_d, locate, nodal_from_table, poly, solve1
 from .stepping import hermite, kicks, trajectory
 
 METHODS = ("leapfrog", "yoshida4", "rk4", "processed")
@@ -64,7 +64,7 @@ def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, subs, kick, qs, ps, f
     V~ = V - (h^2 / 24) V'^2 (its own solve and table), chi^-1 by fixed-point iteration, the
     processor q - c V'(q), p + c p V''(q) at every grid state; 2 steps + 3 + INVERSE_ITERATIONS lookups."""
     c = h * h / 12.0
-    nodal(cv, nod)
+    nodal_from_table(vtab, nod)
     for i in range(N_SENSORS):
         cw[2 + i] = V[i] - 0.5 * c * nod[0, i] * nod[0, i]
     solve1(cw)
@@ -115,7 +115,7 @@ def _work(steps):
     return (
         np.zeros(NCOEF),
         np.zeros(NCOEF),
-        np.empty((3, N_SENSORS)),
+        np.empty((4, N_SENSORS)),
         np.empty((5, NI)),
         np.empty((5, NI)),
         np.empty(8),

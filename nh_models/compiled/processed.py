@@ -42,7 +42,6 @@ from .spline import (
     horner_d,
     local_into,
     locate,
-    nodal,
     nodal_from_table,
     poly,
     solve1,
@@ -129,7 +128,8 @@ def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes,
         if learned:
             local_setup(V, W, ktab, nod, fd, fa, fb, slopes, dtab, atab, btab, scaled)
         return
-    nodal(cv, nod)
+    build_table(cv, dtab)  # V''s table: the nodal derivatives, and with `scaled` dF = kernel - V'
+    nodal_from_table(dtab, nod)
     for i in range(N_SENSORS):
         v1, v2, v3 = nod[0, i], nod[1, i], nod[2, i]
         ck[2 + i] = V[i] + dictionary(W, 0, V[i] - V0, v1, v2, v3)
@@ -141,7 +141,6 @@ def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes,
     build_table(ca, atab)
     build_table(cb, btab)
     if scaled:
-        build_table(cv, dtab)
         for r in range(5):
             for i in range(NI):
                 dtab[r, i] = ktab[r, i] - dtab[r, i]

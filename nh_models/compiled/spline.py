@@ -25,8 +25,6 @@ Module-level arrays are frozen into the compiled code as constants.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -75,12 +73,7 @@ L_BAND, U_BAND, U_INV = banded_lu()
 
 DERIV = np.arange(1.0, 5.0) / DX  # the derivative's coefficients: (r + 1) c_(r+1) / DX
 G = 1.0 / (120.0 * DX)
-# nodal derivatives V^(r+1), r = 0, 1, 2, at sensor i < 99 (s = 0 of interval i) and at sensor 99
-# (s = 1 of interval 98): the rows of `sensor_spline.nodal_derivatives`, from c[i..i+5]
-NODAL = np.stack([D_EXACT[:, r] / DX * math.factorial(r) / DX**r for r in range(3)])  # (3, 6)
-NODAL_END = np.stack(
-    [sum(D_EXACT[:, k] / DX * math.perm(k, r) for k in range(r, 5)) / DX**r for r in range(3)]
-)
+
 
 
 @njit(**JIT)
@@ -161,22 +154,6 @@ def build_table(c, table):
         table[2, i] = (30.0 * G) * d40 - (60.0 * G) * d31
         table[3, i] = (20.0 * G) * s04 - (80.0 * G) * s13 + (120.0 * G) * c2
         table[4, i] = (5.0 * G) * (c5 - c0) + (25.0 * G) * (c1 - c4) + (50.0 * G) * (c3 - c2)
-
-
-@njit(**JIT)
-def nodal(c, out):
-    """out (3, 100): V', V'', V''' at the sensors of the spline with coefficients c (104)."""
-    for i in range(NI):
-        for r in range(3):
-            acc = 0.0
-            for m in range(6):
-                acc += c[i + m] * NODAL[r, m]
-            out[r, i] = acc
-    for r in range(3):
-        acc = 0.0
-        for m in range(6):
-            acc += c[NI - 1 + m] * NODAL_END[r, m]
-        out[r, NI] = acc
 
 
 @njit(**JIT)

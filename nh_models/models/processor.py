@@ -77,10 +77,7 @@ def _slope(q: Tensor, a2: Tensor) -> Tensor:
 def apply(q: Tensor, p: Tensor, values: Tensor, c: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
     """chi(q, p) given the lookup of (A', A'', B') at q: values (..., 3) from `sensor_spline.lookup`;
     with c, chi_c: the processor of c A and c B (exactly area-preserving for every c)."""
-    if isinstance(c, float) and c == 1.0:
-        p = p - values[..., B1]
-        return q + values[..., A1], p / (1.0 + _slope(q, values[..., A2]))
-    p = p - c * values[..., B1]
+    p = p - c * values[..., B1]  # (c = 1: the same bytes, 1.0 * x is x)
     return q + c * values[..., A1], p / (1.0 + c * _slope(q, values[..., A2]))
 
 

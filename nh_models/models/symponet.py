@@ -329,8 +329,9 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
             return processed.flow(t, ic, force_table(V), None, c.steps, subs, c.readout)
         d, a, b = self.local(V)  # dV, or with tables: local its force dF
         force = force_table(V) if c.readout in ("hermite", "scaled") else None
-        if c.tables == "local":
-            kernel, proc = force_table(V) + local_table(d), processor.local_tables(a, b)
+        if c.tables == "local":  # V's own table, computed once
+            kernel = (force if force is not None else force_table(V)) + local_table(d)
+            proc = processor.local_tables(a, b)
         else:
             kernel, proc = force_table(V + d), processor.tables(a, b)
         return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force)
