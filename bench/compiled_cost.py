@@ -159,24 +159,6 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(threads[1])
 
 
-def variant(model, readout: str, steps: int):
-    """The same weights with another read-out or step count (the dictionary's weights are per
-    h^2, so they carry over), or the model itself."""
-    import dataclasses
-
-    from nh_models.models import get_model
-
-    if not readout and not steps:
-        return model
-    if steps < 0:
-        raise NHError(f"--steps must be a positive number of kernel steps, got {steps}")
-    cfg = dataclasses.asdict(model.config)
-    cfg.update({k: v for k, v in (("readout", readout), ("steps", steps)) if v})
-    other = get_model(model.name, cfg).double().eval()
-    other.load_state_dict(model.state_dict())
-    return other
-
-
 def _rows(args: argparse.Namespace) -> dict:
     import torch
 
@@ -190,7 +172,7 @@ def _rows(args: argparse.Namespace) -> dict:
 
     source = Pretrained(args.run[4:]) if args.run.startswith("zoo:") else args.run
     model, _, meta = load_predictor_run(source)
-    model = variant(model.double().cpu().eval(), args.readout, args.steps)
+    model = model.double().cpu().eval().variant(args.readout, args.steps)
     params = export(model)  # NHError if it does not compile
     data_dir = args.data or meta.get("data_dir") or ""
     if not data_dir:

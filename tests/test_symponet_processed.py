@@ -391,3 +391,22 @@ def test_learned_false_on_the_other_grids_is_the_prior_with_the_same_weights(gri
         ql, _ = model(V, t, ic)
     assert torch.equal(q, qz) and torch.equal(p, pz)
     assert (ql - q).abs().max() > 1e-6
+
+
+def test_variant_keeps_the_weights_and_changes_only_what_is_asked():
+    from nh_data.errors import NHError
+
+    model = get_model("symponet", {**PROCESSED, "init": "classical"}).double().eval()
+    assert model.variant() is model
+    other = model.variant(readout="scaled", steps=32)
+    assert (other.config.readout, other.config.steps) == ("scaled", 32)
+    assert other.config.tables == model.config.tables and not other.training
+    for (name, w), (_, w2) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
+        assert torch.equal(w, w2), name
+    V, t, ic = smooth_problem(2, 5)
+    with torch.no_grad():  # the same weights at the same steps and read-out: the same map
+        assert torch.equal(model.variant(readout="step")(V, t, ic)[0], model(V, t, ic)[0])
+    with pytest.raises(NHError, match="positive number of kernel steps"):
+        model.variant(steps=-4)
+    with pytest.raises(NHError, match="readout scaled is the read-out of a leapfrog kernel"):
+        get_model("symponet", {**PROCESSED, "prior": "yoshida4"}).variant(readout="scaled")

@@ -263,6 +263,21 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         other.config = dataclasses.replace(self.config, learned=False)
         return other
 
+    def variant(self, readout: str = "", steps: int = 0) -> SympONet:
+        """The same weights with another read-out or kernel step count (on the processed grid the
+        dictionary's weights are per h^2, so they carry over), in eval mode; the network itself
+        when neither is given. NHError on a step count below 1 or a bad combination."""
+        if not readout and not steps:
+            return self
+        if steps < 0:
+            raise NHError(f"steps must be a positive number of kernel steps, got {steps}")
+        changes = {k: v for k, v in (("readout", readout), ("steps", steps)) if v}
+        other = type(self)(dataclasses.replace(self.config, **changes))
+        p = next(self.parameters())
+        other = other.to(device=p.device, dtype=p.dtype).eval()
+        other.load_state_dict(self.state_dict())
+        return other
+
     def classical_alone(self) -> SympONet | None:
         """The same processed grid with the textbook correction of leapfrog instead of the learned
         one (linear part at the classical coefficients, no CNN): what the structure gives untrained.
