@@ -52,13 +52,15 @@ class TestSplit:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0):
+    def __init__(
+        self, data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0, split: str = "test"
+    ):
         from ..data import ShardDataset
 
-        self.ds = ShardDataset(data_dir, "test", dtype=torch.float64)
+        self.ds = ShardDataset(data_dir, split, dtype=torch.float64)
         n = len(self.ds)
         if n == 0:
-            raise NHError(f"test split of {data_dir} is empty")
+            raise NHError(f"{split} split of {data_dir} is empty")
         if max_orbits is not None and max_orbits < n:  # a seeded random subset, in shard order
             self.idx = np.sort(np.random.default_rng(seed).choice(n, size=max_orbits, replace=False))
         else:
@@ -81,10 +83,13 @@ class TestSplit:
             yield self._load(self.idx[s : s + batch_size])
 
 
-def load_test(data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0) -> TestData:
-    """Read the test split (or a seeded random subset of `max_orbits`) into float64 arrays in memory."""
-    split = TestSplit(data_dir, max_orbits, seed)
-    return split.take(np.arange(len(split.u)))
+def load_test(
+    data_dir: str | os.PathLike, max_orbits: int | None = None, seed: int = 0, split: str = "test"
+) -> TestData:
+    """Read the test split (or a seeded random subset of `max_orbits`) into float64 arrays in memory;
+    `split`: another split of the folder (val, train) read the same way."""
+    orbits = TestSplit(data_dir, max_orbits, seed, split)
+    return orbits.take(np.arange(len(orbits.u)))
 
 
 @dataclass
