@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from benches import load_bench
 
 
 def test_rk4_at_cost_after_evaluate_runs_imported_the_equal_cost_module():
@@ -17,11 +16,7 @@ def test_rk4_at_cost_after_evaluate_runs_imported_the_equal_cost_module():
     from nh_models import evaluation
 
     assert callable(evaluation.equal_cost)  # still the function, not a module
-    path = Path(__file__).resolve().parent.parent / "bench" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_accuracy", path)
-    accuracy = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = accuracy
-    spec.loader.exec_module(accuracy)
+    accuracy = load_bench("accuracy")
     rows = [{"dt": dt, "time_per_traj_s": 1e-7 / dt, "loss": dt**8} for dt in (0.1, 0.05, 0.02, 0.01)]
     out = accuracy.rk4_at_cost(rows, 1e-7 / 0.03)  # dearer than RK4's cheapest point: interpolated
     assert out["dt"] == pytest.approx(0.03, rel=1e-12) and out["cheaper"] is False

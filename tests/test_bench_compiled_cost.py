@@ -3,38 +3,27 @@ row, the compiled model equal to the torch one, the phase breakdown adding up.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from benches import TINY_PROCESSED, load_bench
 from synthetic import write_synthetic_dataset
 
 from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = {
-    "model": {"grid": "processed", "steps": 16, "shears": 0, "local_layers": 0, "init": "classical"},
-    "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3},
-}
-
-
-def _bench():
-    path = Path(__file__).resolve().parent.parent / "bench" / "compiled_cost.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_compiled_cost", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
     write_synthetic_dataset(tmp_path / "data", n_train=64, n_val=32, n_test=12, seed=7)
-    train("symponet", TINY, tmp_path / "data", tmp_path / "run", progress=False)
+    train("symponet", TINY_PROCESSED, tmp_path / "data", tmp_path / "run", progress=False)
     out = tmp_path / "rows.json"
-    assert _bench().main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        load_bench("compiled_cost").main(
+            [str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out)]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["n_orbits"] == 12 and res["agreement"]["q"] < 1e-10 and res["agreement"]["p"] < 1e-10
     rows = res["rows"]
@@ -46,7 +35,7 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
     assert phases["setup"] + phases["stepping"] + phases["readout"] == pytest.approx(phases["total"])
     assert "time by phase" in capsys.readouterr().out
     # the same weights with the scaled read-out and another step count: stated cost, agreement
-    assert _bench().main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
                           "--readout", "scaled", "--steps", "20"]) == 0  # fmt: skip
     res = json.loads(out.read_text())
     assert (res["readout"], res["steps"]) == ("scaled", 20)
@@ -56,8 +45,11 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
 
 def test_compiled_cost_bench_refuses_a_model_it_cannot_compile(tmp_path, capsys):
     write_synthetic_dataset(tmp_path / "data", n_train=64, n_val=32, n_test=8, seed=8)
-    cfg = {"model": {**TINY["model"], "local_layers": 1, "local_width": 4}, "train": TINY["train"]}
+    cfg = {
+        "model": {**TINY_PROCESSED["model"], "local_layers": 1, "local_width": 4},
+        "train": TINY_PROCESSED["train"],
+    }
     train("symponet", cfg, tmp_path / "data", tmp_path / "run", progress=False)
-    assert _bench().main([str(tmp_path / "run"), "--n", "0", "--repeats", "1"]) == 2
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: cannot compile") and "local_layers" in err and "\n" not in err

@@ -3,36 +3,20 @@ section, figures that hold by construction, and a one-line error for a model it 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benches import TINY_PROCESSED, load_bench
 from synthetic import write_synthetic_dataset
 
 from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = {
-    "model": {"grid": "processed", "steps": 16, "shears": 0, "local_layers": 0, "init": "classical"},
-    "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3},
-}
-
-
-def _bench():
-    path = Path(__file__).resolve().parent.parent / "bench" / "error_anatomy.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_error_anatomy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_top_share_counts_the_largest_entries():
-    bench = _bench()
+    bench = load_bench("error_anatomy")
     x = np.array([1.0] * 99 + [99.0])
     assert bench.top_share(x) == pytest.approx(0.5)  # the worst 1 % is the one entry of 99
     assert bench.top_share(np.ones(10)) == pytest.approx(0.1)  # at least one entry
@@ -40,7 +24,7 @@ def test_top_share_counts_the_largest_entries():
 
 def test_error_anatomy_bench_runs_on_a_tiny_run(tmp_path, capsys):
     write_synthetic_dataset(tmp_path / "data", n_train=64, n_val=32, n_test=12, seed=7)
-    train("symponet", TINY, tmp_path / "data", tmp_path / "run", progress=False)
+    train("symponet", TINY_PROCESSED, tmp_path / "data", tmp_path / "run", progress=False)
     out, png = tmp_path / "anatomy.json", tmp_path / "anatomy.png"
     argv = [
         str(tmp_path / "run"),
@@ -55,7 +39,7 @@ def test_error_anatomy_bench_runs_on_a_tiny_run(tmp_path, capsys):
         "--plot",
         str(png),
     ]
-    assert _bench().main(argv) == 0
+    assert load_bench("error_anatomy").main(argv) == 0
     res = json.loads(out.read_text())
     assert res["n_orbits"] == 12 and res["steps"] == 16 and png.stat().st_size > 10_000
     assert set(res["grid"]) == {
@@ -79,6 +63,6 @@ def test_error_anatomy_bench_runs_on_a_tiny_run(tmp_path, capsys):
 
 
 def test_error_anatomy_bench_refuses_bad_input(tmp_path, capsys):
-    assert _bench().main([str(tmp_path / "nothing")]) == 2
+    assert load_bench("error_anatomy").main([str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error:") and "\n" not in err

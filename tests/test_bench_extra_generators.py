@@ -4,26 +4,15 @@ the bench runs end to end with a one-line error for bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from benches import load_bench
 from synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _bench():
-    path = Path(__file__).resolve().parent.parent / "bench" / "extra_generators.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_extra_generators", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _smooth(B: int) -> torch.Tensor:
@@ -32,7 +21,7 @@ def _smooth(B: int) -> torch.Tensor:
 
 
 def test_cubic_processor_is_symplectic_and_inverted():
-    bench = _bench()
+    bench = load_bench("extra_generators")
     spec = bench.ROWS["+ V'V'' in a, + C P^3"]
     gen = torch.Generator().manual_seed(1)
     theta = {k: 30.0 * torch.randn(len(v), generator=gen, dtype=torch.float64) for k, v in spec.items()}
@@ -53,7 +42,7 @@ def test_cubic_processor_is_symplectic_and_inverted():
 
 
 def test_textbook_row_is_fourth_order_at_the_grid_points():
-    bench = _bench()
+    bench = load_bench("extra_generators")
     V = _smooth(4)
     ic = torch.tensor([[0.45, 0.8], [0.5, -0.6], [0.55, 0.3], [0.4, 0.0]], dtype=torch.float64)
     ref = bench.grid_states(V, ic, 640, {}, {})
@@ -87,10 +76,11 @@ def test_extra_generators_bench_runs_and_refuses_bad_input(tmp_path, capsys):
         "--test-orbits",
         "0",
     ]
-    assert _bench().main([*argv, "--json", str(out)]) == 0
+    bench = load_bench("extra_generators")
+    assert bench.main([*argv, "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     rows = res["rows"]
-    assert res["test_orbits"] == 8 and set(rows) == set(_bench().ROWS)
+    assert res["test_orbits"] == 8 and set(rows) == set(bench.ROWS)
     assert all(0.0 < r["median"] and np.isfinite(r["mean"]) for r in rows.values())
     assert "c" in rows["+ V'V'' in a, + C P^3"]["coefficients"]
     # the synthetic wells are harmonic (third derivative zero): the h^4 error is p^2 V''^2 and
@@ -98,6 +88,6 @@ def test_extra_generators_bench_runs_and_refuses_bad_input(tmp_path, capsys):
     # the validation orbits leave the test orbits far below the textbook
     assert rows["dictionary"]["mean"] < rows["textbook"]["mean"] / 10
     assert rows["+ V'V'' in a"]["mean"] < rows["dictionary"]["mean"] / 10
-    assert _bench().main([*argv[:2], "--steps", "0"]) == 2
+    assert bench.main([*argv[:2], "--steps", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error:") and "--steps" in err and "\n" not in err

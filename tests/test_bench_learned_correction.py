@@ -4,13 +4,11 @@ torch ones, a plot, and a one-line error for a run it cannot use."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benches import TINY_PROCESSED, load_bench
 from synthetic import write_synthetic_dataset
 
 from nh_models.evaluation import sensor_integrators as si
@@ -19,26 +17,12 @@ from nh_models.training.trainer import train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = {
-    "model": {"grid": "processed", "steps": 16, "shears": 0, "local_layers": 0, "init": "classical"},
-    "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3},
-}
-
-
-def _bench():
-    path = Path(__file__).resolve().parent.parent / "bench" / "learned_correction.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_learned_correction", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_learned_correction_curves_in_torch_and_compiled(tmp_path, monkeypatch):
-    bench = _bench()
+    bench = load_bench("learned_correction")
     monkeypatch.setattr(bench, "STEPS", (16, 32))
     write_synthetic_dataset(tmp_path / "data", n_train=64, n_val=32, n_test=10, seed=3)
-    train("symponet", TINY, tmp_path / "data", tmp_path / "run", progress=False)
+    train("symponet", TINY_PROCESSED, tmp_path / "data", tmp_path / "run", progress=False)
     split = TestSplit(tmp_path / "data", None, 0)
     data = split.take(np.arange(len(split.u)))
     runs = [str(tmp_path / "run")]
@@ -62,9 +46,9 @@ def test_learned_correction_curves_in_torch_and_compiled(tmp_path, monkeypatch):
 
 def test_learned_correction_refuses_a_run_of_another_grid(tmp_path, capsys):
     write_synthetic_dataset(tmp_path / "data", n_train=32, n_val=16, n_test=4, seed=4)
-    cfg = {"model": {"grid": "fixed", "steps": 4, "shears": 0}, "train": TINY["train"]}
+    cfg = {"model": {"grid": "fixed", "steps": 4, "shears": 0}, "train": TINY_PROCESSED["train"]}
     train("symponet", cfg, tmp_path / "data", tmp_path / "run", progress=False)
     argv = ["--data", str(tmp_path / "data"), "--runs", str(tmp_path / "run"), "--max-test", "0"]
-    assert _bench().main(argv) == 2
+    assert load_bench("learned_correction").main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error:") and "grid: processed" in err and "\n" not in err

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pcsv
 import pytest
+from benches import load_bench
 from click.testing import CliRunner
 
 from cli import nh
@@ -302,14 +303,9 @@ def test_a_test_splits_orbits_integrated_again_to_t_2K(tiny_dataset, config):
 
 
 def test_window_coverage_bench_runs_and_saves_what_nh_calibrate_writes(three_windows, engine_run, tmp_path):
-    import importlib.util
     import sys
 
-    path = ROOT / "bench" / "window_coverage.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_window_coverage", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench("window_coverage")
     run = tmp_path / "run"
     shutil.copytree(three_windows, run)
     written = (three_windows / FILE).read_bytes()  # `nh calibrate RUN --windows 3 --fresh 12`

@@ -4,12 +4,12 @@ benchmark through --plugin."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from benches import load_bench
 from click.testing import CliRunner
 from synthetic import write_synthetic_dataset
 
@@ -28,13 +28,6 @@ def fresh_registry(monkeypatch):
     yield
     sys.modules.pop("my_operator", None)
 
-
-def _bench_accuracy():
-    spec = importlib.util.spec_from_file_location("nh_bench_accuracy", REPO / "bench" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_example_operator_trains_evaluates_predicts_and_enters_the_benchmark(fresh_registry, tmp_path):
@@ -74,7 +67,7 @@ def test_the_example_operator_trains_evaluates_predicts_and_enters_the_benchmark
     assert res.exit_code == 0, res.output
     assert out.read_text().splitlines()[0].startswith('"t","q","p"')
 
-    acc = _bench_accuracy()
+    acc = load_bench("accuracy")
     args = [*plug, "--models", "my_mlp", "--recipes", "recommended,paper", "--budget", "0.01", "--seeds", "89",
             "--data", str(data), "--out", str(tmp_path / "acc"), "--device", "cpu", "--train-only"]  # fmt: skip
     assert acc.main(args) == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from benches import load_bench
 from click.testing import CliRunner
 from synthetic import write_synthetic_dataset
 from torch import nn
@@ -21,18 +22,7 @@ from nh_data.errors import NHError
 from nh_models import OperatorModel, get_model, load_config, model_names, register_model
 from nh_models.models import ENTRY_POINT_GROUP, plugins
 
-
-def _bench_accuracy():
-    """bench/accuracy.py as a module (it is a script, not part of a package)."""
-    path = Path(__file__).resolve().parent.parent / "bench" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("nh_bench_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
-
-accuracy = _bench_accuracy()
+accuracy = load_bench("accuracy")
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
