@@ -8,6 +8,7 @@ The backend is NCCL for CUDA devices and gloo on CPU.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,8 @@ import torch.distributed as dist
 from nh_data.errors import NHError
 
 from ..devices import resolve_device
+
+SETTLE_S = 0.25  # the pause before leaving the process group (`cleanup`)
 
 # the trainer's texts (it speaks of its --device option)
 UNKNOWN = "unknown device {device!r}; valid devices: cpu, cuda, auto (or cuda:N)"
@@ -73,8 +76,17 @@ def init(env: DistEnv, device: torch.device) -> bool:
 
 
 def cleanup(created: bool) -> None:
-    """Leave the process group if `init` created it."""
+    """Leave the process group if `init` created it, after a pause with the GIL released.
+
+    Gloo's worker threads free each finished collective after it completes. Freeing a tensor
+    made in Python takes the GIL. The process group's destructor joins those threads, and it
+    runs on the main thread with the GIL held (when the last reference goes: here or when the
+    DDP wrapper is freed). If a worker is still freeing the last collective's tensors then,
+    the process deadlocks at exit. That was seen under load, with `py-spy dump`: the main thread
+    in ~ProcessGroupGloo's thread join, the worker in TensorImpl::decref_pyobject waiting for
+    the GIL (pytorch/pytorch#75097). The pause lets the workers finish first."""
     if created and dist.is_initialized():
+        time.sleep(SETTLE_S)
         dist.destroy_process_group()
 
 
