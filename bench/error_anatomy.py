@@ -85,8 +85,9 @@ def structures(model) -> dict:
     return out
 
 
-def grid_rows(parts: dict, data, ref, steps: int) -> dict:
-    """Section 1: each structure at the grid times, half a step later, and at the data's times."""
+def grid_rows(parts: dict, at_data: dict, data, ref, steps: int) -> dict:
+    """Section 1: each structure at the grid times, half a step later, and at the data's times
+    (`at_data`: each structure's (q, p) there)."""
     from nh_models.compiled import export, forward
 
     h = 2.0 / steps
@@ -100,17 +101,15 @@ def grid_rows(parts: dict, data, ref, steps: int) -> dict:
         row = {}
         for name, t in at.items():
             row[name] = stats(losses(*forward(prm, data.V, t, data.ic, parallel=True), *refs[name]))
-        row["data times"] = stats(
-            losses(*forward(prm, data.V, data.t, data.ic, parallel=True), data.q, data.p)
-        )
+        row["data times"] = stats(losses(*at_data[label], data.q, data.p))
         rows[label] = row
     return rows
 
 
-def carriers(parts: dict, data, ref_data, steps: int, rk4_steps: int) -> dict:
+def carriers(parts: dict, first: dict, data, ref_data, steps: int, rk4_steps: int) -> dict:
     """Section 2 (against the reference at the data's times, so that the interpolant's floor does
     not hide the convergence): the worst 1 %'s share of the mean, and the model's worst 1 % at
-    1x, 2x, 4x the steps."""
+    1x, 2x, 4x the steps. `first`: (q, p) at the data's times at 1x, for trained, textbook, rk4."""
     from nh_models.compiled import export, forward
     from nh_models.compiled.integrators import integrate
 
@@ -121,7 +120,7 @@ def carriers(parts: dict, data, ref_data, steps: int, rk4_steps: int) -> dict:
             q, p = forward(export(parts[label].variant(steps=n)), data.V, data.t, data.ic, parallel=True)
         return losses(q, p, *ref_data)
 
-    base = run("model", "trained", steps)
+    base = losses(*first["trained"], *ref_data)
     worst = np.argsort(base)[::-1][: max(1, len(base) // 100)]
     out = {}
     for label, kind, n0 in (
@@ -133,18 +132,16 @@ def carriers(parts: dict, data, ref_data, steps: int, rk4_steps: int) -> dict:
             continue
         rows = []
         for f in (1, 2, 4):
-            x = base if (label, f) == ("trained", 1) else run(kind, label, f * n0)
+            x = losses(*first[label], *ref_data) if f == 1 else run(kind, label, f * n0)
             rows.append({"steps": f * n0, **stats(x), SHARE: top_share(x), WORST: float(x[worst].mean())})
         out[label] = rows
     return out
 
 
-def phase_curve(m, data, ref_at_data, steps: int) -> list[float]:
-    """Median squared error (q and p averaged) of each query point against the reference, binned
-    by the phase tau / h of its time within the step."""
-    from nh_models.compiled import export, forward
-
-    q, p = forward(export(m), data.V, data.t, data.ic, parallel=True)
+def phase_curve(qp, data, ref_at_data, steps: int) -> list[float]:
+    """Median squared error (q and p averaged) of each query point (q, p at the data's times)
+    against the reference, binned by the phase tau / h of its time within the step."""
+    q, p = qp
     e = 0.5 * ((q - ref_at_data[0]) ** 2 + (p - ref_at_data[1]) ** 2)
     x = data.t * steps / 2.0
     phase = np.minimum(((x - np.floor(x)) * PHASE_BINS).astype(int), PHASE_BINS - 1)
@@ -154,7 +151,7 @@ def phase_curve(m, data, ref_at_data, steps: int) -> list[float]:
 def analyse(args: argparse.Namespace) -> dict:
     import numba
 
-    from nh_models.compiled import export
+    from nh_models.compiled import export, forward
     from nh_models.compiled.integrators import integrate
     from nh_models.evaluation.cases import load_test
     from nh_models.inference.predict import load_predictor_run
@@ -177,6 +174,8 @@ def analyse(args: argparse.Namespace) -> dict:
 
     ref_data = ref(data.t)
     parts = structures(model)
+    at_data = {label: forward(export(m), data.V, data.t, data.ic, parallel=True) for label, m in parts.items()}
+    rk4 = integrate(data.V, data.t, data.ic, "rk4", args.rk4_steps, parallel=True)
     res = {
         "run": args.run,
         "data": str(data_dir),
@@ -186,20 +185,13 @@ def analyse(args: argparse.Namespace) -> dict:
         "ref_steps": args.ref_steps,
         "threads": numba.get_num_threads(),
         "floor": stats(losses(*ref_data, data.q, data.p)),
-        "grid": grid_rows(parts, data, ref, steps),
-        "carriers": carriers(parts, data, ref_data, steps, args.rk4_steps),
-        "phase": {label: phase_curve(m, data, ref_data, steps) for label, m in parts.items()},
+        "grid": grid_rows(parts, at_data, data, ref, steps),
+        "carriers": carriers(parts, {**at_data, "rk4": rk4}, data, ref_data, steps, args.rk4_steps),
+        "phase": {label: phase_curve(qp, data, ref_data, steps) for label, qp in at_data.items()},
+        "tails": {"trained": losses(*at_data["trained"], data.q, data.p).tolist(),
+                  f"rk4, {args.rk4_steps} steps": losses(*rk4, data.q, data.p).tolist()},  # fmt: skip
     }
-    rk4 = integrate(data.V, data.t, data.ic, "rk4", args.rk4_steps, parallel=True)
-    res["tails"] = {"trained": losses(*_model_at(parts["trained"], data), data.q, data.p).tolist(),
-                    f"rk4, {args.rk4_steps} steps": losses(*rk4, data.q, data.p).tolist()}  # fmt: skip
     return res
-
-
-def _model_at(m, data):
-    from nh_models.compiled import export, forward
-
-    return forward(export(m), data.V, data.t, data.ic, parallel=True)
 
 
 def report(res: dict) -> str:

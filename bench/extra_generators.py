@@ -72,34 +72,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def features(V: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The recipe's dictionary features at the sensors and V' V''; (B, 100) each."""
+def features(V: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """({name: (B, 100)}, V'): the recipe's dictionary at the sensors (`correction.features`, each
+    divided by its typical size) and V' V'' likewise; V' itself for the textbook terms."""
     from nh_models.models import sensor_spline as ss
+    from nh_models.models.correction import FEATURES
+    from nh_models.models.correction import features as dictionary
 
-    v1, v2, v3, _ = ss.nodal_derivatives(V).unbind(1)
-    return {"V'": v1, "V''": v2, "V'''": v3, "V'^2": v1**2, "V'^2 V''": v1**2 * v2, "V''^2": v2**2,
-            "V' V'''": v1 * v3, "V'^4": v1**4, "V' V''": v1 * v2}  # fmt: skip
+    f = dict(zip(FEATURES, dictionary(V).unbind(1), strict=True))
+    v1, v2 = ss.nodal_derivatives(V).unbind(1)[:2]
+    f["V' V''"] = v1 * v2 / CUBIC["V' V''"]
+    return f, v1
 
 
 def tables(V: torch.Tensor, h: float, spec: dict, theta: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(kernel table of V + dV (B, 99, 5), processor tables A', A'', C, C' (B, 99, 4, 5))."""
     from nh_models.models import sensor_spline as ss
-    from nh_models.models.correction import FEATURES
 
-    f = features(V)
-    size = {**FEATURES, **CUBIC}
+    f, v1 = features(V)
 
     def extra(key: str, order: int) -> torch.Tensor:
         out = torch.zeros_like(V)
         for name, th in zip(spec.get(key, []), theta.get(key, []), strict=True):
-            out = out + th * f[name] / size[name]
+            out = out + th * f[name]
         return h**order * out
 
-    dV = -(h**2 / 24) * f["V'^2"] + extra("dV", 2)
+    dV = -(h**2 / 24) * v1**2 + extra("dV", 2)
     if spec.get("pointwise"):  # A' = -(h^2/12) V' read from V's own spline table: no re-interpolation
         A1 = -(h**2 / 12) * ss.force_table(V) + ss.local_table(extra("a", 2))
     else:
-        A1 = ss.local_table(-(h**2 / 12) * f["V'"] + extra("a", 2))
+        A1 = ss.local_table(-(h**2 / 12) * v1 + extra("a", 2))
     C0 = ss.local_table(extra("c", 4))
     proc = torch.stack([A1, ss.derivative_table(A1), C0, ss.derivative_table(C0)], dim=2)
     return ss.force_table(V + dV), proc

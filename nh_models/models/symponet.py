@@ -266,7 +266,8 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
     def variant(self, readout: str = "", steps: int = 0) -> SympONet:
         """The same weights with another read-out or kernel step count (on the processed grid the
         dictionary's weights are per h^2, so they carry over), in eval mode; the network itself
-        when neither is given. NHError on a step count below 1 or a bad combination."""
+        when neither is given (0 or "": unchanged). NHError on a negative step count or a bad
+        combination."""
         if not readout and not steps:
             return self
         if steps < 0:
