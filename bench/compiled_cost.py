@@ -14,10 +14,13 @@ orbits, us/orbit on one core:
   coefficients (`SympONet.fixed_parts()`);
 - each baseline at the most steps within the model's force evaluations per orbit;
 - RK4 at dt = 0.02 (100 steps; the paper's comparison point) and RK4 at the most steps whose
-  compiled time is at most the model's (bisection over step counts on measured times).
+  compiled time is at most the model's (bisection over step counts on measured times), and the
+  classical processed leapfrog likewise.
 
-Loss is 0.5 (MSE_q + MSE_p) per orbit; mean and median over the orbits, and the share of orbits
-on which the model is more accurate than the row (standard error sqrt(w (1 - w) / n)). Then the
+Loss is 0.5 (MSE_q + MSE_p) per orbit; mean and median over the orbits, the share of orbits
+on which the model is more accurate than the row (standard error sqrt(w (1 - w) / n)), and the
+ratio of the model's mean loss to the row's with the 95 % interval of a paired bootstrap over
+the orbits (`evaluation.metrics.paired_comparison`). Then the
 model's time by phase (`compiled.processed`'s `stop`): per-orbit setup (spline solves, features,
 tables), stepping (chi^-1 and the kernel's steps), read-out (a partial step and chi per query
 time). Before timing, the compiled model is checked against the torch model (float64) on the
@@ -97,15 +100,15 @@ def row(errs, evaluations: int, steps: int, seconds: float, mine: np.ndarray | N
         "median": float(np.median(errs)),
     }
     if mine is not None:
-        win = float(np.mean(mine < errs))
-        out["model_wins"] = win
-        out["model_wins_se"] = math.sqrt(win * (1.0 - win) / B)
+        from nh_models.evaluation.metrics import paired_comparison
+
+        out.update(paired_comparison(mine, errs))
     return out
 
 
-def rk4_at_time(data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
-    """RK4 at the most steps whose compiled time per orbit is at most `target_us`: bisection on
-    the step count between a count measured at most the target and one measured above it."""
+def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
+    """`method` at the most steps whose compiled time per orbit is at most `target_us`: bisection
+    on the step count between a count measured at most the target and one measured above it."""
     from nh_models.compiled.integrators import integrate
     from nh_models.evaluation.sensor_integrators import evaluations
 
@@ -114,7 +117,7 @@ def rk4_at_time(data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
 
     def us(n: int) -> float:
         if n not in measured:
-            measured[n] = 1e6 * timer.best(lambda: integrate(data.V, data.t, data.ic, "rk4", n))[1] / B
+            measured[n] = 1e6 * timer.best(lambda: integrate(data.V, data.t, data.ic, method, n))[1] / B
         return measured[n]
 
     lo, hi = 1, 100
@@ -125,8 +128,8 @@ def rk4_at_time(data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if us(mid) <= target_us else (lo, mid)
-    (q, p), sec = timer.best(lambda: integrate(data.V, data.t, data.ic, "rk4", lo))
-    return row(losses(q, p, data), evaluations("rk4", lo), lo, sec, mine)
+    (q, p), sec = timer.best(lambda: integrate(data.V, data.t, data.ic, method, lo))
+    return row(losses(q, p, data), evaluations(method, lo), lo, sec, mine)
 
 
 def agreement(model, params, data, n: int) -> tuple[float, float]:
@@ -209,7 +212,8 @@ def _rows(args: argparse.Namespace) -> dict:
     n = round(2.0 / RK4_DT)
     (q, p), sec = timer.best(lambda: integrate(V, t, ic, "rk4", n))
     rows[f"rk4 dt={RK4_DT}"] = row(losses(q, p, data), evaluations("rk4", n), n, sec, mine)
-    rows["rk4 (equal time)"] = rk4_at_time(data, rows["model"]["us_per_orbit"], timer, mine)
+    for method in ("rk4", "processed"):
+        rows[f"{method} (equal time)"] = at_time(method, data, rows["model"]["us_per_orbit"], timer, mine)
 
     phases = {}
     for label, _, prm in parts[:2]:  # the model and its prior alone
@@ -242,6 +246,8 @@ def _rows(args: argparse.Namespace) -> dict:
 
 
 def report(res: dict) -> str:
+    from nh_models.evaluation.report import mean_ratio
+
     lines = [
         f"{res['run']}: {res['n_orbits']} test orbits of {res['data']}, {res['n_times']} query times each; "
         f"compiled (Numba, float64), one thread, best of {res['repeats']} ({res['clock']} clock)",
@@ -249,13 +255,15 @@ def report(res: dict) -> str:
         f"p {res['agreement']['p']:.1e}",
         f"the model's force evaluations per orbit: {res['evaluations_per_orbit']}",
         "",
-        f"{'row':<30} {'steps':>6} {'evals':>6} {'us/orbit':>9} {'mean loss':>10} {'median':>10} {'model wins':>14}",
+        f"{'row':<30} {'steps':>6} {'evals':>6} {'us/orbit':>9} {'mean loss':>10} {'median':>10} {'model wins':>14}"
+        f" {'model/row mean [95 %]':>22}",
     ]
     for label, r in res["rows"].items():
         wins = f"{r['model_wins']:.3f} ({r['model_wins_se']:.3f})" if "model_wins" in r else ""
+        ratio = mean_ratio(r) if "mean_ratio" in r else ""
         lines.append(
             f"{label:<30} {r['steps']:>6d} {r['evaluations']:>6d} {r['us_per_orbit']:>9.2f} "
-            f"{r['loss']:>10.3e} {r['median']:>10.3e} {wins:>14}"
+            f"{r['loss']:>10.3e} {r['median']:>10.3e} {wins:>14} {ratio:>22}"
         )
     lines += [
         "",

@@ -27,13 +27,18 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["n_orbits"] == 12 and res["agreement"]["q"] < 1e-10 and res["agreement"]["p"] < 1e-10
     rows = res["rows"]
-    for label in ("model", "prior alone", "classical coefficients", "rk4 dt=0.02", "rk4 (equal time)"):
+    for label in ("model", "prior alone", "classical coefficients", "rk4 dt=0.02", "rk4 (equal time)",
+                  "processed (equal time)"):  # fmt: skip
         assert rows[label]["us_per_orbit"] > 0
     for method in ("leapfrog", "yoshida4", "rk4", "processed"):
         assert rows[f"{method} (equal evaluations)"]["evaluations"] <= res["evaluations_per_orbit"]
     phases = res["phases_us"]["model"]
     assert phases["setup"] + phases["stepping"] + phases["readout"] == pytest.approx(phases["total"])
-    assert "time by phase" in capsys.readouterr().out
+    r = rows["rk4 dt=0.02"]  # the ratio of the means on the same orbits, with its bootstrap interval
+    assert r["mean_ratio"] == pytest.approx(rows["model"]["loss"] / r["loss"])
+    assert r["mean_ratio_lo"] <= r["mean_ratio"] <= r["mean_ratio_hi"]
+    printed = capsys.readouterr().out
+    assert "time by phase" in printed and "model/row mean [95 %]" in printed
     # the same weights with the scaled read-out and another step count: stated cost, agreement
     assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
                           "--readout", "scaled", "--steps", "20"]) == 0  # fmt: skip

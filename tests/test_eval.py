@@ -44,6 +44,7 @@ from nh_models.evaluation import (
     summarize,
     write_outputs,
 )
+from nh_models.evaluation.metrics import paired_comparison
 from nh_models.evaluation.oracle import (
     OracleModel,
     integrator_native,
@@ -125,6 +126,33 @@ def test_orbit_errors_and_strata():
     assert s["strata"][WALL] == pytest.approx(
         {"n": 2, "mse_q": 4.5, "mse_p": 4.5, "loss": 4.5, "rel_l2": 4.5, "loss_median": 4.5}
     )
+
+
+def test_paired_comparison_of_per_orbit_losses():
+    theirs = np.random.default_rng(0).lognormal(0.0, 1.0, 500)
+    exact = paired_comparison(2.0 * theirs, theirs)  # the same orbits, twice the loss everywhere
+    assert exact["model_wins"] == 0.0 and exact["model_wins_se"] == 0.0
+    assert exact["mean_ratio"] == pytest.approx(2.0)
+    assert exact["mean_ratio_lo"] == pytest.approx(2.0) and exact["mean_ratio_hi"] == pytest.approx(2.0)
+    # better on 499 orbits of 500, but one orbit carries the mean: the interval says so
+    mine = 0.5 * np.ones(500)
+    mine[7] = 2000.0
+    tail = paired_comparison(mine, np.ones(500))
+    assert tail["model_wins"] == pytest.approx(0.998) and tail["mean_ratio"] == pytest.approx(4.499)
+    assert tail["mean_ratio_lo"] < 1.0 < tail["mean_ratio_hi"]
+    assert tail == paired_comparison(mine, np.ones(500))  # seeded: the same interval each time
+    assert "mean_ratio" not in paired_comparison(np.array([np.inf, 1.0]), np.ones(2))
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_comparison(np.ones(3), np.ones(4))
+
+
+def test_paired_bootstrap_interval_covers_the_ratio_of_population_means():
+    rng = np.random.default_rng(5)
+    hits = 0
+    for k in range(100):  # lognormal losses, population means in the ratio 1.5
+        r = paired_comparison(1.5 * rng.lognormal(0.0, 1.0, 400), rng.lognormal(0.0, 1.0, 400), boots=400, seed=k)
+        hits += r["mean_ratio_lo"] <= 1.5 <= r["mean_ratio_hi"]
+    assert 88 <= hits <= 100  # 95 % nominal; 88 is 3.2 standard errors below
 
 
 # ---------------------------------------------------------------- the oracle

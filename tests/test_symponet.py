@@ -287,11 +287,16 @@ def test_nh_eval_measures_det_j_one_to_round_off(trained, tmp_path):
     alone = metrics["runs"]["run (prior alone)"]
     assert alone["learned"] is False and alone["test"]["overall"]["loss"] != run["test"]["overall"]["loss"]
     rows = run["equal_cost"]["rows"]
-    assert {"model", "prior alone", "leapfrog", "yoshida4", "rk4", "processed", "rk4 at equal time"} == set(rows)
+    assert {"model", "prior alone", "leapfrog", "yoshida4", "rk4", "processed", "rk4 at equal time",
+            "processed at equal time"} == set(rows)  # fmt: skip
     assert rows["prior alone"]["loss"] == pytest.approx(alone["work_precision"]["loss"], rel=1e-4)
     assert all(rows[m]["evaluations"] <= run["equal_cost"]["evaluations_per_orbit"] for m in ("leapfrog", "rk4"))
+    rk4 = rows["rk4"]  # beside the model: the win rate and the ratio of the means with its interval
+    assert rk4["mean_ratio"] == pytest.approx(rows["model"]["loss"] / rk4["loss"])
+    assert rk4["mean_ratio_lo"] <= rk4["mean_ratio"] <= rk4["mean_ratio_hi"] and "mean_ratio" not in rows["model"]
     report = (out / "report.md").read_text()
     assert "## At equal cost, on the model's own interpolant" in report and "| prior alone |" in report
+    assert "model / row, mean loss (95 % bootstrap)" in report
 
 
 def test_small_config_reduces_validation_loss_tenfold(tmp_path, untrained_val_loss):

@@ -108,8 +108,8 @@ def test_integrator_evaluations_match_a_counting_force_function(monkeypatch, met
     V, t, ic = random_problem(2, seed=4)
     count = counting_lookup(monkeypatch)
     si.integrate(V, t, ic, method, 12)
-    # processed: V' and V'' of the stored states are one lookup each (the processor and the
-    # Hermite derivative share it); nodal derivatives of V~ are read from the table, not looked up
+    # processed: the kernel's force and the processor's V', V'' at a stored state are one lookup
+    # (so are the Hermite derivative's); nodal derivatives of V~ are read from the table, not looked up
     assert count[0] == si.evaluations(method, 12)
     assert si.evaluations(method, si.steps_for(method, 233)) <= 233 < si.evaluations(method, si.steps_for(method, 233) + 1)
 
@@ -227,7 +227,8 @@ def test_equal_cost_table_gives_every_integrator_at_most_the_models_evaluations(
     budget = table["evaluations_per_orbit"]
     assert budget == model.force_evaluations_per_orbit(5)
     rows = table["rows"]
-    assert set(rows) == {"model", "prior alone", "classical coefficients", *si.METHODS, "rk4 at equal time"}
+    assert set(rows) == {"model", "prior alone", "classical coefficients", *si.METHODS, "rk4 at equal time",
+                         "processed at equal time"}  # fmt: skip
     for name in si.METHODS:
         assert rows[name]["evaluations"] <= budget
         assert si.evaluations(name, rows[name]["steps"] + 1) > budget

@@ -59,10 +59,11 @@ def _rk4(vtab, Q, P, h, steps, qs, ps, fs):
 
 
 @njit(**JIT)
-def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, subs, kick, qs, ps, fs):
+def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, qs, ps, fs):
     """The classical processed leapfrog (`sensor_integrators._processed`): leapfrog on
     V~ = V - (h^2 / 24) V'^2 (its own solve and table), chi^-1 by fixed-point iteration, the
-    processor q - c V'(q), p + c p V''(q) at every grid state; 2 steps + 3 + INVERSE_ITERATIONS lookups."""
+    processor q - c V'(q), p + c p V''(q) at every grid state from the step's own lookup (V' and
+    V'' read off the chain of the stepping); steps + 1 + INVERSE_ITERATIONS lookups."""
     c = h * h / 12.0
     nodal_from_table(vtab, nod)
     for i in range(N_SENSORS):
@@ -73,19 +74,28 @@ def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, subs, kick, qs, ps, f
     for _ in range(INVERSE_ITERATIONS):  # q - c V'(q) = Q
         q = Q + c * poly(vtab, *locate(q))
     i, s = locate(q)
-    p = P / (1.0 + c * horner_d(vtab, i, s))
-    trajectory(q, p, poly(ktab, *locate(q)), ktab, subs, h, kick, steps, qs, ps, fs)
-    for n in range(steps + 1):  # the processor at every grid state; V'(Q) for the Hermite derivative
-        q = qs[n]
-        p = ps[n]
+    v2 = horner_d(vtab, i, s)
+    p = P / (1.0 + c * v2)
+    F = poly(ktab, i, s)
+    _chi(q, p, poly(vtab, i, s), v2, c, qs, ps, fs, 0)
+    ph = p - (0.5 * h) * F
+    for n in range(steps):
+        q = q + h * ph
         i, s = locate(q)
-        v1 = poly(vtab, i, s)
-        v2 = horner_d(vtab, i, s)
-        Qn = q - c * v1
-        qs[n] = Qn
-        ps[n] = p + c * p * v2
-        fs[n] = v1 + v2 * (Qn - q)
-    return INVERSE_ITERATIONS + 2 + steps + (steps + 1)
+        F = poly(ktab, i, s)
+        p = ph - (0.5 * h) * F
+        _chi(q, p, poly(vtab, i, s), horner_d(vtab, i, s), c, qs, ps, fs, n + 1)
+        ph = ph - h * F
+    return INVERSE_ITERATIONS + 1 + steps
+
+
+@njit(**JIT)
+def _chi(q, p, v1, v2, c, qs, ps, fs, n):
+    """The processor at grid state n, and V'(Q) ~ V'(q) + V''(q) (Q - q) for the Hermite derivative."""
+    Qn = q - c * v1
+    qs[n] = Qn
+    ps[n] = p + c * p * v2
+    fs[n] = v1 + v2 * (Qn - q)
 
 
 @njit(**JIT)
@@ -100,8 +110,7 @@ def orbit(V, t, ic, method, steps, subs, cv, cw, nod, vtab, ktab, kick, qs, ps, 
     if method == RK4_ID:
         count = _rk4(vtab, ic[0], ic[1], h, steps, qs, ps, fs)
     elif method == PROCESSED_ID:
-        kicks(subs, h, kick)
-        count = _processed(V, cv, cw, nod, vtab, ktab, ic[0], ic[1], h, steps, subs, kick, qs, ps, fs)
+        count = _processed(V, cv, cw, nod, vtab, ktab, ic[0], ic[1], h, steps, qs, ps, fs)
     else:
         kicks(subs, h, kick)
         trajectory(ic[0], ic[1], poly(vtab, *locate(ic[0])), vtab, subs, h, kick, steps, qs, ps, fs)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import orbit_errors
+from .metrics import orbit_errors, paired_comparison
 from .sensor_integrators import METHODS, READOUT, evaluations, integrate, steps_for
 from .work_precision import _best_time
 
@@ -38,9 +38,13 @@ def _errors(q, p, data) -> np.ndarray:
     return orbit_errors(q, p, data.q, data.p)["loss"]
 
 
+AT_TIME = ("rk4", "processed")  # the baselines also run at the model's measured time per orbit
+
+
 def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_errs: np.ndarray | None) -> dict:
-    """Mean and median loss over the orbits, and the share of orbits on which the model is more
-    accurate than this row (with its standard error): the mean of a heavy-tailed error is set by
+    """Mean and median loss over the orbits, and beside the model's losses `paired_comparison`:
+    the share of orbits on which the model is more accurate (with its standard error) and the
+    ratio of the means (with its bootstrap interval). The mean of a heavy-tailed error is set by
     a few orbits, the win rate by all of them."""
     B = len(errs)
     row = {
@@ -51,15 +55,14 @@ def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_e
         "us_per_orbit": 1e6 * seconds / B,
     }
     if model_errs is not None:
-        win = float(np.mean(model_errs < errs))
-        row["model_wins"] = win
-        row["model_wins_se"] = math.sqrt(win * (1 - win) / B)
+        row.update(paired_comparison(model_errs, errs))
     return row
 
 
 def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: bool = False) -> dict[str, Any]:
     """Rows {label: {evaluations, steps, loss, us_per_orbit}} for the model, its prior alone and
-    each integrator at the model's force evaluations per orbit, plus RK4 at the model's time.
+    each integrator at the model's force evaluations per orbit, plus RK4 and the classical processed
+    leapfrog at the model's time (AT_TIME).
 
     data: TestData (V, t, ic, q, p as numpy arrays); the model is copied to float64 on the CPU.
     compiled: time the compiled kernels of both sides if the model compiles (else torch's code).
@@ -90,7 +93,8 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: 
                 n = steps_for(method, budget)
                 (q, p), sec = _timed(lambda n=n, method=method: integ(method, n), repeats)
                 rows[method] = _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
-            rows["rk4 at equal time"] = _rk4_at_time(integ, data, rows["model"]["us_per_orbit"], repeats, mine)
+            for method in AT_TIME:
+                rows[f"{method} at equal time"] = _at_time(integ, method, data, rows["model"]["us_per_orbit"], repeats, mine)
     finally:
         torch.set_num_threads(previous[0])
         numba.set_num_threads(previous[1])
@@ -147,18 +151,18 @@ def _compiled_backend(parts, data, threads: int) -> dict[str, Any]:
     }
 
 
-def _rk4_at_time(integ, data, target_us: float, repeats: int, mine: np.ndarray) -> dict[str, Any]:
-    """RK4 at the step count whose time per orbit matches `target_us` (linear fit of time in steps)."""
+def _at_time(integ, method: str, data, target_us: float, repeats: int, mine: np.ndarray) -> dict[str, Any]:
+    """`method` at the step count whose time per orbit matches `target_us` (linear fit of time in steps)."""
     B = data.t.shape[0]
     times = {}
     for n in (25, 100):
-        _, sec = _timed(lambda n=n: integ("rk4", n), repeats)
+        _, sec = _timed(lambda n=n: integ(method, n), repeats)
         times[n] = 1e6 * sec / B
     per_step = (times[100] - times[25]) / 75
     fixed = times[25] - 25 * per_step
     n = max(1, int(round((target_us - fixed) / per_step))) if per_step > 0 else 100
-    (q, p), sec = _timed(lambda: integ("rk4", n), repeats)
-    return _row(_errors(q, p, data), evaluations("rk4", n), n, sec, mine)
+    (q, p), sec = _timed(lambda: integ(method, n), repeats)
+    return _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
 
 
 def _model_readout(model) -> str:

@@ -72,3 +72,42 @@ def summarize(err: dict[str, np.ndarray], u: np.ndarray | None = None) -> dict[s
 def finite(x: float) -> float | None:
     """JSON-safe float (NaN/inf -> None)."""
     return float(x) if x is not None and math.isfinite(x) else None
+
+
+BOOTSTRAPS = 1000  # resamples of `paired_comparison`'s bootstrap
+_CHUNK = 50  # resamples drawn at once (memory: _CHUNK x orbits indices)
+
+
+def paired_comparison(
+    mine: np.ndarray, theirs: np.ndarray, boots: int = BOOTSTRAPS, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """How a model's per-orbit losses `mine` compare with another row's `theirs` on the same orbits.
+
+    - model_wins: the share of orbits on which the model is more accurate, and model_wins_se,
+      its standard error sqrt(w (1 - w) / n);
+    - mean_ratio: mean(mine) / mean(theirs), and mean_ratio_lo / mean_ratio_hi, the `level`
+      percentile interval of a paired bootstrap over the orbits (each resample draws the same
+      orbits on both sides). The mean of a heavy-tailed loss is set by a few orbits: where the
+      interval holds 1, the split does not say which mean is lower. Left out where either side
+      has a non-finite loss or theirs has a zero mean.
+    """
+    mine, theirs = np.asarray(mine, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if mine.shape != theirs.shape or mine.ndim != 1 or mine.size == 0:
+        raise ValueError(f"need two equal, non-empty 1-D arrays of per-orbit losses, got {mine.shape} and {theirs.shape}")
+    if boots < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need boots >= 1 and 0 < level < 1, got {boots} and {level}")
+    n = mine.size
+    win = float(np.mean(mine < theirs))
+    out = {"model_wins": win, "model_wins_se": math.sqrt(win * (1.0 - win) / n)}
+    if not (np.all(np.isfinite(mine)) and np.all(np.isfinite(theirs))) or theirs.sum() <= 0.0:
+        return out
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(boots)
+    for s in range(0, boots, _CHUNK):
+        idx = rng.integers(0, n, size=(min(_CHUNK, boots - s), n))
+        den = theirs[idx].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[s : s + len(idx)] = mine[idx].sum(axis=1) / den
+    lo, hi = np.nanpercentile(ratios, [50.0 * (1.0 - level), 50.0 * (1.0 + level)])
+    out.update(mean_ratio=float(mine.mean() / theirs.mean()), mean_ratio_lo=float(lo), mean_ratio_hi=float(hi))
+    return out

@@ -13,11 +13,13 @@ reads (V' and V'' at one point count once), the convention of `SympONet.force_ev
 - `rk4`: classic Runge-Kutta, 4 x steps + 1 (the force at the last grid point, for its Hermite
   derivative).
 - `processed`: the classical processed leapfrog (Takahashi and Imada 1984; issue 21's baseline):
-  leapfrog on V~ = V - (h^2 / 24) V'^2, V~ precomputed on the sensor grid (one evaluation a
-  step), each stored state mapped by q <- q - (h^2 / 12) V'(q), p <- p + (h^2 / 12) p V''(q)
-  (one lookup of V', V'' a grid point), the initial condition by its inverse (fixed-point
-  iteration): 2 x steps + 3 + INVERSE_ITERATIONS. The Hermite derivative at a processed point
-  Q uses V'(Q) ~ V'(q) + V''(q) (Q - q), from the same lookup.
+  leapfrog on V~ = V - (h^2 / 24) V'^2, V~ precomputed on the sensor grid, each stored state
+  mapped by q <- q - (h^2 / 12) V'(q), p <- p + (h^2 / 12) p V''(q), the initial condition by
+  its inverse (fixed-point iteration). The kernel's force and the processor's V', V'' at a
+  stored state are one lookup (the tables stacked, as SympONet's processor is read with its
+  partial step's force): one evaluation a step, steps + 1 + INVERSE_ITERATIONS in all. The
+  Hermite derivative at a processed point Q uses V'(Q) ~ V'(q) + V''(q) (Q - q), from the same
+  lookup.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from nh_data.integrators import LEAPFROG, YOSHIDA4
 from nh_data.problem import T_END
 
 from ..models import sensor_spline
-from ..models.processed import hermite, start, trajectory
+from ..models.processed import hermite, start, step, trajectory
 from ..models.processor import INVERSE_ITERATIONS
 from ..models.sensor_spline import sensor_force
 
@@ -45,7 +47,7 @@ def evaluations(method: str, steps: int) -> int:
     if method == "rk4":
         return 4 * steps + 1
     if method == "processed":
-        return 2 * steps + 3 + INVERSE_ITERATIONS
+        return steps + 1 + INVERSE_ITERATIONS
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
@@ -99,14 +101,22 @@ def _processed(V, table, ic, h, steps):
     c = h * h / 12.0
     v1 = sensor_spline.nodal_derivatives(V)[:, 0]
     kernel = sensor_spline.force_table(V - 0.5 * c * v1 * v1)  # V~ = V - (h^2 / 24) V'^2 on the grid
-    both = torch.stack([table, sensor_spline.derivative_table(table)], dim=2)  # (V', V'') one lookup
+    # V~', V', V'' stacked: one lookup a point gives the kernel's force and the processor's values
+    stacked = torch.stack([kernel, table, sensor_spline.derivative_table(table)], dim=2)
     Q, P = ic[:, :1], ic[:, 1:]
     q = Q
     for _ in range(INVERSE_ITERATIONS):  # q - c V'(q) = Q
         q = Q + c * sensor_force(table, q)
-    d2 = sensor_spline.lookup(both, q)[..., 1]
-    qs, ps, fs = _composition(kernel, torch.cat([q, P / (1.0 + c * d2)], 1), h, steps, (1.0,))
-    values = sensor_spline.lookup(both, qs)  # (B, G, 2): V', V'' at every stored state
-    v1, v2 = values[..., 0], values[..., 1]
+    values = sensor_spline.lookup(stacked, q)  # (B, 1, 3)
+    p, F = P / (1.0 + c * values[..., 2]), values[..., 0]
+    qs, ps, vals = [q], [p], [values]
+    ktab = kernel.unsqueeze(2)
+    for _ in range(steps):  # leapfrog on V~, the processor's values read at each step's lookup
+        q, p, F, values = step(q, p, F, h, ktab, (1.0,), stacked)
+        qs.append(q)
+        ps.append(p)
+        vals.append(values)
+    qs, ps, vals = torch.cat(qs, 1), torch.cat(ps, 1), torch.cat(vals, 1)
+    v1, v2 = vals[..., 1], vals[..., 2]
     Qs, Ps = qs - c * v1, ps + c * ps * v2
     return Qs, Ps, v1 + v2 * (Qs - qs)
