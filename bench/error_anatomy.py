@@ -19,9 +19,11 @@ printed first, is the interpolant's floor). Sections:
    steps, twice and four times as many (the trained weights, the textbook ones and RK4 from
    `--rk4-steps`, by default 123: its equal-time count beside the 160-step recipe,
    `bench/compiled_cost.py`): how fast the hard orbits converge.
-3. The plot: each structure's median squared error against the phase tau / h of the query time
-   within its step (the data's query times, against the reference), and the share of the mean
-   loss (against the data) carried by the worst orbits, the model's and RK4's.
+3. Each structure's median squared error against the phase tau / h of the query time within
+   its step (the data's query times, against the reference). The plot draws it beside the share
+   of the mean loss (against the data) carried by the worst orbits, the model's and RK4's.
+4. Who the model's worst 1 % are, beside the other orbits: the share coming within 0.02 of a
+   wall, the share in the top energy stratum (u >= 0.95), the median largest |p|.
 
 Loss is 0.5 (MSE_q + MSE_p) per orbit, as everywhere. Needs the package installed
 (`pip install -e .`).
@@ -39,6 +41,7 @@ import numpy as np
 from nh_data.errors import NHError
 
 PHASE_BINS = 10
+WALL_GAP = 0.02  # section 4: an orbit "near a wall" comes within this of q = 0 or 1
 SHARE, WORST = "worst 1 % share", "mean over the model's worst 1 %"
 
 
@@ -138,6 +141,24 @@ def carriers(parts: dict, first: dict, data, ref_data, steps: int, rk4_steps: in
     return out
 
 
+def who(base: np.ndarray, ref_data, u: np.ndarray) -> dict:
+    """Section 4: the model's worst 1 % of orbits (by `base`, its loss per orbit) beside the rest:
+    the share whose reference orbit comes within WALL_GAP of a wall (at the data's times), the
+    share in the top energy stratum (u >= 0.95: turning close to the wall's top), the median
+    largest |p|."""
+    q, p = ref_data
+    worst = np.zeros(len(base), dtype=bool)
+    worst[np.argsort(base)[::-1][: max(1, len(base) // 100)]] = True
+    near = (q.min(axis=1) < WALL_GAP) | (q.max(axis=1) > 1.0 - WALL_GAP)
+    top = np.nan_to_num(u, nan=1.0) >= 0.95
+    pmax = np.abs(p).max(axis=1)
+    return {
+        name: {"orbits": int(m.sum()), "near a wall": float(near[m].mean()), "u >= 0.95": float(top[m].mean()),
+               "median max |p|": float(np.median(pmax[m]))}
+        for name, m in (("worst 1 %", worst), ("the rest", ~worst)) if m.any()
+    }  # fmt: skip
+
+
 def phase_curve(qp, data, ref_at_data, steps: int) -> list[float]:
     """Median squared error (q and p averaged) of each query point (q, p at the data's times)
     against the reference, binned by the phase tau / h of its time within the step."""
@@ -188,6 +209,7 @@ def analyse(args: argparse.Namespace) -> dict:
         "grid": grid_rows(parts, at_data, data, ref, steps),
         "carriers": carriers(parts, {**at_data, "rk4": rk4}, data, ref_data, steps, args.rk4_steps),
         "phase": {label: phase_curve(qp, data, ref_data, steps) for label, qp in at_data.items()},
+        "who": who(losses(*at_data["trained"], *ref_data), ref_data, data.u),
         "tails": {"trained": losses(*at_data["trained"], data.q, data.p).tolist(),
                   f"rk4, {args.rk4_steps} steps": losses(*rk4, data.q, data.p).tolist()},  # fmt: skip
     }
@@ -223,6 +245,12 @@ def report(res: dict) -> str:
     ]
     for label, curve in res["phase"].items():
         lines.append(f"{label:<34} " + " ".join(f"{v:.1e}" for v in curve))
+    lines += ["", f"4. who the model's worst 1 % are: orbits coming within {WALL_GAP} of a wall, in the top energy "
+              "stratum, their largest |p|",
+              f"{'':<12} {'orbits':>7} {'near a wall':>12} {'u >= 0.95':>10} {'median max |p|':>15}"]  # fmt: skip
+    for name, r in res["who"].items():
+        lines.append(f"{name:<12} {r['orbits']:>7d} {r['near a wall']:>12.2f} {r['u >= 0.95']:>10.2f} "
+                     f"{r['median max |p|']:>15.2f}")  # fmt: skip
     return "\n".join(lines)
 
 

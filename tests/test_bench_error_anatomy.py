@@ -58,6 +58,9 @@ def test_error_anatomy_bench_runs_on_a_tiny_run(tmp_path, capsys):
     assert textbook[0]["mean"] > 8.0 * textbook[1]["mean"] > 64.0 * textbook[2]["mean"]
     assert [r["steps"] for r in res["carriers"]["rk4"]] == [12, 24, 48]
     assert all(0.0 < r["worst 1 % share"] <= 1.0 for rows in res["carriers"].values() for r in rows)
+    who = res["who"]  # the worst 1 % (of the tiny split: one orbit) beside the rest
+    assert who["worst 1 %"]["orbits"] + who["the rest"]["orbits"] == res["n_orbits"]
+    assert all(0.0 <= r["near a wall"] <= 1.0 and 0.0 <= r["u >= 0.95"] <= 1.0 for r in who.values())
     assert all(len(c) == 10 for c in res["phase"].values())
     assert "the interpolant's floor" in capsys.readouterr().out
 

@@ -88,6 +88,13 @@ def test_extra_generators_bench_runs_and_refuses_bad_input(tmp_path, capsys):
     # the validation orbits leave the test orbits far below the textbook
     assert rows["dictionary"]["mean"] < rows["textbook"]["mean"] / 10
     assert rows["+ V'V'' in a"]["mean"] < rows["dictionary"]["mean"] / 10
+    assert all(0.01 <= r["worst 1 % share"] <= 1.0 for r in rows.values())  # of 8 orbits: the worst one
+    # fitted on the mean loss instead, the harmonic wells' h^4 terms are found as well
+    assert bench.main([*argv, "--objective", "mean", "--json", str(out)]) == 0
+    by_mean = json.loads(out.read_text())
+    assert by_mean["objective"] == "mean" and by_mean["rows"]["+ V'V'' in a"]["mean"] < rows["dictionary"]["mean"] / 10
+    fitted = [r["fit mean"] for r in by_mean["rows"].values() if r["coefficients"]]  # the fit lowers what it fits
+    assert len(fitted) == 3 and max(fitted) < by_mean["rows"]["textbook"]["fit mean"]
     assert bench.main([*argv[:2], "--steps", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error:") and "--steps" in err and "\n" not in err
