@@ -101,7 +101,11 @@ def trajectory(q, p, F, ktab: Tensor, h: float, n: int, subs: tuple[float, ...])
 
 
 def lookups_per_orbit(steps: int, n_substeps: int, n_times: int, processed: bool, readout: str = "step") -> int:
-    """Lookups (force evaluations) of `flow` on one orbit whose last query time is T."""
+    """Lookups (force evaluations) of `flow` on one orbit whose last query time is T. One lookup
+    is one point, whatever it reads there (the processor is read with the partial step's last
+    force). `hermite` and `scaled` charge what they read at each grid state as a lookup of its
+    own, although the kernel looked up its force at that very point: conservative, where the
+    classical processed baseline (`evaluation.sensor_integrators`) reads both in one."""
     start = processor.INVERSE_ITERATIONS + 1 if processed else 1
     if readout == "hermite":  # the read-out is free; chi costs one lookup per grid state
         return start + steps * n_substeps + ((steps + 1) if processed else 0)
