@@ -354,7 +354,7 @@ def mean_ratio(row: dict[str, Any]) -> str:
     """`metrics.paired_comparison`'s ratio of mean losses and its interval, or a dash."""
     if "mean_ratio" not in row:
         return "—"
-    return f"{row['mean_ratio']:.2f} [{row['mean_ratio_lo']:.2f}, {row['mean_ratio_hi']:.2f}]"
+    return f"{row['mean_ratio']:.3g} [{row['mean_ratio_lo']:.3g}, {row['mean_ratio_hi']:.3g}]"
 
 
 def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) -> str:
