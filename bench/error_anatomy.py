@@ -75,7 +75,10 @@ def top_share(x: np.ndarray, fraction: float = 0.01) -> float:
 
 def structures(model) -> dict:
     """{label: model}: the trained and the textbook weights, each with the run's read-out and
-    (leapfrog kernel) the other one of step and scaled."""
+    (leapfrog kernel) the other one of step and scaled where it compiles (`tables: own` has no
+    compiled scaled read-out)."""
+    from nh_models.compiled import why_not
+
     c = model.config
     out = {"trained": model}
     classical = model.classical_alone()
@@ -84,7 +87,9 @@ def structures(model) -> dict:
     other = {"step": "scaled", "scaled": "step"}.get(c.readout) if c.prior == "leapfrog" else None
     if other:
         for label in list(out):
-            out[f"{label}, {other} read-out"] = out[label].variant(readout=other)
+            variant = out[label].variant(readout=other)
+            if why_not(variant) is None:
+                out[f"{label}, {other} read-out"] = variant
     return out
 
 

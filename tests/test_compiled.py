@@ -137,8 +137,12 @@ def trained_like(prior: str, seed: int, tables: str = "spline", readout: str = "
     return model
 
 
-@pytest.mark.parametrize("tables", ["spline", "local"])
-@pytest.mark.parametrize("prior,readout", [("leapfrog", "step"), ("yoshida4", "step"), ("leapfrog", "scaled")])
+@pytest.mark.parametrize(
+    "tables,prior,readout",
+    [(tables, prior, readout) for tables in ("spline", "local", "own")
+     for prior, readout in (("leapfrog", "step"), ("yoshida4", "step"), ("leapfrog", "scaled"))
+     if (tables, readout) != ("own", "scaled")],  # fmt: skip
+)
 @pytest.mark.parametrize("learned", [True, False])
 def test_compiled_model_is_the_torch_model(prior, readout, learned, tables):
     model = trained_like(prior, 5, tables, readout)
@@ -155,7 +159,7 @@ def test_compiled_model_is_the_torch_model(prior, readout, learned, tables):
     assert (qq == q).all() and (pp == p).all()
 
 
-@pytest.mark.parametrize("tables", ["spline", "local"])
+@pytest.mark.parametrize("tables", ["spline", "local", "own"])
 def test_compiled_classical_coefficients_are_the_torch_ones(tables):
     model = trained_like("leapfrog", 6, tables)
     classical = model.classical_alone().eval()
@@ -172,7 +176,8 @@ def test_export_refuses_what_it_cannot_compile():
         export(cnn)
     assert "\n" not in str(info.value)
     assert why_not(cnn.prior_alone()) is None  # the prior alone never reads the CNN
-    for other in ({"grid": "fixed", "steps": 8}, {**PROCESSED, "readout": "hermite"}):
+    for other in ({"grid": "fixed", "steps": 8}, {**PROCESSED, "readout": "hermite"},
+                  {**PROCESSED, "readout": "scaled", "tables": "own"}):  # fmt: skip
         with pytest.raises(NHError, match="grid|readout"):
             export(get_model("symponet", other))
     with pytest.raises(NHError, match="SympONet"):

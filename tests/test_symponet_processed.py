@@ -89,10 +89,11 @@ def counting_lookup(monkeypatch) -> list[int]:
     "config",
     [PROCESSED, {**PROCESSED, "learned": False}, {**PROCESSED, "prior": "yoshida4"}, {**PROCESSED, "tables": "local"}, {**PROCESSED, "readout": "scaled"}, {**PROCESSED, "readout": "scaled", "learned": False},
      {**PROCESSED, "readout": "hermite"}, {**PROCESSED, "readout": "hermite", "learned": False},
+     {**PROCESSED, "tables": "own", "local_layers": 0},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16, "prior": "yoshida4"},
      {"grid": "scaled", "steps": 6, "shears": 1, "latent": 8, "nodes": 16}],  # fmt: skip
-    ids=["processed", "prior-alone", "processed-yoshida4", "local-tables", "scaled", "scaled-prior-alone", "hermite", "hermite-prior-alone", "fixed", "fixed-yoshida4", "scaled"],
+    ids=["processed", "prior-alone", "processed-yoshida4", "local-tables", "scaled", "scaled-prior-alone", "hermite", "hermite-prior-alone", "own-tables", "fixed", "fixed-yoshida4", "scaled"],
 )
 def test_force_evaluations_per_orbit_match_a_counting_force_function(monkeypatch, config):
     model = get_model("symponet", config).double()
@@ -263,8 +264,10 @@ def test_processed_config_errors_are_one_line():
         get_model("symponet", {"grid": "fixed", "readout": "hermite"})
     with pytest.raises(NHError, match="init must be one of"):
         get_model("symponet", {**PROCESSED, "init": "textbook"})
-    with pytest.raises(NHError, match="tables must be one of spline, local"):
+    with pytest.raises(NHError, match="tables must be one of spline, local, own"):
         get_model("symponet", {**PROCESSED, "tables": "cubic"})
+    with pytest.raises(NHError, match="tables own is the linear dictionary alone"):
+        get_model("symponet", {**PROCESSED, "tables": "own", "local_layers": 1})
     with pytest.raises(NHError, match="readout scaled is the read-out of a leapfrog kernel"):
         get_model("symponet", {**PROCESSED, "readout": "scaled", "prior": "yoshida4"})
 
@@ -342,6 +345,53 @@ def test_local_tables_give_the_spline_tables_corrections():
         q0, p0 = spline.prior_alone()(V, t, ic)
     gap = max((qs - ql).abs().max(), (ps - pl).abs().max())
     assert gap < 1e-3 * max((qs - q0).abs().max(), (ps - p0).abs().max())
+
+
+def test_own_tables_read_the_linear_part_from_the_potentials_own_spline():
+    """`tables: own`: A' of the textbook correction is -(h^2 / 12) V' from V's own table, exactly,
+    A'' its derivative, no kick; the kernel differs from `local`'s only by the re-interpolation of
+    dF's linear part (none here) and the map by O(dx^4 h^2) from `local`'s."""
+    V, t, ic = smooth_problem(6, seed=8)
+    cfg = {**PROCESSED, "steps": 32, "init": "classical", "local_layers": 0}
+    own, local = (get_model("symponet", {**cfg, "tables": k}).double().eval() for k in ("own", "local"))
+    force = sensor_spline.force_table(V)
+    with torch.no_grad():
+        kernel, proc = own.local.own(V, force)
+        qo, po = own(V, t, ic)
+        ql, pl = local(V, t, ic)
+        q0, p0 = own.prior_alone()(V, t, ic)
+    h2 = (2.0 / 32) ** 2
+    assert torch.allclose(proc[:, :, 0], -(h2 / 12.0) * force, rtol=1e-12, atol=0)
+    assert torch.equal(proc[:, :, 1], sensor_spline.derivative_table(proc[:, :, 0]))
+    assert (proc[:, :, 2] == 0).all()
+    dF = sensor_spline.local_table(-(h2 / 12.0) * _nodal(V, 0) * _nodal(V, 1))  # (-h^2 V'^2 / 24)'
+    assert torch.allclose(kernel - force, dF, rtol=1e-7, atol=0)  # the weight -1/24 is stored in float32
+    gap = max((qo - ql).abs().max(), (po - pl).abs().max())
+    assert gap < 1e-3 * max((qo - q0).abs().max(), (po - p0).abs().max())
+
+
+def _nodal(V, k: int):
+    """V's (k + 1)-th derivative at the sensors (`sensor_spline.nodal_derivatives`)."""
+    return sensor_spline.nodal_derivatives(V)[:, k]
+
+
+@pytest.mark.parametrize("readout", ["step", "scaled"])
+def test_own_tables_keep_det_j_one_and_t0_the_identity_for_random_weights(readout):
+    model = get_model("symponet", {**PROCESSED, "local_layers": 0, "tables": "own", "readout": readout}).double()
+    randomise(model, 0.05)
+    V, t, ic = random_problem(16, seed=2)
+    t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
+    _, proc = model.local.own(V, sensor_spline.force_table(V))
+    assert proc[:, :, 0].abs().max() > 1e-4  # a real processor, not the identity
+    icg = ic.clone().requires_grad_(True)
+    q, p = model(V, t, icg)
+    assert (q[:, 0] - ic[:, 0]).abs().max() < 1e-14 and (p[:, 0] - ic[:, 1]).abs().max() < 1e-14
+    for j in range(1, t.shape[1]):
+        (dq,) = torch.autograd.grad(q[:, j].sum(), icg, retain_graph=True)
+        (dp,) = torch.autograd.grad(p[:, j].sum(), icg, retain_graph=True)
+        det = dq[:, 0] * dp[:, 1] - dq[:, 1] * dp[:, 0]
+        size = (dq[:, 0] * dp[:, 1]).abs() + (dq[:, 1] * dp[:, 0]).abs()
+        assert ((det - 1).abs() / size).max() < 1e-11
 
 
 def test_processed_flow_is_a_composition_of_the_module_functions():

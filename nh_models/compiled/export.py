@@ -25,6 +25,8 @@ def why_not(model) -> str | None:
         return f"only grid processed compiles, got grid {c.grid}"
     if c.readout not in ("step", "scaled"):
         return f"only readouts step and scaled compile, got readout {c.readout}"
+    if c.learned and c.readout == "scaled" and c.tables == "own":
+        return "readout scaled with tables own does not compile"
     if c.learned and model.local.cnn is not None:
         return f"only the linear dictionary compiles (local_layers: 0), got local_layers {c.local_layers}"
     return None
@@ -34,8 +36,9 @@ def export(model) -> dict:
     """The compiled model's parameters: `weights` (3, 9) float64, the linear map from the raw
     dictionary features (V - V0, V', V'', V''', V'^2, V'^2 V'', V''^2, V' V''', V'^4) at each
     sensor to (dV, a, b) there, h^2 LINEAR_GAIN w / (typical size) folded in; `subs` the prior's
-    substep weights; `steps`; `learned` (0 or 1); `local` (1: `tables: local`, whose first row
-    maps the features' slopes to dF); `scaled` (1: `readout: scaled`). Raises NHError if the model does not compile."""
+    substep weights; `steps`; `learned` (0 or 1); `local` (the tables: 0 `spline`, 1 `local`,
+    whose first row maps the features' slopes to dF, 2 `own`, `compiled.processed.own_setup`);
+    `scaled` (1: `readout: scaled`). Raises NHError if the model does not compile."""
     reason = why_not(model)
     if reason is not None:
         raise NHError(f"cannot compile {getattr(model, 'name', type(model).__name__)}: {reason}")
@@ -51,6 +54,6 @@ def export(model) -> dict:
         "subs": np.array(PRIORS[c.prior], dtype=np.float64),
         "steps": int(c.steps),
         "learned": int(bool(c.learned)),
-        "local": int(c.tables == "local"),
+        "local": {"spline": 0, "local": 1, "own": 2}[c.tables],
         "scaled": int(c.readout == "scaled"),
     }

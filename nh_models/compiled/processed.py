@@ -7,7 +7,9 @@ Per orbit (no allocation: every work array is made once per call, or once per th
 1. setup: the spline coefficients of V (one solve) and the table of V'; with `tables: local`
    the dictionary's nine features and their slopes at the sensors (from V's table), the linear
    map to (dF, a, b) (`models.correction`) and their local C1 cubics (`spline.local_into`): no
-   further solve. With `tables: spline` V', V'', V''' at the sensors, the features, the linear
+   further solve. With `tables: own`, from V's table in one pass the kernel's table (V' and the
+   linear features' part of dF, exactly) and A' (`own_setup`), and dF's nonlinear part as one
+   local cubic; no kick. With `tables: spline` V', V'', V''' at the sensors, the features, the linear
    map to (dV, a, b), the integrals A, B of a, b (`models.processor.integral`) and one solve of
    three right-hand sides (V + dV, A, B). Either way the tables of the kernel's force, of A'
    and of B' (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's.
@@ -50,6 +52,7 @@ from .spline import (
 from .stepping import kicks, trajectory
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
+OWN = 2  # `export`'s "local" for `tables: own` (0: spline, 1: local)
 
 
 @njit(**JIT)
@@ -117,12 +120,46 @@ def local_setup(V, W, ktab, nod, fd, fa, fb, slopes, dtab, atab, btab, scaled):
 
 
 @njit(**JIT)
+def own_setup(W, vtab, nod, fd, slopes, ktab, atab):
+    """`tables: own` (`models.correction.GridCorrection.own`): from V's table vtab, in one pass
+    over its intervals, the kernel's table V' + the linear features' part of dF (their slopes
+    V' to V'''': vtab and its exact derivatives) and A' (V', V'', V''' by the weights of row 1),
+    then dF's nonlinear part at the sensors (the slopes of V'^2 ... V'^4) added to the kernel's
+    table as one local C1 cubic. No kick: btab stays zero (`_work`)."""
+    k0, k1, k2, k3 = 1.0 + W[0, 0], W[0, 1] / DX, W[0, 2] / DX**2, W[0, 3] / DX**3
+    a0, a1, a2 = W[1, 1], W[1, 2] / DX, W[1, 3] / DX**2
+    for i in range(NI):
+        c0, c1, c2, c3, c4 = vtab[0, i], vtab[1, i], vtab[2, i], vtab[3, i], vtab[4, i]
+        ktab[0, i] = k0 * c0 + k1 * c1 + k2 * (2.0 * c2) + k3 * (6.0 * c3)
+        ktab[1, i] = k0 * c1 + k1 * (2.0 * c2) + k2 * (6.0 * c3) + k3 * (24.0 * c4)
+        ktab[2, i] = k0 * c2 + k1 * (3.0 * c3) + k2 * (12.0 * c4)
+        ktab[3, i] = k0 * c3 + k1 * (4.0 * c4)
+        ktab[4, i] = k0 * c4
+        atab[0, i] = a0 * c0 + a1 * c1 + a2 * (2.0 * c2)
+        atab[1, i] = a0 * c1 + a1 * (2.0 * c2) + a2 * (6.0 * c3)
+        atab[2, i] = a0 * c2 + a1 * (3.0 * c3) + a2 * (12.0 * c4)
+        atab[3, i] = a0 * c3 + a1 * (4.0 * c4)
+        atab[4, i] = a0 * c4
+    nodal_from_table(vtab, nod)
+    for i in range(N_SENSORS):  # dictionary_slopes of the nonlinear features alone
+        v1, v2, v3, v4 = nod[0, i], nod[1, i], nod[2, i], nod[3, i]
+        sq = v1 * v1
+        fd[i] = (W[0, 4] * (2.0 * v1 * v2) + W[0, 5] * ((2.0 * v1) * (v2 * v2) + sq * v3) + W[0, 6] * (2.0 * v2 * v3)
+                 + W[0, 7] * (v2 * v3 + v1 * v4) + W[0, 8] * (4.0 * (sq * v1) * v2))  # fmt: skip
+    local_into(fd, slopes, ktab, True)
+
+
+@njit(**JIT)
 def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab):
     """The orbit's tables from its sensors V (100): kernel, and with `learned` the processor's
     and dF's (`local`: `tables: local`; with `tables: spline` dtab is the kernel's minus V')."""
     for i in range(N_SENSORS):
         cv[2 + i] = V[i]
     solve1(cv)
+    if learned and local == OWN:
+        build_table(cv, dtab)  # V's own table
+        own_setup(W, dtab, nod, fd, slopes, ktab, atab)
+        return
     if not learned or local:
         build_table(cv, ktab)
         if learned:
@@ -246,7 +283,14 @@ def readout_step(t, h, steps, subs, ktab, atab, btab, learned, local, qs, ps, fs
         p_out[j] = p
         kidx[j] = i
         rest[j] = s
-    if learned and local:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
+    if learned and local == OWN:  # chi without a kick, A' quartic (V's own table): the same lookup
+        for j in range(t.shape[0]):
+            q = q_out[j]
+            i = kidx[j]
+            s = rest[j]
+            p_out[j] = p_out[j] / (1.0 + slope(q, horner_d(atab, i, s)))
+            q_out[j] = q + poly(atab, i, s)
+    elif learned and local:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
         for j in range(t.shape[0]):  # (local cubics: A' and B' cubic, A'' quadratic)
             q = q_out[j]
             i = kidx[j]
@@ -342,7 +386,7 @@ def _work(steps, nt):
         np.empty((5, NI)),
         np.zeros((5, NI)),
         np.empty((5, NI)),
-        np.empty((5, NI)),
+        np.zeros((5, NI)),  # btab: zero unless written (`tables: own` has no kick)
         np.empty(steps + 1),
         np.empty(steps + 1),
         np.empty(steps + 1),

@@ -28,7 +28,17 @@ How the grid values become functions of q (`tables`):
   and dF, a = A', b = B' are read through `sensor_spline.local_table` (`processor.local_tables`),
   local C1 cubics (cubic Hermite with fourth-order slopes). In one dimension every force is the
   derivative of a potential, so the kernel stays a symplectic integrator of V + dV; the same
-  weights give the corrections of `spline` to O(dx^4) h^2.
+  weights give the corrections of `spline` to O(dx^4) h^2;
+- `own` (`GridCorrection.own`): what is linear in V is read from V's own quintic table, exactly,
+  and only the rest through a local cubic. The linear features' part of dF (the derivatives of
+  V - V0, V', V'', V''': V' to V'''') is folded into the kernel's table from V's own table and
+  its derivatives; dF's nonlinear part (the slopes of V'^2 ... V'^4) is one local C1 cubic
+  added to it; A' is the linear features V', V'', V''' alone, read from V's own table (A'' its
+  exact derivative), and there is no kick (b = 0: it gives only terms odd in p, which the
+  time-symmetric kernel does not have; trained runs left it at zero). The other weights of a and
+  the row of b are unused. Nothing that V's spline gives exactly is re-interpolated (that was
+  the larger error at the grid points, docs/results.md), and the set-up is V's table, one pass
+  over it and one local cubic.
 """
 
 from __future__ import annotations
@@ -57,7 +67,8 @@ FEATURES = {
 # learning rate is LINEAR_GAIN times the CNN's (the classical coefficients are O(1) there)
 LINEAR_GAIN = 10.0
 OUTPUTS = ("dV", "a", "b")  # modified potential (its force dF with tables: local), a = A', b = B'
-TABLES = ("spline", "local")
+TABLES = ("spline", "local", "own")
+LINEAR = 4  # the dictionary's first four features are linear in V (V - V0, V', V'', V''')
 
 
 def features(V: Tensor, slopes: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -107,6 +118,21 @@ class GridCorrection(nn.Module):
             self.linear.weight.zero_()
             self.linear.weight[0, names.index("V'^2"), 0] = -FEATURES["V'^2"] / 24.0 / LINEAR_GAIN
             self.linear.weight[1, names.index("V'"), 0] = -FEATURES["V'"] / 12.0 / LINEAR_GAIN
+
+    def own(self, V: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
+        """`tables: own`: the kernel's force table and the processor's stacked table (A', A'', B')
+        from V (B, 100) and its own table `force` (B, 99, 5) (`sensor_spline.force_table`)."""
+        _, d = features(V, slopes=True)  # (B, C, 100), each divided by its typical size
+        scale = torch.tensor(list(FEATURES.values()), dtype=V.dtype, device=V.device)
+        w = (self.h2 * LINEAR_GAIN) * self.linear.weight[:, :, 0] / scale  # (3, C), on the raw features
+        derivs = [force]  # V' and its next three derivatives, exact: the linear features' slopes
+        for _ in range(3):
+            derivs.append(sensor_spline.derivative_table(derivs[-1]))
+        kernel = force + sum(w[0, c] * derivs[c] for c in range(LINEAR))
+        nonlinear = torch.einsum("c,bcx->bx", w[0, LINEAR:] * scale[LINEAR:], d[:, LINEAR:])
+        kernel = kernel + sensor_spline.local_table(nonlinear)
+        a1 = sum(w[1, c] * derivs[c - 1] for c in range(1, LINEAR))  # A' from V', V'', V'''
+        return kernel, torch.stack([a1, sensor_spline.derivative_table(a1), torch.zeros_like(a1)], dim=2)
 
     def forward(self, V: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.tables == "local":  # dF from the slopes, a and b from the features themselves

@@ -102,7 +102,8 @@ class SympONetConfig:
     `tables`: how the correction's grid values are read at q: `spline` (the quintic sensor spline
     of V + dV and of the processor's integrals, a solve per orbit; the default, so that older
     checkpoints keep their meaning) or `local` (local C1 cubics, `sensor_spline.local_table`,
-    the force correction dF from the dictionary's derivatives: no solve;
+    the force correction dF from the dictionary's derivatives: no solve) or `own` (what is
+    linear in V read from V's own table, exactly, the rest through one local cubic, no kick;
     `models.correction`).
     `learned`: false applies only the prior (every learned correction zero: the same weights,
     the integrator alone), the baseline every SympONet is shown beside.
@@ -163,6 +164,8 @@ class SympONetConfig:
             raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of grid processed")
         if self.readout == "scaled" and self.prior != "leapfrog":
             raise NHError("SympONetConfig: readout scaled is the read-out of a leapfrog kernel (prior: leapfrog)")
+        if self.tables == "own" and self.local_layers:
+            raise NHError("SympONetConfig: tables own is the linear dictionary alone (local_layers: 0)")
         if self.grid == "processed":
             if self.steps < 1 or self.shears:
                 raise NHError("SympONetConfig: grid processed needs steps >= 1 and shears: 0")
@@ -343,6 +346,10 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         subs = PRIORS[c.prior]
         if not c.learned:
             return processed.flow(t, ic, force_table(V), None, c.steps, subs, c.readout)
+        if c.tables == "own":  # the linear part from V's own table, exactly (`GridCorrection.own`)
+            force = force_table(V)
+            kernel, proc = self.local.own(V, force)
+            return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force)
         d, a, b = self.local(V)  # dV, or with tables: local its force dF
         force = force_table(V) if c.readout in ("hermite", "scaled") else None
         if c.tables == "local":  # V's own table, computed once
