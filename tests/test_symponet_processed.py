@@ -124,10 +124,16 @@ def test_det_j_is_one_and_t0_is_the_identity_for_random_weights(scale, tables, r
     t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
     dV, a, b = model.local(V)
     assert a.abs().max() > 1e-4 and b.abs().max() > 1e-4  # a real processor, not the identity
+    tol = 2e-14 * (1.0 + float(a.detach().abs().max()))  # round-off of chi(chi^-1(x)) through values of size |A'|
+    assert_identity_at_t0_and_det_j_one(model, V, t, ic, tol)
+
+
+def assert_identity_at_t0_and_det_j_one(model, V, t, ic, tol: float) -> None:
+    """The map at t[:, 0] = 0 is the identity to `tol`; at every other time det J = 1 to round-off
+    (float64 autograd, relative to the size of the determinant's two products)."""
     icg = ic.clone().requires_grad_(True)
     q, p = model(V, t, icg)
     assert torch.isfinite(q).all()
-    tol = 2e-14 * (1.0 + float(a.detach().abs().max()))  # round-off of chi(chi^-1(x)) through values of size |A'|
     assert (q[:, 0] - ic[:, 0]).abs().max() < tol and (p[:, 0] - ic[:, 1]).abs().max() < tol
     for j in range(1, t.shape[1]):
         (dq,) = torch.autograd.grad(q[:, j].sum(), icg, retain_graph=True)
@@ -383,15 +389,7 @@ def test_own_tables_keep_det_j_one_and_t0_the_identity_for_random_weights(readou
     t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
     _, proc = model.local.own(V, sensor_spline.force_table(V))
     assert proc[:, :, 0].abs().max() > 1e-4  # a real processor, not the identity
-    icg = ic.clone().requires_grad_(True)
-    q, p = model(V, t, icg)
-    assert (q[:, 0] - ic[:, 0]).abs().max() < 1e-14 and (p[:, 0] - ic[:, 1]).abs().max() < 1e-14
-    for j in range(1, t.shape[1]):
-        (dq,) = torch.autograd.grad(q[:, j].sum(), icg, retain_graph=True)
-        (dp,) = torch.autograd.grad(p[:, j].sum(), icg, retain_graph=True)
-        det = dq[:, 0] * dp[:, 1] - dq[:, 1] * dp[:, 0]
-        size = (dq[:, 0] * dp[:, 1]).abs() + (dq[:, 1] * dp[:, 0]).abs()
-        assert ((det - 1).abs() / size).max() < 1e-11
+    assert_identity_at_t0_and_det_j_one(model, V, t, ic, 1e-14)
 
 
 def test_processed_flow_is_a_composition_of_the_module_functions():
