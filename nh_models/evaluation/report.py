@@ -397,9 +397,11 @@ def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) 
             "Each SympONet with its prior alone (`learned: false`, the same weights) and leapfrog, Yoshida-4, "
             "RK4 and the classical processed leapfrog (Takahashi-Imada modified potential, first-order "
             "processor) on the model's quintic sensor spline, each at the most steps within the model's "
-            "force evaluations per orbit; last, RK4 at the model's time per orbit.",
+            "force evaluations per orbit; last, RK4 and the classical processed leapfrog at the model's "
+            "time per orbit.",
             "",
             ec,
+            "",
         ]
     lines += [
         "## Physical potentials",
