@@ -90,26 +90,11 @@ def losses(q, p, data) -> np.ndarray:
     return orbit_errors(q, p, data.q, data.p)["loss"]
 
 
-def row(errs, evaluations: int, steps: int, seconds: float, mine: np.ndarray | None) -> dict:
-    B = len(errs)
-    out = {
-        "evaluations": int(evaluations),
-        "steps": int(steps),
-        "us_per_orbit": 1e6 * seconds / B,
-        "loss": float(np.mean(errs)) if np.all(np.isfinite(errs)) else math.inf,
-        "median": float(np.median(errs)),
-    }
-    if mine is not None:
-        from nh_models.evaluation.metrics import paired_comparison
-
-        out.update(paired_comparison(mine, errs))
-    return out
-
-
 def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
     """`method` at the most steps whose compiled time per orbit is at most `target_us`: bisection
     on the step count between a count measured at most the target and one measured above it."""
     from nh_models.compiled.integrators import integrate
+    from nh_models.evaluation.cost_table import cost_row
     from nh_models.evaluation.sensor_integrators import evaluations
 
     B = len(data.V)
@@ -129,7 +114,7 @@ def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray)
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if us(mid) <= target_us else (lo, mid)
     (q, p), sec = timer.best(lambda: integrate(data.V, data.t, data.ic, method, lo))
-    return row(losses(q, p, data), evaluations(method, lo), lo, sec, mine)
+    return cost_row(losses(q, p, data), evaluations(method, lo), lo, sec, mine)
 
 
 def agreement(model, params, data, n: int) -> tuple[float, float]:
@@ -169,6 +154,7 @@ def _rows(args: argparse.Namespace) -> dict:
     from nh_models.compiled.integrators import integrate
     from nh_models.compiled.processed import SETUP, STEPPING
     from nh_models.evaluation.cases import load_test
+    from nh_models.evaluation.cost_table import cost_row
     from nh_models.evaluation.sensor_integrators import METHODS, evaluations, steps_for
     from nh_models.inference.predict import load_predictor_run
     from nh_models.zoo import Pretrained
@@ -198,7 +184,7 @@ def _rows(args: argparse.Namespace) -> dict:
     for label, m, prm in parts:
         (q, p), sec = timer.best(lambda prm=prm: forward(prm, V, t, ic))
         errs = losses(q, p, data)
-        rows[label] = row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
+        rows[label] = cost_row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
         mine = errs if mine is None else mine
     if args.torch:
         with torch.inference_mode():
@@ -208,10 +194,10 @@ def _rows(args: argparse.Namespace) -> dict:
     for method in METHODS:
         n = steps_for(method, budget)
         (q, p), sec = timer.best(lambda n=n, method=method: integrate(V, t, ic, method, n))
-        rows[f"{method} (equal evaluations)"] = row(losses(q, p, data), evaluations(method, n), n, sec, mine)
+        rows[f"{method} (equal evaluations)"] = cost_row(losses(q, p, data), evaluations(method, n), n, sec, mine)
     n = round(2.0 / RK4_DT)
     (q, p), sec = timer.best(lambda: integrate(V, t, ic, "rk4", n))
-    rows[f"rk4 dt={RK4_DT}"] = row(losses(q, p, data), evaluations("rk4", n), n, sec, mine)
+    rows[f"rk4 dt={RK4_DT}"] = cost_row(losses(q, p, data), evaluations("rk4", n), n, sec, mine)
     for method in ("rk4", "processed"):
         rows[f"{method} (equal time)"] = at_time(method, data, rows["model"]["us_per_orbit"], timer, mine)
 

@@ -89,11 +89,12 @@ def dictionary(W, r, f0, v1, v2, v3):
 
 
 @njit(**JIT)
-def dictionary_slopes(W, r, v1, v2, v3, v4):
-    """Row r of the same linear map of the features' x-derivatives (`features(V, slopes=True)`)."""
+def dictionary_slopes(W, r, v1, v2, v3, v4, linear=True):
+    """Row r of the same linear map of the features' x-derivatives (`features(V, slopes=True)`);
+    without `linear` the nonlinear features' alone (`tables: own` reads the others exactly)."""
     sq = v1 * v1
-    return (W[r, 0] * v1 + W[r, 1] * v2 + W[r, 2] * v3 + W[r, 3] * v4 + W[r, 4] * (2.0 * v1 * v2)
-            + W[r, 5] * ((2.0 * v1) * (v2 * v2) + sq * v3) + W[r, 6] * (2.0 * v2 * v3)
+    s = (W[r, 0] * v1 + W[r, 1] * v2 + W[r, 2] * v3 + W[r, 3] * v4) if linear else 0.0
+    return (s + W[r, 4] * (2.0 * v1 * v2) + W[r, 5] * ((2.0 * v1) * (v2 * v2) + sq * v3) + W[r, 6] * (2.0 * v2 * v3)
             + W[r, 7] * (v2 * v3 + v1 * v4) + W[r, 8] * (4.0 * (sq * v1) * v2))  # fmt: skip
 
 
@@ -141,11 +142,8 @@ def own_setup(W, vtab, nod, fd, slopes, ktab, atab):
         atab[3, i] = a0 * c3 + a1 * (4.0 * c4)
         atab[4, i] = a0 * c4
     nodal_from_table(vtab, nod)
-    for i in range(N_SENSORS):  # dictionary_slopes of the nonlinear features alone
-        v1, v2, v3, v4 = nod[0, i], nod[1, i], nod[2, i], nod[3, i]
-        sq = v1 * v1
-        fd[i] = (W[0, 4] * (2.0 * v1 * v2) + W[0, 5] * ((2.0 * v1) * (v2 * v2) + sq * v3) + W[0, 6] * (2.0 * v2 * v3)
-                 + W[0, 7] * (v2 * v3 + v1 * v4) + W[0, 8] * (4.0 * (sq * v1) * v2))  # fmt: skip
+    for i in range(N_SENSORS):
+        fd[i] = dictionary_slopes(W, 0, nod[0, i], nod[1, i], nod[2, i], nod[3, i], False)
     local_into(fd, slopes, ktab, True)
 
 

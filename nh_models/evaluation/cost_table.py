@@ -41,11 +41,12 @@ def _errors(q, p, data) -> np.ndarray:
 AT_TIME = ("rk4", "processed")  # the baselines also run at the model's measured time per orbit
 
 
-def _row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_errs: np.ndarray | None) -> dict:
+def cost_row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, model_errs: np.ndarray | None) -> dict:
     """Mean and median loss over the orbits, and beside the model's losses `paired_comparison`:
     the share of orbits on which the model is more accurate (with its standard error) and the
     ratio of the means (with its bootstrap interval). The mean of a heavy-tailed error is set by
-    a few orbits, the win rate by all of them."""
+    a few orbits, the win rate by all of them. One row of `equal_cost_table` and of
+    bench/compiled_cost.py's table."""
     B = len(errs)
     row = {
         "evaluations": int(evaluations),
@@ -86,13 +87,13 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: 
             for label, m in parts:
                 (q, p), sec = _timed(backend["models"][label], repeats)
                 errs = _errors(q, p, data)
-                rows[label] = _row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
+                rows[label] = cost_row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
                 mine = errs if mine is None else mine
             integ = backend["integrate"]
             for method in METHODS:
                 n = steps_for(method, budget)
                 (q, p), sec = _timed(lambda n=n, method=method: integ(method, n), repeats)
-                rows[method] = _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
+                rows[method] = cost_row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
             for method in AT_TIME:
                 rows[f"{method} at equal time"] = _at_time(integ, method, data, rows["model"]["us_per_orbit"], repeats, mine)
     finally:
@@ -162,7 +163,7 @@ def _at_time(integ, method: str, data, target_us: float, repeats: int, mine: np.
     fixed = times[25] - 25 * per_step
     n = max(1, int(round((target_us - fixed) / per_step))) if per_step > 0 else 100
     (q, p), sec = _timed(lambda: integ(method, n), repeats)
-    return _row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
+    return cost_row(_errors(q, p, data), evaluations(method, n), n, sec, mine)
 
 
 def _model_readout(model) -> str:

@@ -124,12 +124,13 @@ class GridCorrection(nn.Module):
         from V (B, 100) and its own table `force` (B, 99, 5) (`sensor_spline.force_table`)."""
         _, d = features(V, slopes=True)  # (B, C, 100), each divided by its typical size
         scale = torch.tensor(list(FEATURES.values()), dtype=V.dtype, device=V.device)
-        w = (self.h2 * LINEAR_GAIN) * self.linear.weight[:, :, 0] / scale  # (3, C), on the raw features
+        ws = (self.h2 * LINEAR_GAIN) * self.linear.weight[:, :, 0]  # (3, C), on the scaled features
+        w = ws / scale  # on the raw ones, for the linear part read from V's table
         derivs = [force]  # V' and its next three derivatives, exact: the linear features' slopes
         for _ in range(3):
             derivs.append(sensor_spline.derivative_table(derivs[-1]))
         kernel = force + sum(w[0, c] * derivs[c] for c in range(LINEAR))
-        nonlinear = torch.einsum("c,bcx->bx", w[0, LINEAR:] * scale[LINEAR:], d[:, LINEAR:])
+        nonlinear = torch.einsum("c,bcx->bx", ws[0, LINEAR:], d[:, LINEAR:])
         kernel = kernel + sensor_spline.local_table(nonlinear)
         a1 = sum(w[1, c] * derivs[c - 1] for c in range(1, LINEAR))  # A' from V', V'', V'''
         return kernel, torch.stack([a1, sensor_spline.derivative_table(a1), torch.zeros_like(a1)], dim=2)
