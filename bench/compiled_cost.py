@@ -22,8 +22,10 @@ on which the model is more accurate than the row (standard error sqrt(w (1 - w) 
 ratio of the model's mean loss to the row's with the 95 % interval of a paired bootstrap over
 the orbits (`evaluation.metrics.paired_comparison`). Then the
 model's time by phase (`compiled.processed`'s `stop`): per-orbit setup (spline solves, features,
-tables), stepping (chi^-1 and the kernel's steps), read-out (a partial step and chi per query
-time). Before timing, the compiled model is checked against the torch model (float64) on the
+tables), stepping (chi^-1 and the kernel's steps, states stored), read-out (the rest: a partial
+step and chi per query time, fused into the stepping, so only what the chain's idle cycles do not
+hide). Every method's read-out is fused into its stepping (`compiled.stepping.schedule`). Before
+timing, the compiled model is checked against the torch model (float64) on the
 first orbits. Time on an idle machine: `--clock thread` counts only this thread's CPU time (for
 a busy machine; still disturbed by a busy sibling core). Needs the package installed
 (`pip install -e .`).
@@ -50,9 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "run",
         help="run folder of a SympONet with grid: processed (its best checkpoint), or zoo:NAME for a shipped entry",
     )
-    ap.add_argument("--data", default="", help="dataset folder with a test split [default: the run's]")
+    ap.add_argument("--data", default="", help="dataset folder with the split [default: the run's]")
     ap.add_argument("--n", type=int, default=2000, help="test orbits (a seeded subset; 0: the whole split)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the subset")
+    ap.add_argument("--split", default="test", choices=("test", "val"), help="the split to run on (val: to choose a recipe)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per row (the best counts)")
     ap.add_argument(
         "--clock", choices=("wall", "thread"), default="wall", help="wall time or this thread's CPU time"
@@ -166,7 +169,7 @@ def _rows(args: argparse.Namespace) -> dict:
     data_dir = args.data or meta.get("data_dir") or ""
     if not data_dir:
         raise NHError(f"{args.run} names no dataset: pass --data")
-    data = load_test(data_dir, args.n or None, args.seed)
+    data = load_test(data_dir, args.n or None, args.seed, args.split)
     B, W = data.t.shape
     timer = Timer(args.clock, args.repeats)
     V, t, ic = data.V, data.t, data.ic
@@ -219,6 +222,7 @@ def _rows(args: argparse.Namespace) -> dict:
         "steps": int(model.config.steps),
         "readout": model.config.readout,
         "data": str(data_dir),
+        "split": args.split,
         "n_orbits": int(B),
         "n_times": int(W),
         "evaluations_per_orbit": int(budget),
@@ -235,7 +239,7 @@ def report(res: dict) -> str:
     from nh_models.evaluation.report import mean_ratio
 
     lines = [
-        f"{res['run']}: {res['n_orbits']} test orbits of {res['data']}, {res['n_times']} query times each; "
+        f"{res['run']}: {res['n_orbits']} {res.get('split', 'test')} orbits of {res['data']}, {res['n_times']} query times each; "
         f"compiled (Numba, float64), one thread, best of {res['repeats']} ({res['clock']} clock)",
         f"compiled == torch on {res['agreement']['orbits']} orbits: max rel. diff q {res['agreement']['q']:.1e}, "
         f"p {res['agreement']['p']:.1e}",
@@ -255,7 +259,7 @@ def report(res: dict) -> str:
         "",
         "time by phase, us/orbit (setup: spline solves, features, tables; stepping: chi^-1 and the kernel;",
     ]
-    lines.append("read-out: a partial step and chi per query time)")
+    lines.append("read-out: the rest, a partial step and chi per query time fused into the stepping)")
     for label, ph in res["phases_us"].items():
         share = ", ".join(
             f"{k} {ph[k]:.2f} ({100 * ph[k] / ph['total']:.0f}%)" for k in ("setup", "stepping", "readout")

@@ -196,6 +196,45 @@ def test_wrong_shapes_are_refused_before_a_kernel_reads_them():
         ci.integrate(V, t, ic, "rk4", 0)
 
 
+def shuffled(t):
+    """Each orbit's query times in an order of their own (not sorted), and the permutations."""
+    rng = np.random.default_rng(11)
+    perm = np.stack([rng.permutation(t.shape[1]) for _ in range(len(t))])
+    return np.take_along_axis(t, perm, axis=1), perm
+
+
+@pytest.mark.parametrize("tables,prior", [("local", "leapfrog"), ("own", "leapfrog"), ("spline", "yoshida4")])
+def test_query_times_in_any_order_give_the_same_states(tables, prior):
+    """The read-out is fused into the stepping in the order of the grid (`stepping.schedule`):
+    times that are not sorted are sorted for it and the states put back, bit for bit."""
+    model = trained_like(prior, 3, tables)
+    V, t, ic = problem(4, 6)
+    ts, perm = shuffled(t)
+    for m in (model, model.prior_alone()):
+        q, p, n = forward(export(m), V, t, ic, counts=True)
+        qs, ps, ns = forward(export(m), V, ts, ic, counts=True)
+        assert (qs == np.take_along_axis(q, perm, axis=1)).all()
+        assert (ps == np.take_along_axis(p, perm, axis=1)).all()
+        assert (ns == n).all()
+    for method in si.METHODS:
+        q, p = ci.integrate(V, t, ic, method, 30)
+        qs, ps = ci.integrate(V, ts, ic, method, 30)
+        assert (qs == np.take_along_axis(q, perm, axis=1)).all(), method
+        assert (ps == np.take_along_axis(p, perm, axis=1)).all(), method
+
+
+def test_schedule_orders_by_grid_index_and_reads_nan_at_zero():
+    from nh_models.compiled.stepping import schedule
+
+    t = np.array([0.5, 0.1, 2.0, np.nan, 0.1])
+    kidx, rest, order = np.empty(5, dtype=np.int64), np.empty(5), np.empty(5, dtype=np.int64)
+    assert not schedule(t, 0.25, 7, True, kidx, rest, order)  # 2.0 / 0.25 = 8, clamped to 7
+    assert list(order) == [1, 3, 4, 0, 2] and list(kidx) == [0, 0, 0, 2, 7]
+    assert rest[0] == pytest.approx(0.4) and np.isnan(rest[1]) and rest[4] == pytest.approx(1.0)
+    assert schedule(np.sort(t[:3]), 0.25, 8, False, kidx[:3], rest[:3], order[:3])
+    assert list(kidx[:3]) == [0, 2, 8] and rest[2] == 0.0
+
+
 # ------------------------------------------------------------------ the baselines
 
 

@@ -6,9 +6,14 @@ are timed in the same language (`bench/compiled_cost.py`).
 - `processed`: the forward map of `grid: processed` from `export(model)`'s parameters.
 - `export`: the parameters of a SympONet that compiles, or an NHError saying why not.
 - `inputs`: the batch arrays, checked (the kernels read them without bounds checks).
-- `stepping`: the fixed-step compositions and the cubic Hermite read-out both use.
+- `stepping`: the fixed-step compositions, the order of the query times (`schedule`) and the
+  cubic Hermite read-out both use.
 - `integrators`: leapfrog, Yoshida-4, RK4 and the classical processed leapfrog of
   `evaluation.sensor_integrators`, cubic Hermite read-out.
+
+Every read-out is fused into its stepping loop: each query time is read out as soon as the
+states it needs exist, so that its work fills the cycles the stepping's chain of dependent
+lookups leaves idle.
 
 The serial kernels are cached on disk (`nh_data.jit_options.JIT`). Numba keys a cache entry on the
 file of the function it compiled, not on the files of the kernels it inlined: after editing

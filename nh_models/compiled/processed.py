@@ -14,22 +14,26 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    three right-hand sides (V + dV, A, B). Either way the tables of the kernel's force, of A'
    and of B' (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's.
 2. stepping: chi^-1 of the initial condition (Newton, `processor.INVERSE_ITERATIONS`), then
-   the kernel's fixed steps up to the orbit's last query time, states and forces stored (with
-   `readout: scaled` also the values its read-out needs at each grid state).
-3. read-out: each query time by a last partial step from the stored state, chi there
-   (`readout_step`), or by the scaled partial step (`readout_scaled`).
+   the kernel's fixed steps up to the orbit's last query time.
+3. read-out, fused into the stepping (`trajectory_readout`): at each grid state, the query
+   times read from it (`stepping.schedule`), each by a last partial step and chi at its point.
+   With `readout: scaled` the states and the values its read-out needs at each grid state are
+   stored, and the scaled partial steps run after the stepping (`readout_scaled`).
 
 The time of step 2 is the latency of one chain (each force sets the next drift), about one
-lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time.
+lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time, and the
+read-out's runs in the cycles the chain leaves idle (4.6 -> 4.3 us/orbit for the recipe).
 
-`stop` (1, 2, 3) ends the work after that phase: the benchmark's time breakdown.
+`stop` (1, 2, 3) ends the work after that phase: the benchmark's time breakdown (with `stop` 2
+the chain alone, states stored; the read-out's time is the rest). Outputs are written only with
+`stop` 3.
 The lookups each orbit spends are counted (`counts`): the model's force evaluations.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, literally, njit, prange
 
 from nh_data.jit_options import JIT, PARALLEL_JIT_FN
 from nh_data.problem import N_SENSORS, T_END, V0
@@ -49,7 +53,7 @@ from .spline import (
     solve1,
     solve3,
 )
-from .stepping import kicks, trajectory
+from .stepping import kicks, leapfrog_step, schedule, step, trajectory, unsort
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
 OWN = 2  # `export`'s "local" for `tables: own` (0: spline, 1: local)
@@ -238,83 +242,116 @@ def start(ic, atab, btab, ktab, learned):
 
 
 @njit(**JIT)
-def grid_times(t, h, steps, kidx, rest):
-    """The grid state before each query time (kidx) and the rest of the time (rest)."""
-    for j in range(t.shape[0]):
-        k = np.floor(t[j] / h)
-        if not (k >= 0.0):
-            k = 0.0
-        if not (k <= steps):
-            k = float(steps)
-        kidx[j] = int(k)
-        rest[j] = t[j] - k * h
-
-
-@njit(**JIT)
 def chi_at(q, p, atab, btab, i, s, c):
     """chi_c(q, p) (`processor.apply` with c) from the lookup (i, s) of the processor's tables at q."""
     p = p - c * poly(btab, i, s)
     return q + c * poly(atab, i, s), p / (1.0 + c * slope(q, horner_d(atab, i, s)))
 
 
-@njit(**JIT)
-def readout_step(t, h, steps, subs, ktab, atab, btab, learned, local, qs, ps, fs, kidx, rest, q_out, p_out):
-    """Each query time by a last partial step from the grid state before it, chi there: three
-    passes, each a short chain per time (one pass of the whole chain per time keeps too few
-    times in flight to hide its latency). Returns its lookups."""
-    grid_times(t, h, steps, kidx, rest)
-    nsub = subs.shape[0]
-    for j in range(t.shape[0]):
-        kk = kidx[j]
-        dt = rest[j]
-        q = qs[kk]
-        p = ps[kk]
-        F = fs[kk]
-        for m in range(nsub):
-            a = subs[m]
-            p = p - (0.5 * a) * dt * F
-            q = q + a * dt * p
-            i, s = locate(q)
-            F = poly(ktab, i, s)
-            p = p - (0.5 * a) * dt * F
-        q_out[j] = q
-        p_out[j] = p
-        kidx[j] = i
-        rest[j] = s
-    if learned and local == OWN:  # chi without a kick, A' quartic (V's own table): the same lookup
-        for j in range(t.shape[0]):
-            q = q_out[j]
-            i = kidx[j]
-            s = rest[j]
-            p_out[j] = p_out[j] / (1.0 + slope(q, horner_d(atab, i, s)))
-            q_out[j] = q + poly(atab, i, s)
-    elif learned and local:  # chi at the read-out point: the last substep's lookup reads A', A'', B' too
-        for j in range(t.shape[0]):  # (local cubics: A' and B' cubic, A'' quadratic)
-            q = q_out[j]
-            i = kidx[j]
-            s = rest[j]
-            s2 = s * s
-            a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
-            b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
-            a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
-            p_out[j] = (p_out[j] - b) / (1.0 + slope(q, a2x))
-            q_out[j] = q + ((a0 + a1 * s) + s2 * (a2 + a3 * s))
-    elif learned:
-        for j in range(t.shape[0]):
-            q = q_out[j]
-            i = kidx[j]
-            s = rest[j]
-            p_out[j] = (p_out[j] - poly(btab, i, s)) / (1.0 + slope(q, horner_d(atab, i, s)))
-            q_out[j] = q + poly(atab, i, s)
-    return t.shape[0] * nsub
+NONE, LOCAL, OWN_KIND, SPLINE = 0, 1, 2, 3  # the kinds of chi at a read-out point (`chi_kind`)
+
+
+@njit(**JIT, inline="always")
+def chi_kind(kind, q, p, atab, btab, i, s):
+    """chi at a read-out point from the lookup (i, s) the read-out's last substep made there (the
+    same lookup), for a kind known when the loop compiles (`numba.literally`): the branches not
+    taken are pruned, so that the fused loop has no branch on the kind and the formula of its
+    own (a branch inside the loop, or one formula for all kinds, costs 0.2 to 2 us/orbit of the
+    overlap, measured). NONE: the prior alone; LOCAL: A' and B' local cubics, A'' quadratic;
+    OWN_KIND: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
+    if kind == NONE:
+        return q, p
+    if kind == LOCAL:
+        s2 = s * s
+        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
+        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
+        a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
+        return q + ((a0 + a1 * s) + s2 * (a2 + a3 * s)), (p - b) / (1.0 + slope(q, a2x))
+    if kind == OWN_KIND:
+        return q + poly(atab, i, s), p / (1.0 + slope(q, horner_d(atab, i, s)))
+    return q + poly(atab, i, s), (p - poly(btab, i, s)) / (1.0 + slope(q, horner_d(atab, i, s)))
 
 
 @njit(**JIT)
-def readout_scaled(t, h, steps, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, q_out, p_out):
+def _readout_leapfrog(kind, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out):
+    """`trajectory_readout` of leapfrog: each read-out a leapfrog step of its rest, then chi."""
+    literally(kind)
+    nt = kidx.shape[0]
+    j = 0
+    ph = p - kick[0] * F
+    for n in range(nsteps + 1):
+        while j < nt and kidx[j] == n:
+            dt = rest[j]
+            pr = p - (0.5 * dt) * F
+            qr = q + dt * pr
+            i, s = locate(qr)
+            pr = pr - (0.5 * dt) * poly(ktab, i, s)
+            q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
+            j += 1
+        if n == nsteps:
+            break
+        q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
+
+
+@njit(**JIT)
+def _readout_composed(kind, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out):
+    """`trajectory_readout` of a composition of substeps: each read-out a step of its rest with
+    the same substeps, then chi."""
+    literally(kind)
+    nt = kidx.shape[0]
+    j = 0
+    ph = p - kick[0] * F
+    for n in range(nsteps + 1):
+        while j < nt and kidx[j] == n:
+            dt = rest[j]
+            qr, pr, Fr, i, s = q, p, F, 0, 0.0
+            for m in range(subs.shape[0]):
+                a = subs[m]
+                pr = pr - (0.5 * a) * dt * Fr
+                qr = qr + a * dt * pr
+                i, s = locate(qr)
+                Fr = poly(ktab, i, s)
+                pr = pr - (0.5 * a) * dt * Fr
+            q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
+            j += 1
+        if n == nsteps:
+            break
+        q, F, p, ph = step(q, ph, ktab, subs, h, kick)
+
+
+@njit(**JIT)
+def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, q_out, p_out):
+    """`stepping.trajectory` (nsteps steps of h) with the step read-out fused in: at each grid
+    state the queries read from it (kidx, rest: `stepping.schedule`, top: the steps), into q_out,
+    p_out in that order. Their partial steps do not wait on the chain: they run in the cycles it
+    leaves idle. One loop per prior (the substep loop inside the loop costs the overlap too) and
+    per kind of chi (`chi_kind`)."""
+    if subs.shape[0] == 1:
+        if not learned:
+            _readout_leapfrog(NONE, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+        elif local == OWN:
+            _readout_leapfrog(OWN_KIND, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+        elif local:
+            _readout_leapfrog(LOCAL, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+        else:
+            _readout_leapfrog(SPLINE, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+    elif not learned:
+        _readout_composed(NONE, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+    elif local == OWN:
+        _readout_composed(OWN_KIND, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+    elif local:
+        _readout_composed(LOCAL, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+    else:
+        _readout_composed(SPLINE, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+
+
+@njit(**JIT)
+def readout_scaled(h, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, q_out, p_out):
     """`models.processed._scaled_flow`: chi_c o S_tau o chi_(1 - c) of the grid state before each
-    query time, c = (tau / h)^2, S_tau a leapfrog step on V + c dV. Returns its lookups."""
-    grid_times(t, h, steps, kidx, rest)
-    for j in range(t.shape[0]):  # chi_(1 - c), the first half kick, the drift
+    query time (kidx, rest: `stepping.schedule`), c = (tau / h)^2, S_tau a leapfrog step on
+    V + c dV; two passes after the stepping (not fused). Returns its lookups."""
+    nt = kidx.shape[0]
+    for j in range(nt):  # chi_(1 - c), the first half kick, the drift
         k = kidx[j]
         tau = rest[j]
         c = (tau / h) ** 2
@@ -326,46 +363,48 @@ def readout_scaled(t, h, steps, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, 
         p1 = p1 - (0.5 * tau) * F1
         q_out[j] = q1 + tau * p1
         p_out[j] = p1
-    for j in range(t.shape[0]):  # the second half kick and chi_c, one lookup at the point
+    for j in range(nt):  # the second half kick and chi_c, one lookup at the point
         tau = rest[j]
         c = (tau / h) ** 2
         q = q_out[j]
         i, s = locate(q)
         p = p_out[j] - (0.5 * tau) * (poly(ktab, i, s) + (c - 1.0) * poly(dtab, i, s))
         q_out[j], p_out[j] = chi_at(q, p, atab, btab, i, s, c)
-    return t.shape[0]
+    return nt
 
 
 @njit(**JIT)
 def orbit(V, t, ic, W, subs, steps, flags, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
     (learned, local, scaled) (`export`); work: `_work`."""
-    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest = work
+    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
         return 0
     h = T_END / steps
-    tmax = 0.0
-    for j in range(t.shape[0]):
-        tmax = max(tmax, t[j])
-    kf = np.floor(tmax / h)  # the whole steps before the last query time
-    if not (kf <= steps):  # (NaN too: never an index out of the arrays)
-        kf = float(steps)
-    kmax = int(kf)
+    ordered = schedule(t, h, steps, False, kidx, rest, order)
+    qo, po = (q_out, p_out) if ordered else (qw, pw)  # unsorted times: sorted, then put back
+    nt = kidx.shape[0]
+    kmax = kidx[nt - 1] if nt else 0  # the whole steps before the last query time
     q, p, F, count = start(ic, atab, btab, ktab, learned)
+    nsub = subs.shape[0]
     if scaled:
         trajectory_side(q, p, F, ktab, dtab, atab, btab, h, kmax, qs, ps, fs, side)
         count += 2 * kmax + 1  # a lookup a step, the grid states' values
+        if stop == STEPPING:
+            return count
+        count += readout_scaled(h, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, qo, po)
     else:
         kicks(subs, h, kick)
-        trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
-        count += kmax * subs.shape[0]
-    if stop == STEPPING:
-        return count
-    if scaled:
-        return count + readout_scaled(t, h, steps, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, q_out, p_out)
-    return count + readout_step(t, h, steps, subs, ktab, atab, btab, learned, local, qs, ps, fs, kidx, rest, q_out, p_out)
+        if stop == STEPPING:  # the chain alone, states stored (the benchmark's breakdown)
+            trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
+            return count + kmax * nsub
+        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, kidx, rest, qo, po)
+        count += (kmax + nt) * nsub
+    if not ordered:
+        unsort(order, qw, pw, q_out, p_out)
+    return count
 
 
 @njit(**JIT)
@@ -391,6 +430,9 @@ def _work(steps, nt):
         np.empty((6, steps + 1)),
         np.empty(8),
         np.empty(nt, dtype=np.int64),
+        np.empty(nt),
+        np.empty(nt, dtype=np.int64),
+        np.empty(nt),
         np.empty(nt),
     )
 
@@ -420,8 +462,8 @@ def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT,
     (force evaluations) each orbit spent."""
     V, t, ic = batch(V, t, ic)
     B, nt = t.shape
-    q, p = np.zeros((B, nt)), np.zeros((B, nt))
-    n = np.zeros(B, dtype=np.int64)
+    q, p = np.empty((B, nt)), np.empty((B, nt))  # every element is written (with `stop` < READOUT none)
+    n = np.empty(B, dtype=np.int64)
     flags = np.array([params["learned"], params["local"], params["scaled"]], dtype=np.int64)
     fn = forward_parallel if parallel else forward_serial
     fn(V, t, ic, params["weights"], params["subs"], params["steps"], flags, stop, q, p, n)
