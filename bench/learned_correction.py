@@ -128,7 +128,7 @@ def curves(runs: list[str], ev: Evaluator) -> dict[str, list[Point]]:
             rows.append(ev.model(get_model("symponet", dataclasses.asdict(cfg)).double().eval()))
         out[label] = rows
     for run, model in zip(runs, models, strict=True):
-        out[f"trained: {run.rstrip('/').split('/')[-1]}"] = [ev.model(model)]
+        out[f"trained: {run.rstrip('/').split('/')[-1]}, {model.config.steps} steps"] = [ev.model(model)]
     return out
 
 

@@ -28,7 +28,7 @@ def test_learned_correction_curves_in_torch_and_compiled(tmp_path, monkeypatch):
     runs = [str(tmp_path / "run")]
     torch_curves = bench.curves(runs, bench.Evaluator(data, compiled=False, repeats=1))
     compiled = bench.curves(runs, bench.Evaluator(data, compiled=True, repeats=1))
-    assert set(torch_curves) == {*si.METHODS, "prior alone", "classical coefficients", "trained: run"}
+    assert set(torch_curves) == {*si.METHODS, "prior alone", "classical coefficients", "trained: run, 16 steps"}
     assert set(compiled) == set(torch_curves) | {"classical coefficients, scaled read-out"}
     for label, rows in torch_curves.items():
         for (ev, mean, median, us), (ev2, mean2, median2, us2) in zip(rows, compiled[label], strict=True):
