@@ -44,8 +44,15 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
                           "--readout", "scaled", "--steps", "20"]) == 0  # fmt: skip
     res = json.loads(out.read_text())
     assert (res["readout"], res["steps"]) == ("scaled", 20)
+    assert res["split"] == "test" and res["n_orbits"] == 12
     assert res["evaluations_per_orbit"] == 5 + 20 + 21 + res["n_times"]  # chi^-1, steps, grid states, times
     assert res["agreement"]["q"] < 1e-10 and res["agreement"]["p"] < 1e-10
+    # the validation split, to choose a recipe on it
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
+                          "--split", "val"]) == 0  # fmt: skip
+    res = json.loads(out.read_text())
+    assert res["split"] == "val" and res["n_orbits"] == 32
+    assert "32 val orbits of" in capsys.readouterr().out
 
 
 def test_compiled_cost_bench_refuses_a_model_it_cannot_compile(tmp_path, capsys):
