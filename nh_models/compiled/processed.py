@@ -56,7 +56,8 @@ from .spline import (
 from .stepping import kicks, leapfrog_step, schedule, step, trajectory, unsort
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
-OWN = 2  # `export`'s "local" for `tables: own` (0: spline, 1: local)
+SPLINE, LOCAL, OWN = 0, 1, 2  # `export`'s "local": `tables: spline`, `local`, `own`
+PRIOR = -1  # `chi_kind` without a processor (the prior alone)
 
 
 @njit(**JIT)
@@ -248,18 +249,15 @@ def chi_at(q, p, atab, btab, i, s, c):
     return q + c * poly(atab, i, s), p / (1.0 + c * slope(q, horner_d(atab, i, s)))
 
 
-NONE, LOCAL, OWN_KIND, SPLINE = 0, 1, 2, 3  # the kinds of chi at a read-out point (`chi_kind`)
-
-
 @njit(**JIT, inline="always")
 def chi_kind(kind, q, p, atab, btab, i, s):
     """chi at a read-out point from the lookup (i, s) the read-out's last substep made there (the
     same lookup), for a kind known when the loop compiles (`numba.literally`): the branches not
     taken are pruned, so that the fused loop has no branch on the kind and the formula of its
     own (a branch inside the loop, or one formula for all kinds, costs 0.2 to 2 us/orbit of the
-    overlap, measured). NONE: the prior alone; LOCAL: A' and B' local cubics, A'' quadratic;
-    OWN_KIND: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
-    if kind == NONE:
+    overlap, measured). PRIOR: the prior alone; LOCAL: A' and B' local cubics, A'' quadratic;
+    OWN: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
+    if kind == PRIOR:
         return q, p
     if kind == LOCAL:
         s2 = s * s
@@ -267,7 +265,7 @@ def chi_kind(kind, q, p, atab, btab, i, s):
         b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
         a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
         return q + ((a0 + a1 * s) + s2 * (a2 + a3 * s)), (p - b) / (1.0 + slope(q, a2x))
-    if kind == OWN_KIND:
+    if kind == OWN:
         return q + poly(atab, i, s), p / (1.0 + slope(q, horner_d(atab, i, s)))
     return q + poly(atab, i, s), (p - poly(btab, i, s)) / (1.0 + slope(q, horner_d(atab, i, s)))
 
@@ -328,17 +326,17 @@ def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned
     per kind of chi (`chi_kind`)."""
     if subs.shape[0] == 1:
         if not learned:
-            _readout_leapfrog(NONE, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout_leapfrog(PRIOR, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
         elif local == OWN:
-            _readout_leapfrog(OWN_KIND, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout_leapfrog(OWN, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
         elif local:
             _readout_leapfrog(LOCAL, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
         else:
             _readout_leapfrog(SPLINE, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif not learned:
-        _readout_composed(NONE, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout_composed(PRIOR, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif local == OWN:
-        _readout_composed(OWN_KIND, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout_composed(OWN, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif local:
         _readout_composed(LOCAL, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     else:
