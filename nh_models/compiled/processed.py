@@ -271,50 +271,41 @@ def chi_kind(kind, q, p, atab, btab, i, s):
 
 
 @njit(**JIT)
-def _readout_leapfrog(kind, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out):
-    """`trajectory_readout` of leapfrog: each read-out a leapfrog step of its rest, then chi."""
+def _readout(kind, single, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out):
+    """`trajectory_readout` for one kind of chi and one prior, both known when it compiles
+    (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned with the
+    other branches), 0 for a composition of substeps. Each read-out a step of its rest with the
+    prior's substeps, then chi."""
     literally(kind)
+    literally(single)
     nt = kidx.shape[0]
     j = 0
     ph = p - kick[0] * F
     for n in range(nsteps + 1):
         while j < nt and kidx[j] == n:
             dt = rest[j]
-            pr = p - (0.5 * dt) * F
-            qr = q + dt * pr
-            i, s = locate(qr)
-            pr = pr - (0.5 * dt) * poly(ktab, i, s)
-            q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
-            j += 1
-        if n == nsteps:
-            break
-        q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
-
-
-@njit(**JIT)
-def _readout_composed(kind, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out):
-    """`trajectory_readout` of a composition of substeps: each read-out a step of its rest with
-    the same substeps, then chi."""
-    literally(kind)
-    nt = kidx.shape[0]
-    j = 0
-    ph = p - kick[0] * F
-    for n in range(nsteps + 1):
-        while j < nt and kidx[j] == n:
-            dt = rest[j]
-            qr, pr, Fr, i, s = q, p, F, 0, 0.0
-            for m in range(subs.shape[0]):
-                a = subs[m]
-                pr = pr - (0.5 * a) * dt * Fr
-                qr = qr + a * dt * pr
+            if single == 1:
+                pr = p - (0.5 * dt) * F
+                qr = q + dt * pr
                 i, s = locate(qr)
-                Fr = poly(ktab, i, s)
-                pr = pr - (0.5 * a) * dt * Fr
+                pr = pr - (0.5 * dt) * poly(ktab, i, s)
+            else:
+                qr, pr, Fr, i, s = q, p, F, 0, 0.0
+                for m in range(subs.shape[0]):
+                    a = subs[m]
+                    pr = pr - (0.5 * a) * dt * Fr
+                    qr = qr + a * dt * pr
+                    i, s = locate(qr)
+                    Fr = poly(ktab, i, s)
+                    pr = pr - (0.5 * a) * dt * Fr
             q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
             j += 1
         if n == nsteps:
             break
-        q, F, p, ph = step(q, ph, ktab, subs, h, kick)
+        if single == 1:
+            q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
+        else:
+            q, F, p, ph = step(q, ph, ktab, subs, h, kick)
 
 
 @njit(**JIT)
@@ -322,25 +313,25 @@ def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned
     """`stepping.trajectory` (nsteps steps of h) with the step read-out fused in: at each grid
     state the queries read from it (kidx, rest: `stepping.schedule`, top: the steps), into q_out,
     p_out in that order. Their partial steps do not wait on the chain: they run in the cycles it
-    leaves idle. One loop per prior (the substep loop inside the loop costs the overlap too) and
-    per kind of chi (`chi_kind`)."""
+    leaves idle. `_readout` compiles once per prior and per kind of chi (`chi_kind`): a branch on
+    either inside the loop, or the substep loop for leapfrog, costs the overlap."""
     if subs.shape[0] == 1:
         if not learned:
-            _readout_leapfrog(PRIOR, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(PRIOR, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
         elif local == OWN:
-            _readout_leapfrog(OWN, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(OWN, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
         elif local:
-            _readout_leapfrog(LOCAL, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(LOCAL, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
         else:
-            _readout_leapfrog(SPLINE, q, p, F, ktab, atab, btab, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(SPLINE, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif not learned:
-        _readout_composed(PRIOR, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(PRIOR, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif local == OWN:
-        _readout_composed(OWN, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(OWN, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     elif local:
-        _readout_composed(LOCAL, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(LOCAL, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
     else:
-        _readout_composed(SPLINE, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(SPLINE, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
 
 
 @njit(**JIT)
