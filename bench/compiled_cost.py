@@ -5,7 +5,7 @@
     python bench/compiled_cost.py RUN --readout scaled --steps 120   # the same weights, another read-out
 
 The model runs as `nh_models.compiled` (its exported linear dictionary, `grid: processed`,
-`readout: step`); the baselines as `nh_models.compiled.integrators` (leapfrog, Yoshida-4, RK4,
+`readout: step`, `scaled` or `corrected`); the baselines as `nh_models.compiled.integrators` (leapfrog, Yoshida-4, RK4,
 the classical processed leapfrog; cubic Hermite read-out), every method on the same quintic
 sensor spline and the same test orbits. Rows, each best of `--repeats` timed calls over all the
 orbits, us/orbit on one core:
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--torch", action="store_true", help="also time the torch model (float64, one thread)")
     ap.add_argument("--json", default="", help="write the rows to this JSON file")
     ap.add_argument(
-        "--readout", default="", help="the trained weights with this read-out instead (step or scaled)"
+        "--readout", default="", help="the trained weights with this read-out instead (step, scaled or corrected)"
     )
     ap.add_argument(
         "--steps", type=int, default=0, help="the trained weights with this many kernel steps (they are per h^2)"

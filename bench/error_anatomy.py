@@ -41,6 +41,7 @@ import numpy as np
 from nh_data.errors import NHError
 
 PHASE_BINS = 10
+READOUTS = ("step", "scaled", "corrected")  # the compiled read-outs of a leapfrog kernel
 WALL_GAP = 0.02  # section 4: an orbit "near a wall" comes within this of q = 0 or 1
 SHARE, WORST = "worst 1 % share", "mean over the model's worst 1 %"
 
@@ -75,8 +76,9 @@ def top_share(x: np.ndarray, fraction: float = 0.01) -> float:
 
 def structures(model) -> dict:
     """{label: model}: the trained and the textbook weights, each with the run's read-out and
-    (leapfrog kernel) the other one of step and scaled where it compiles (`tables: own` has no
-    compiled scaled read-out)."""
+    (leapfrog kernel) the others of step, scaled and corrected where they compile (`tables: own`
+    has no compiled scaled read-out); a variant to `corrected` from another read-out carries the
+    textbook read-out generator (`SympONet.variant`)."""
     from nh_models.compiled import why_not
 
     c = model.config
@@ -84,10 +86,10 @@ def structures(model) -> dict:
     classical = model.classical_alone()
     if classical is not None:
         out["textbook"] = classical.eval()
-    other = {"step": "scaled", "scaled": "step"}.get(c.readout) if c.prior == "leapfrog" else None
-    if other:
-        for label in list(out):
-            variant = out[label].variant(readout=other)
+    others = [r for r in READOUTS if r != c.readout] if c.prior == "leapfrog" else []
+    for label in list(out):
+        for other in others:
+            variant = out[label].variant(readout=other)  # to `corrected`: the textbook generator
             if why_not(variant) is None:
                 out[f"{label}, {other} read-out"] = variant
     return out
@@ -272,7 +274,7 @@ def plot(res: dict, path: str) -> None:
     ax1.set_xlabel("phase tau / h of the query time within its step")
     ax1.set_ylabel("median squared error against the reference")
     ax1.set_title("the read-out between grid points")
-    ax1.legend()
+    ax1.legend(fontsize=8)
     for label, x in res["tails"].items():
         x = np.sort(np.asarray(x))[::-1]
         share = np.cumsum(x) / x.sum()

@@ -47,7 +47,13 @@ def test_error_anatomy_bench_runs_on_a_tiny_run(tmp_path, capsys):
         "textbook",
         "trained, scaled read-out",
         "textbook, scaled read-out",
+        "trained, corrected read-out",
+        "textbook, corrected read-out",
     }
+    # the corrected read-out of the textbook structure (the textbook generator) is flat in phase
+    # where the step read-out has its hump: between grid points it is below the step read-out
+    phase = res["phase"]
+    assert max(phase["textbook, corrected read-out"][3:7]) < min(phase["textbook"][3:7])
     for row in res["grid"].values():
         for cell in row.values():
             assert 0.0 < cell["median"] and np.isfinite(cell["mean"])

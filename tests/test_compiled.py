@@ -134,13 +134,15 @@ def trained_like(prior: str, seed: int, tables: str = "spline", readout: str = "
     with torch.no_grad():
         w = model.local.linear.weight
         w.add_(1e-3 * torch.randn_like(w))
+        if model.local.generator is not None:  # `readout: corrected`: off the textbook's too
+            model.local.generator.add_(1e-2 * torch.randn_like(model.local.generator))
     return model
 
 
 @pytest.mark.parametrize(
     "tables,prior,readout",
     [(tables, prior, readout) for tables in ("spline", "local", "own")
-     for prior, readout in (("leapfrog", "step"), ("yoshida4", "step"), ("leapfrog", "scaled"))
+     for prior, readout in (("leapfrog", "step"), ("yoshida4", "step"), ("leapfrog", "scaled"), ("leapfrog", "corrected"))
      if (tables, readout) != ("own", "scaled")],  # fmt: skip
 )
 @pytest.mark.parametrize("learned", [True, False])

@@ -18,7 +18,10 @@ Per orbit (no allocation: every work array is made once per call, or once per th
 3. read-out, fused into the stepping (`trajectory_readout`): at each grid state, the query
    times read from it (`stepping.schedule`), each by a last partial step and chi at its point.
    With `readout: scaled` the states and the values its read-out needs at each grid state are
-   stored, and the scaled partial steps run after the stepping (`readout_scaled`).
+   stored, and the scaled partial steps run after the stepping (`readout_scaled`). With
+   `readout: corrected` the partial steps stay fused, and chi with the read-out generator
+   (`chi_generated`, from the same lookup) runs as a pass of its own after the stepping: fused,
+   its longer latency stalled the chain (+0.9 us/orbit against +0.6 for the pass).
 
 The time of step 2 is the latency of one chain (each force sets the next drift), about one
 lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time, and the
@@ -31,6 +34,8 @@ The lookups each orbit spends are counted (`counts`): the model's force evaluati
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import get_num_threads, literally, njit, prange
@@ -250,6 +255,41 @@ def chi_at(q, p, atab, btab, i, s, c):
 
 
 @njit(**JIT, inline="always")
+def horner_d2(table, i, s):
+    """The second derivative (d^2/dx^2) of the table's polynomial of interval i at s."""
+    return (2.0 * table[2, i] + s * (6.0 * table[3, i] + s * (12.0 * table[4, i]))) * (1.0 / (DX * DX))
+
+
+@njit(**JIT, inline="always")
+def chi_generated(kind, q, p, F, ktab, atab, btab, i, s, eps, rw):
+    """`processor.apply_generated` at a read-out point from the lookup (i, s) its last substep
+    made there: chi with the read-out generator of weights rw (2,) and eps = tau (h^2 - tau^2)
+    folded in; F the kernel's force there, V'' and V''' from the same row of the kernel's table.
+    No further lookup; with eps rw = 0 it is `chi_kind` (the same bytes: the root of the
+    quadratic is then c / b exactly)."""
+    if kind == LOCAL:
+        s2 = s * s
+        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
+        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
+        a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
+        disp = (a0 + a1 * s) + s2 * (a2 + a3 * s)
+    elif kind == OWN:
+        b = 0.0
+        a2x = horner_d(atab, i, s)
+        disp = poly(atab, i, s)
+    else:
+        b = poly(btab, i, s)
+        a2x = horner_d(atab, i, s)
+        disp = poly(atab, i, s)
+    v2, v3 = slope(q, horner_d(ktab, i, s)), slope(q, horner_d2(ktab, i, s))
+    g0, g1 = eps * (rw[0] / 12.0), eps * (rw[1] / 12.0)
+    bb = 1.0 + slope(q, a2x)
+    c = p - b + g1 * F * v2
+    P = (2.0 * c) / (bb + math.copysign(math.sqrt(max(bb * bb + (4.0 * (g0 * v3)) * c, 0.0)), bb))
+    return q + disp + (2.0 * g0) * P * v2, P
+
+
+@njit(**JIT, inline="always")
 def chi_kind(kind, q, p, atab, btab, i, s):
     """chi at a read-out point from the lookup (i, s) the read-out's last substep made there (the
     same lookup), for a kind known when the loop compiles (`numba.literally`): the branches not
@@ -271,13 +311,15 @@ def chi_kind(kind, q, p, atab, btab, i, s):
 
 
 @njit(**JIT)
-def _readout(kind, single, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out):
-    """`trajectory_readout` for one kind of chi and one prior, both known when it compiles
-    (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned with the
-    other branches), 0 for a composition of substeps. Each read-out a step of its rest with the
-    prior's substeps, then chi."""
+def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out):
+    """`trajectory_readout` for one kind of chi, one prior and one read-out, all known when it
+    compiles (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned
+    with the other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
+    (`chi_generated`, weights rw), 0 for the plain step read-out. Each read-out a step of its
+    rest with the prior's substeps, then chi."""
     literally(kind)
     literally(single)
+    literally(gen)
     nt = kidx.shape[0]
     j = 0
     ph = p - kick[0] * F
@@ -288,7 +330,8 @@ def _readout(kind, single, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kid
                 pr = p - (0.5 * dt) * F
                 qr = q + dt * pr
                 i, s = locate(qr)
-                pr = pr - (0.5 * dt) * poly(ktab, i, s)
+                Fr = poly(ktab, i, s)
+                pr = pr - (0.5 * dt) * Fr
             else:
                 qr, pr, Fr, i, s = q, p, F, 0, 0.0
                 for m in range(subs.shape[0]):
@@ -298,7 +341,11 @@ def _readout(kind, single, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kid
                     i, s = locate(qr)
                     Fr = poly(ktab, i, s)
                     pr = pr - (0.5 * a) * dt * Fr
-            q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
+            if gen == 1:
+                q_out[j], p_out[j] = qr, pr
+                side[0, j], side[1, j], iw[j] = Fr, s, i
+            else:
+                q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
             j += 1
         if n == nsteps:
             break
@@ -306,32 +353,48 @@ def _readout(kind, single, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kid
             q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
         else:
             q, F, p, ph = step(q, ph, ktab, subs, h, kick)
+    if gen == 1:  # the generator's map: a pass of its own (fused, its latency stalls the chain)
+        for j in range(nt):
+            dt = rest[j]
+            eps = dt * (h * h - dt * dt)
+            q_out[j], p_out[j] = chi_generated(kind, q_out[j], p_out[j], side[0, j], ktab, atab, btab, iw[j], side[1, j], eps, rw)
 
 
 @njit(**JIT)
-def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, q_out, p_out):
+def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, iw, q_out, p_out):
     """`stepping.trajectory` (nsteps steps of h) with the step read-out fused in: at each grid
     state the queries read from it (kidx, rest: `stepping.schedule`, top: the steps), into q_out,
-    p_out in that order. Their partial steps do not wait on the chain: they run in the cycles it
-    leaves idle. `_readout` compiles once per prior and per kind of chi (`chi_kind`): a branch on
-    either inside the loop, or the substep loop for leapfrog, costs the overlap."""
+    p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out generator of
+    weights rw. Their partial steps do not wait on the chain: they run in the cycles it leaves
+    idle. `_readout` compiles once per prior, per kind of chi (`chi_kind`) and per read-out: a
+    branch on any of them inside the loop, or the substep loop for leapfrog, costs the overlap."""
+    if gen:
+        _dispatch(1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out)
+    else:
+        _dispatch(0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out)
+
+
+@njit(**JIT)
+def _dispatch(gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out):
+    """`_readout` with the prior and the kind of chi as literals, for one literal `gen`."""
+    literally(gen)
     if subs.shape[0] == 1:
         if not learned:
-            _readout(PRIOR, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(PRIOR, 1, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
         elif local == OWN:
-            _readout(OWN, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(OWN, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
         elif local:
-            _readout(LOCAL, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(LOCAL, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
         else:
-            _readout(SPLINE, 1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+            _readout(SPLINE, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     elif not learned:
-        _readout(PRIOR, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(PRIOR, 0, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     elif local == OWN:
-        _readout(OWN, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(OWN, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     elif local:
-        _readout(LOCAL, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(LOCAL, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     else:
-        _readout(SPLINE, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, q_out, p_out)
+        _readout(SPLINE, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
 
 
 @njit(**JIT)
@@ -363,10 +426,11 @@ def readout_scaled(h, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, q_ou
 
 
 @njit(**JIT)
-def orbit(V, t, ic, W, subs, steps, flags, stop, work, q_out, p_out):
+def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
-    (learned, local, scaled) (`export`); work: `_work`."""
-    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw = work
+    (learned, local, scaled, corrected) (`export`); rw: the read-out generator's weights; work:
+    `_work`."""
+    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside, iw = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
@@ -389,7 +453,8 @@ def orbit(V, t, ic, W, subs, steps, flags, stop, work, q_out, p_out):
         if stop == STEPPING:  # the chain alone, states stored (the benchmark's breakdown)
             trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
             return count + kmax * nsub
-        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, kidx, rest, qo, po)
+        gen = flags[3] and learned
+        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, iw, qo, po)
         count += (kmax + nt) * nsub
     if not ordered:
         unsort(order, qw, pw, q_out, p_out)
@@ -423,26 +488,28 @@ def _work(steps, nt):
         np.empty(nt, dtype=np.int64),
         np.empty(nt),
         np.empty(nt),
+        np.empty((2, nt)),  # `readout: corrected`: the force and s at each read-out point
+        np.empty(nt, dtype=np.int64),  # and its interval
     )
 
 
 @njit(**JIT)
-def forward_serial(V, t, ic, W, subs, steps, flags, stop, q_out, p_out, counts):
+def forward_serial(V, t, ic, W, subs, steps, flags, rw, stop, q_out, p_out, counts):
     """All orbits on the calling thread, one set of work arrays."""
     work = _work(steps, t.shape[1])
     for b in range(V.shape[0]):
-        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, stop, work, q_out[b], p_out[b])
+        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, rw, stop, work, q_out[b], p_out[b])
 
 
 @njit(**PARALLEL_JIT_FN)  # not cached: Numba cannot cache a parallel kernel with global arrays
-def forward_parallel(V, t, ic, W, subs, steps, flags, stop, q_out, p_out, counts):
+def forward_parallel(V, t, ic, W, subs, steps, flags, rw, stop, q_out, p_out, counts):
     """Orbits in one contiguous chunk per thread, one set of work arrays per chunk."""
     B = V.shape[0]
     chunks = max(1, min(B, get_num_threads()))
     for c in prange(chunks):
         work = _work(steps, t.shape[1])
         for b in range(c * B // chunks, (c + 1) * B // chunks):
-            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, stop, work, q_out[b], p_out[b])
+            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, rw, stop, work, q_out[b], p_out[b])
 
 
 def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT, counts: bool = False):
@@ -453,7 +520,7 @@ def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT,
     B, nt = t.shape
     q, p = np.empty((B, nt)), np.empty((B, nt))  # every element is written (with `stop` < READOUT none)
     n = np.empty(B, dtype=np.int64)
-    flags = np.array([params["learned"], params["local"], params["scaled"]], dtype=np.int64)
+    flags = np.array([params["learned"], params["local"], params["scaled"], params["corrected"]], dtype=np.int64)
     fn = forward_parallel if parallel else forward_serial
-    fn(V, t, ic, params["weights"], params["subs"], params["steps"], flags, stop, q, p, n)
+    fn(V, t, ic, params["weights"], params["subs"], params["steps"], flags, params["generator"], stop, q, p, n)
     return (q, p, n) if counts else (q, p)

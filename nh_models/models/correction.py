@@ -89,7 +89,9 @@ class GridCorrection(nn.Module):
     """V (B, 100) -> (dV, a, b), each (B, 100): h^2 [linear(features) + CNN(features)]; with
     `tables: local` (dF, a, b), dF from the linear map of the features' slopes."""
 
-    def __init__(self, h: float, width: int = 32, layers: int = 2, kernel: int = 5, tables: str = "spline") -> None:
+    def __init__(
+        self, h: float, width: int = 32, layers: int = 2, kernel: int = 5, tables: str = "spline", generator: bool = False
+    ) -> None:
         super().__init__()
         if tables not in TABLES:
             raise ValueError(f"tables must be one of {TABLES}, got {tables!r}")
@@ -104,6 +106,9 @@ class GridCorrection(nn.Module):
             width_in = width
         convs.append(nn.Conv1d(width_in, O, 1))
         self.cnn = nn.Sequential(*convs) if layers else None
+        # `readout: corrected`: the read-out generator's two weights (`processor.apply_generated`),
+        # stored divided by LINEAR_GAIN like the linear part's (the textbook's are 1)
+        self.generator = nn.Parameter(torch.zeros(2)) if generator else None
         with torch.no_grad():
             self.linear.weight.zero_()
             if self.cnn is not None:
@@ -112,12 +117,24 @@ class GridCorrection(nn.Module):
 
     def classical(self) -> None:
         """Set the linear part to the classical correction of leapfrog (Takahashi and Imada 1984):
-        dV = -(h^2 / 24) V'^2, a = -(h^2 / 12) V', b = 0; the CNN part unchanged."""
+        dV = -(h^2 / 24) V'^2, a = -(h^2 / 12) V', b = 0, and the read-out generator's (1, 1); the
+        CNN part unchanged."""
         names = list(FEATURES)
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.weight[0, names.index("V'^2"), 0] = -FEATURES["V'^2"] / 24.0 / LINEAR_GAIN
             self.linear.weight[1, names.index("V'"), 0] = -FEATURES["V'"] / 12.0 / LINEAR_GAIN
+        self.textbook_generator()
+
+    def textbook_generator(self) -> None:
+        """Set the read-out generator, if there is one, to the textbook's weights (1, 1)."""
+        if self.generator is not None:
+            with torch.no_grad():
+                self.generator.fill_(1.0 / LINEAR_GAIN)
+
+    def generator_weights(self) -> Tensor | None:
+        """The read-out generator's weights (w0, w1) in the textbook's units, or None."""
+        return None if self.generator is None else LINEAR_GAIN * self.generator
 
     def own(self, V: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """`tables: own`: the kernel's force table and the processor's stacked table (A', A'', B')

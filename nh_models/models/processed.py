@@ -24,7 +24,7 @@ from nh_data.problem import T_END
 
 from . import processor, sensor_spline
 
-READOUTS = ("step", "hermite", "scaled")
+READOUTS = ("step", "hermite", "scaled", "corrected")
 
 
 def flow(
@@ -36,13 +36,24 @@ def flow(
     subs: tuple[float, ...],
     readout: str = "step",
     force: Tensor | None = None,
+    generator: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(q, p) at the query times t (B, W) from ic (B, 2); kernel (B, 99, 5); proc (B, 99, 3, 5) or
     None. `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with
     the correction and the processor scaled to the partial step, `_scaled_flow`: exactly
     symplectic, without the partial step's O(h^2 tau) error; `step` without a processor) or
-    `hermite` (cubic Hermite between the processed grid states, fourth order); `force`: the
-    table of V' itself, for `hermite`'s derivatives and `scaled`'s dF."""
+    `hermite` (cubic Hermite between the processed grid states, fourth order) or `corrected`
+    (`step` with chi replaced by `processor.apply_generated`, whose generator, of weights
+    `generator` (2,), takes back the partial step's O(h^2 tau) error at no further lookup);
+    `force`: the table of V' itself, for `hermite`'s derivatives and `scaled`'s dF.
+
+    Why `corrected` works (leapfrog kernel on V + dV with the processor of its h^2 error): a
+    partial step of tau has the modified Hamiltonian H + dV + tau^2 E2, E2 = p^2 V''/12 -
+    V'^2/24 (kick-drift-kick), where a whole step has h^2 E2, and the processor cancels dV +
+    h^2 E2 only. So chi o S_tau is the exact flow of H + (tau^2 - h^2) E2 to leading order: an
+    error tau (h^2 - tau^2) X_E2, largest at tau = h / sqrt(3), which the generator eps E2 with
+    eps = tau (h^2 - tau^2) takes back (a near-identity symplectic map, read at the same point).
+    It is zero at tau = 0 (the identity at t = 0 stays exact) and at tau = h."""
     if readout == "hermite":
         return _hermite_flow(t, ic, kernel, proc, steps, subs, force)
     if readout == "scaled" and proc is not None:
@@ -54,8 +65,17 @@ def flow(
     qs, ps, fs = trajectory(*start(ic, ktab, proc), ktab, h, n, subs)
     idx = k.long()
     q, p, F = (x.gather(1, idx) for x in (qs, ps, fs))  # the states at k h
-    last = torch.cat([ktab, proc], dim=2) if proc is not None else None
-    q, p, _, values = step(q, p, F, t - k * h, ktab, subs, last)
+    corrected = readout == "corrected" and proc is not None
+    if corrected:  # the kernel's V'' and V''' read in the same lookup
+        d1 = sensor_spline.derivative_table(kernel)
+        last = torch.cat([ktab, torch.stack([d1, sensor_spline.derivative_table(d1)], dim=2), proc], dim=2)
+    else:
+        last = torch.cat([ktab, proc], dim=2) if proc is not None else None
+    tau = t - k * h
+    q, p, _, values = step(q, p, F, tau, ktab, subs, last)
+    if corrected:
+        eps = tau * (h * h - tau * tau)
+        return processor.apply_generated(q, p, values[..., 3:], values[..., :3], eps, generator)
     if proc is not None:
         q, p = processor.apply(q, p, values[..., 1:])
     return q, p

@@ -81,6 +81,32 @@ def apply(q: Tensor, p: Tensor, values: Tensor, c: Tensor | float = 1.0) -> tupl
     return q + c * values[..., A1], p / (1.0 + c * _slope(q, values[..., A2]))
 
 
+def apply_generated(q: Tensor, p: Tensor, values: Tensor, force: Tensor, eps: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """chi with the read-out generator folded in (`readout: corrected`, `models.processed`): after
+    the kick p <- p - B'(q), the map of the type-2 generating function
+
+        S(q, P) = P (q + A'(q)) + eps (w0 P^2 V''(q) / 12 - w1 V'(q)^2 / 24),
+
+    p = P (1 + A'') + dS/dq (a quadratic in P, solved in closed form), Q = q + A' + eps w0 P V'' / 6.
+    Everything is read at q: `values` (..., 3) the lookup of (A', A'', B'), `force` (..., 3) that
+    of the kernel's V', V'', V''' (the last two taken as 0 outside the box, where the lookup
+    holds V' constant, so that dS/dq is S's derivative and the map exactly symplectic). eps
+    (...): tau (h^2 - tau^2) of the partial step tau; w (2,): the generator's weights, (1, 1) the
+    textbook's (the leapfrog error term of the partial step against the whole one's,
+    `processed.flow`). The root taken is the one near c / b (written without cancellation), so
+    that with eps w = 0 it is `apply` to round-off. (A negative discriminant, far outside the
+    training range, is clamped to 0.)"""
+    inside = (q >= 0.0) & (q <= 1.0)
+    v2 = torch.where(inside, force[..., 1], torch.zeros_like(q))
+    v3 = torch.where(inside, force[..., 2], torch.zeros_like(q))
+    g0, g1 = eps * (w[0] / 12.0), eps * (w[1] / 12.0)
+    a = g0 * v3
+    b = 1.0 + _slope(q, values[..., A2])
+    c = p - values[..., B1] + g1 * force[..., 0] * v2
+    P = (2.0 * c) / (b + torch.copysign(torch.sqrt((b * b + (4.0 * a) * c).clamp(min=0.0)), b))  # the root near c / b
+    return q + values[..., A1] + (2.0 * g0) * P * v2, P
+
+
 def invert(Q: Tensor, P: Tensor, table: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
     """chi^-1(Q, P): (q, p) and, if `extra` tables (B, 99, K, 5) are given, their lookup at q
     (the kernel's first force, read in the same lookup as A'' and B')."""

@@ -95,7 +95,9 @@ class SympONetConfig:
     no ridges, no shears on this grid. `readout`: `step` (each query time by a last partial step:
     exactly symplectic, read-out error O(h^3)), `scaled` (the partial step with the correction
     and the processor scaled to it, leapfrog only: exactly symplectic, the O(h^3) error gone;
-    the forces and the processor read at every grid state, `models.processed._scaled_flow`) or
+    the forces and the processor read at every grid state, `models.processed._scaled_flow`),
+    `corrected` (`step` with a learned read-out generator of two weights folded into chi, leapfrog
+    only: the same lookups, the partial step's leading error taken back; `models.processed.flow`) or
     `hermite` (cubic Hermite between the processed grid states: fourth order, area-preserving
     only at the grid points; chi at every grid state).
 
@@ -162,8 +164,8 @@ class SympONetConfig:
             raise NHError(f"SympONetConfig.tables must be one of {', '.join(TABLES)}, got {self.tables!r}")
         if self.readout != "step" and self.grid != "processed":
             raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of grid processed")
-        if self.readout == "scaled" and self.prior != "leapfrog":
-            raise NHError("SympONetConfig: readout scaled is the read-out of a leapfrog kernel (prior: leapfrog)")
+        if self.readout in ("scaled", "corrected") and self.prior != "leapfrog":
+            raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of a leapfrog kernel (prior: leapfrog)")
         if self.tables == "own" and self.local_layers:
             raise NHError("SympONetConfig: tables own is the linear dictionary alone (local_layers: 0)")
         if self.grid == "processed":
@@ -189,7 +191,7 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         super().__init__(config)
         if config.grid == "processed":
             self.local = GridCorrection(T_END / config.steps, config.local_width, config.local_layers,
-                                        config.local_kernel, config.tables)  # fmt: skip
+                                        config.local_kernel, config.tables, config.readout == "corrected")  # fmt: skip
             if config.init == "classical":
                 self.local.classical()
             self.infer_tokens = 400_000  # a trajectory per orbit: inference blocks of many orbits
@@ -279,7 +281,14 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         other = type(self)(dataclasses.replace(self.config, **changes))
         p = next(self.parameters())
         other = other.to(device=p.device, dtype=p.dtype).eval()
-        other.load_state_dict(self.state_dict())
+        # the read-out generator exists with `readout: corrected` only: to another read-out it is
+        # dropped; to `corrected` from one without it, it is the textbook's (`GridCorrection.classical`)
+        gen = "local.generator"
+        missing, unexpected = other.load_state_dict(self.state_dict(), strict=False)
+        if set(missing) - {gen} or set(unexpected) - {gen}:
+            raise NHError(f"variant: the weights do not fit ({sorted(set(missing) | set(unexpected))})")
+        if missing:
+            other.local.textbook_generator()
         return other
 
     def classical_alone(self) -> SympONet | None:
@@ -349,7 +358,7 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         if c.tables == "own":  # the linear part from V's own table, exactly (`GridCorrection.own`)
             force = force_table(V)
             kernel, proc = self.local.own(V, force)
-            return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force)
+            return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force, self.local.generator_weights())
         d, a, b = self.local(V)  # dV, or with tables: local its force dF
         force = force_table(V) if c.readout in ("hermite", "scaled") else None
         if c.tables == "local":  # V's own table, computed once
@@ -357,7 +366,7 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
             proc = processor.local_tables(a, b)
         else:
             kernel, proc = force_table(V + d), processor.tables(a, b)
-        return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force)
+        return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, force, self.local.generator_weights())
 
     def _scaled_grid(self, t: Tensor, q: Tensor, p: Tensor, table: Tensor, f0, g0) -> tuple[Tensor, Tensor]:
         """`steps` steps of h = t / steps for every query time: (B, W) states throughout."""
