@@ -15,8 +15,10 @@ prior alone (`learned: false`), and compared with the potential's reference orbi
 Printed per potential: the mean over the orbits of the error |(q, p) - reference| at t_long and
 of its largest value along the chain, for each; the ratio of the model's mean to the prior
 alone's; and the share of orbits whose end error is above twice the prior alone's, with its
-standard error. Runs in torch, float64, one thread. Needs the package installed
-(`pip install -e .`).
+standard error. Beside them, the same for the case orbit itself (`nh eval`'s). Runs in torch,
+one thread, float64 or with `--dtype float32` in the arithmetic `nh eval` uses for a checkpoint
+trained in float32: on atw's case orbit the two differ several-fold (docs/results.md). Needs the
+package installed (`pip install -e .`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--energies", type=int, default=19, help="orbits per potential")
     ap.add_argument("--t-long", type=float, default=20.0, help="chained to this time (windows of 2)")
     ap.add_argument("--physics-dir", default="parquet_data/physics", help="the physics cases (built if missing)")
+    ap.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="the model's arithmetic")
     ap.add_argument("--json", default="", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
     if args.energies < 1:
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> dict:
     model, _, _ = load_predictor_run(source)
     if getattr(model, "name", None) != "symponet":
         raise NHError(f"{args.run} is not a SympONet (it has no prior alone)")
-    model = model.double().cpu().eval()
+    model = model.to(getattr(torch, args.dtype)).cpu().eval()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -111,27 +114,32 @@ def run(args: argparse.Namespace) -> dict:
         for case in cases:
             E0 = float(np.interp(case.q_ref[0], SENSORS, case.V)) + 0.5 * float(case.p_ref[0]) ** 2
             ics = initial_conditions(case.V, E0, args.energies)
-            errs = [chained_errors(model_predictor(m), case, ics, args.t_long) for m in (model, model.prior_alone())]
-            rows[case.name] = compare(*errs)
+            parts = (model, model.prior_alone())
+            rows[case.name] = compare(*[chained_errors(model_predictor(m), case, ics, args.t_long) for m in parts])
+            one = np.array([[case.q_ref[0], case.p_ref[0]]])  # `nh eval`'s case orbit
+            case_errs = [chained_errors(model_predictor(m), case, one, args.t_long) for m in parts]
+            rows[case.name] |= {f"case_{k}": v for k, v in compare(*case_errs).items() if k != "orbits"}
     finally:
         torch.set_num_threads(threads)
     return {"run": args.run, "steps": int(model.config.steps), "energies": args.energies, "t_long": args.t_long,
-            "rows": rows}  # fmt: skip
+            "dtype": args.dtype, "rows": rows}  # fmt: skip
 
 
 def report(res: dict) -> str:
     lines = [
-        f"{res['run']} ({res['steps']} steps): {res['energies']} orbits per potential, chained to "
-        f"t = {res['t_long']:g}; error |(q, p) - reference|, mean over the orbits",
+        f"{res['run']} ({res['steps']} steps, {res['dtype']}): {res['energies']} orbits per potential, "
+        f"chained to t = {res['t_long']:g}; error |(q, p) - reference|, mean over the orbits; then "
+        "the case orbit of `nh eval` (model / prior alone at the end and at the largest)",
         "",
         f"{'potential':<10} {'model end':>10} {'prior end':>10} {'ratio':>7} {'model max':>10} "
-        f"{'prior max':>10} {'ratio':>7}  orbits above 2x",
+        f"{'prior max':>10} {'ratio':>7}  orbits above 2x   case: end, largest",
     ]
     for name, r in res["rows"].items():
         lines.append(
             f"{name:<10} {r['model_end']:>10.3g} {r['prior_end']:>10.3g} {r['ratio_end']:>7.2f} "
             f"{r['model_max']:>10.3g} {r['prior_max']:>10.3g} {r['ratio_max']:>7.2f}  "
-            f"{r['above_2x']:.2f} ({r['above_2x_se']:.2f})"
+            f"{r['above_2x']:.2f} ({r['above_2x_se']:.2f})        "
+            f"{r['case_model_end']:.3g} / {r['case_prior_end']:.3g}, {r['case_model_max']:.3g} / {r['case_prior_max']:.3g}"
         )
     return "\n".join(lines)
 

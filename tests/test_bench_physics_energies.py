@@ -39,7 +39,9 @@ def test_physics_energies_bench_runs_on_a_tiny_run(tmp_path, capsys):
     for r in res["rows"].values():
         assert r["orbits"] == 3 and 0.0 <= r["above_2x"] <= 1.0
         assert r["ratio_end"] == pytest.approx(r["model_end"] / r["prior_end"])
+        assert r["case_ratio_end"] == pytest.approx(r["case_model_end"] / r["case_prior_end"])  # nh eval's orbit
         assert r["model_max"] >= r["model_end"] and r["prior_max"] >= r["prior_end"]
+    assert res["dtype"] == "float64"
     # the textbook correction on the smooth sho: far below plain leapfrog's error
     assert res["rows"]["sho"]["ratio_max"] < 0.5
     assert "orbits above 2x" in capsys.readouterr().out
