@@ -73,6 +73,7 @@ def test_eval_two_runs_into_one_report(tiny_run, tmp_path):
     assert "## Calibrated bands (test split)" in report and "guarantee holds for the first window only" in report
     table = report.split("## Comparison")[1].split("##")[0]
     assert "| run | deeponet |" in table and "| run#2 | deeponet |" in table
+    assert r["dtype"] == "float32" and "Models run in their weights' dtype (float32)" in report  # the arithmetic
     assert (out / "physics_sho.png").is_file() and (out / "work_precision.png").is_file()
 
 

@@ -22,7 +22,7 @@ from ..runtime import retain_freed_memory
 from .cases import PhysicsCase, TestData, TestSplit, load_physics_cases, physics_energy, physics_names
 from .metrics import finite, orbit_errors, summarize
 from .oracle import integrator_native, integrator_predictor
-from .predictors import Candidate, float64_predictor
+from .predictors import Candidate, float64_predictor, model_dtype
 from .settings import EvalSettings, _log
 from .structure import (
     _detj_summary,
@@ -370,6 +370,7 @@ def evaluate_runs(
             data_dir = trained_on
             _log(f"test data: {data_dir} (where {label} was trained)", progress)
         n_params = sum(p.numel() for p in model.parameters())
+        dtype = str(model_dtype(model)).removeprefix("torch.")  # the arithmetic it is evaluated in
         candidates.append(
             Candidate.from_model(
                 label,
@@ -377,7 +378,7 @@ def evaluate_runs(
                 device,
                 settings.batch_size,
                 run=str(r),
-                info={"model": model.name, "n_params": int(n_params)},
+                info={"model": model.name, "n_params": int(n_params), "dtype": dtype},
                 calibration=cal,
             )
         )
@@ -390,7 +391,8 @@ def evaluate_runs(
                         device,
                         settings.batch_size,
                         run=str(r),
-                        info={"model": model.name, "n_params": int(n_params), "learned": name != "prior alone"},
+                        info={"model": model.name, "n_params": int(n_params), "learned": name != "prior alone",
+                              "dtype": dtype},  # fmt: skip
                         cost_table=False,  # its rows are in the trained run's table
                     )
                 )

@@ -407,7 +407,8 @@ def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) 
         "## Physical potentials",
         "",
         f"Integrators at dt = {s['physics_dt']:g} on their native grid (Hermite dense output), on the sensor "
-        f"interpolant. Long-time: models chain {s['window']:g}-s windows up to t = {s['t_long']:g}.",
+        f"interpolant. Long-time: models chain {s['window']:g}-s windows up to t = {s['t_long']:g}."
+        + _arithmetic(metrics),
         "",
         physics_table(metrics),
         "",
@@ -426,3 +427,14 @@ def render_report(metrics: dict[str, Any], images: list[Path] | list[str] = ()) 
             name = Path(img).name
             lines += [f"![{Path(name).stem}]({name})", ""]
     return "\n".join(lines)
+
+
+def _arithmetic(metrics: dict[str, Any]) -> str:
+    """The sentence naming the dtype the models ran in (each in its weights'), or nothing."""
+    dtypes = sorted({r["dtype"] for r in metrics.get("runs", {}).values() if r.get("dtype")})
+    if not dtypes:
+        return ""
+    return (
+        f" Models run in their weights' dtype ({', '.join(dtypes)}): a chained orbit that turns at the "
+        "box's edge can move several-fold with the arithmetic (atw's, docs/results.md)."
+    )
