@@ -261,26 +261,28 @@ def horner_d2(table, i, s):
 
 
 @njit(**JIT, inline="always")
+def processor_at(kind, atab, btab, i, s):
+    """The processor's values at a read-out point from the lookup (i, s) made there, for a kind
+    of table known when the loop compiles: (A', A'', B'). LOCAL: A' and B' local cubics, A''
+    quadratic; OWN: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
+    if kind == LOCAL:
+        s2 = s * s
+        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
+        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
+        return (a0 + a1 * s) + s2 * (a2 + a3 * s), (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX), b
+    if kind == OWN:
+        return poly(atab, i, s), horner_d(atab, i, s), 0.0
+    return poly(atab, i, s), horner_d(atab, i, s), poly(btab, i, s)
+
+
+@njit(**JIT, inline="always")
 def chi_generated(kind, q, p, F, ktab, atab, btab, i, s, eps, rw):
     """`processor.apply_generated` at a read-out point from the lookup (i, s) its last substep
     made there: chi with the read-out generator of weights rw (2,) and eps = tau (h^2 - tau^2)
     folded in; F the kernel's force there, V'' and V''' from the same row of the kernel's table.
     No further lookup; with eps rw = 0 it is `chi_kind` (the same bytes: the root of the
     quadratic is then c / b exactly)."""
-    if kind == LOCAL:
-        s2 = s * s
-        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
-        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
-        a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
-        disp = (a0 + a1 * s) + s2 * (a2 + a3 * s)
-    elif kind == OWN:
-        b = 0.0
-        a2x = horner_d(atab, i, s)
-        disp = poly(atab, i, s)
-    else:
-        b = poly(btab, i, s)
-        a2x = horner_d(atab, i, s)
-        disp = poly(atab, i, s)
+    disp, a2x, b = processor_at(kind, atab, btab, i, s)
     v2, v3 = slope(q, horner_d(ktab, i, s)), slope(q, horner_d2(ktab, i, s))
     g0, g1 = eps * (rw[0] / 12.0), eps * (rw[1] / 12.0)
     bb = 1.0 + slope(q, a2x)
@@ -295,19 +297,11 @@ def chi_kind(kind, q, p, atab, btab, i, s):
     same lookup), for a kind known when the loop compiles (`numba.literally`): the branches not
     taken are pruned, so that the fused loop has no branch on the kind and the formula of its
     own (a branch inside the loop, or one formula for all kinds, costs 0.2 to 2 us/orbit of the
-    overlap, measured). PRIOR: the prior alone; LOCAL: A' and B' local cubics, A'' quadratic;
-    OWN: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
+    overlap, measured). PRIOR: the prior alone; the others: `processor_at`'s tables."""
     if kind == PRIOR:
         return q, p
-    if kind == LOCAL:
-        s2 = s * s
-        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
-        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
-        a2x = (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX)
-        return q + ((a0 + a1 * s) + s2 * (a2 + a3 * s)), (p - b) / (1.0 + slope(q, a2x))
-    if kind == OWN:
-        return q + poly(atab, i, s), p / (1.0 + slope(q, horner_d(atab, i, s)))
-    return q + poly(atab, i, s), (p - poly(btab, i, s)) / (1.0 + slope(q, horner_d(atab, i, s)))
+    disp, a2x, b = processor_at(kind, atab, btab, i, s)
+    return q + disp, (p - b) / (1.0 + slope(q, a2x))
 
 
 @njit(**JIT)
@@ -368,33 +362,30 @@ def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned
     weights rw. Their partial steps do not wait on the chain: they run in the cycles it leaves
     idle. `_readout` compiles once per prior, per kind of chi (`chi_kind`) and per read-out: a
     branch on any of them inside the loop, or the substep loop for leapfrog, costs the overlap."""
-    if gen:
-        _dispatch(1, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out)
+    single = subs.shape[0] == 1
+    if gen and single:
+        _kinds(1, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+    elif gen:
+        _kinds(1, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+    elif single:
+        _kinds(0, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     else:
-        _dispatch(0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out)
+        _kinds(0, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
 
 
 @njit(**JIT)
-def _dispatch(gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, kidx, rest, rw, side, iw, q_out, p_out):
-    """`_readout` with the prior and the kind of chi as literals, for one literal `gen`."""
+def _kinds(gen, single, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out):
+    """`_readout` with the kind of chi as a literal too, for literal `gen` and `single`."""
     literally(gen)
-    if subs.shape[0] == 1:
-        if not learned:
-            _readout(PRIOR, 1, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
-        elif local == OWN:
-            _readout(OWN, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
-        elif local:
-            _readout(LOCAL, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
-        else:
-            _readout(SPLINE, 1, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
-    elif not learned:
-        _readout(PRIOR, 0, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+    literally(single)
+    if not learned:
+        _readout(PRIOR, single, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     elif local == OWN:
-        _readout(OWN, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(OWN, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     elif local:
-        _readout(LOCAL, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(LOCAL, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
     else:
-        _readout(SPLINE, 0, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(SPLINE, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
 
 
 @njit(**JIT)

@@ -96,9 +96,7 @@ def apply_generated(q: Tensor, p: Tensor, values: Tensor, force: Tensor, eps: Te
     `processed.flow`). The root taken is the one near c / b (written without cancellation), so
     that with eps w = 0 it is `apply` to round-off. (A negative discriminant, far outside the
     training range, is clamped to 0.)"""
-    inside = (q >= 0.0) & (q <= 1.0)
-    v2 = torch.where(inside, force[..., 1], torch.zeros_like(q))
-    v3 = torch.where(inside, force[..., 2], torch.zeros_like(q))
+    v2, v3 = _slope(q, force[..., 1]), _slope(q, force[..., 2])  # zero outside the box, like A''
     g0, g1 = eps * (w[0] / 12.0), eps * (w[1] / 12.0)
     a = g0 * v3
     b = 1.0 + _slope(q, values[..., A2])
