@@ -15,7 +15,11 @@ prior alone (`learned: false`), and compared with the potential's reference orbi
 Printed per potential: the mean over the orbits of the error |(q, p) - reference| at t_long and
 of its largest value along the chain, for each; the ratio of the model's mean to the prior
 alone's; and the share of orbits whose end error is above twice the prior alone's, with its
-standard error. Beside them, the same for the case orbit itself (`nh eval`'s). Runs in torch,
+standard error. Beside them, the same for the case orbit itself (`nh eval`'s). With `--shifts`
+the case orbit is also started at rest a little further inside the box (q0 + d for each d): how
+far its one ratio moves with its start says whether that one orbit measures the model or the
+phase at which its chain happens to end (on atw at 224 steps it moves from 0.2x to 5x between d =
+1e-5 and 1e-3, docs/results.md). Runs in torch,
 one thread, float64 or with `--dtype float32` in the arithmetic `nh eval` uses for a checkpoint
 trained in float32: on atw's case orbit the two differ several-fold (docs/results.md). Needs the
 package installed (`pip install -e .`).
@@ -44,13 +48,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--t-long", type=float, default=20.0, help="chained to this time (windows of 2)")
     ap.add_argument("--physics-dir", default="parquet_data/physics", help="the physics cases (built if missing)")
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="the model's arithmetic")
+    ap.add_argument("--shifts", default="", help="also the case orbit started at q0 + d, for d in this comma list")
     ap.add_argument("--json", default="", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
+    args.shifts = parse_shifts(args.shifts)
     if args.energies < 1:
         raise NHError(f"--energies must be at least 1, got {args.energies}")
     if not args.t_long >= WINDOW:
         raise NHError(f"--t-long must be at least one window ({WINDOW:g}), got {args.t_long}")
     return args
+
+
+def parse_shifts(text: str) -> list[float]:
+    """The --shifts list: distances into the box, each in (0, 0.5)."""
+    out = []
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            d = float(part)
+        except ValueError:
+            raise NHError(f"--shifts must be numbers separated by commas, got {part!r}") from None
+        if not 0.0 < d < 0.5:
+            raise NHError(f"--shifts must lie in (0, 0.5) (a distance into the box), got {part}")
+        out.append(d)
+    return out
 
 
 def initial_conditions(V: np.ndarray, E0: float, n: int) -> np.ndarray:
@@ -119,10 +139,17 @@ def run(args: argparse.Namespace) -> dict:
             one = np.array([[case.q_ref[0], case.p_ref[0]]])  # `nh eval`'s case orbit
             case_errs = [chained_errors(model_predictor(m), case, one, args.t_long) for m in parts]
             rows[case.name] |= {f"case_{k}": v for k, v in compare(*case_errs).items() if k != "orbits"}
+            if args.shifts:
+                moved = np.array([[case.q_ref[0] + d, case.p_ref[0]] for d in args.shifts])
+                (m_end, _), (p_end, _) = [chained_errors(model_predictor(m), case, moved, args.t_long) for m in parts]
+                rows[case.name]["shifted"] = [
+                    {"shift": d, "model_end": float(a), "prior_end": float(b), "ratio_end": float(a / b)}
+                    for d, a, b in zip(args.shifts, m_end, p_end, strict=True)
+                ]
     finally:
         torch.set_num_threads(threads)
     return {"run": args.run, "steps": int(model.config.steps), "energies": args.energies, "t_long": args.t_long,
-            "dtype": args.dtype, "rows": rows}  # fmt: skip
+            "dtype": args.dtype, "shifts": args.shifts, "rows": rows}  # fmt: skip
 
 
 def report(res: dict) -> str:
@@ -141,6 +168,12 @@ def report(res: dict) -> str:
             f"{r['above_2x']:.2f} ({r['above_2x_se']:.2f})        "
             f"{r['case_model_end']:.3g} / {r['case_prior_end']:.3g}, {r['case_model_max']:.3g} / {r['case_prior_max']:.3g}"
         )
+    if res["shifts"]:
+        lines += ["", "the case orbit started at rest at q0 + d, end of the chain: model / prior alone (ratio)",
+                  f"{'potential':<10} " + " ".join(f"{'d = ' + format(d, 'g'):>24}" for d in res["shifts"])]  # fmt: skip
+        for name, r in res["rows"].items():
+            cells = (f"{x['model_end']:.3g} / {x['prior_end']:.3g} ({x['ratio_end']:.2f})" for x in r["shifted"])
+            lines.append(f"{name:<10} " + " ".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
 

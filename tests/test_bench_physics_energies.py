@@ -32,7 +32,7 @@ def test_physics_energies_bench_runs_on_a_tiny_run(tmp_path, capsys):
     train("symponet", TINY_PROCESSED, tmp_path / "data", tmp_path / "run", progress=False)
     out = tmp_path / "rows.json"
     argv = [str(tmp_path / "run"), "--potentials", "sho,atw", "--energies", "3", "--t-long", "4",
-            "--physics-dir", str(tmp_path / "physics"), "--json", str(out)]  # fmt: skip
+            "--physics-dir", str(tmp_path / "physics"), "--json", str(out), "--shifts", "1e-3,0.01"]  # fmt: skip
     assert bench.main(argv) == 0
     res = json.loads(out.read_text())
     assert set(res["rows"]) == {"sho", "atw"} and res["steps"] == 16
@@ -41,10 +41,20 @@ def test_physics_energies_bench_runs_on_a_tiny_run(tmp_path, capsys):
         assert r["ratio_end"] == pytest.approx(r["model_end"] / r["prior_end"])
         assert r["case_ratio_end"] == pytest.approx(r["case_model_end"] / r["case_prior_end"])  # nh eval's orbit
         assert r["model_max"] >= r["model_end"] and r["prior_max"] >= r["prior_end"]
-    assert res["dtype"] == "float64"
+    assert res["dtype"] == "float64" and res["shifts"] == [1e-3, 0.01]
+    for r in res["rows"].values():  # the case orbit started further inside: its own figures, per shift
+        assert [x["shift"] for x in r["shifted"]] == [1e-3, 0.01]
+        assert all(x["ratio_end"] == pytest.approx(x["model_end"] / x["prior_end"]) for x in r["shifted"])
+        assert r["shifted"][0]["model_end"] != r["case_model_end"]
     # the textbook correction on the smooth sho: far below plain leapfrog's error
     assert res["rows"]["sho"]["ratio_max"] < 0.5
-    assert "orbits above 2x" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "orbits above 2x" in out_text and "q0 + d" in out_text
     assert bench.main([*argv[:4], "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: --energies") and "\n" not in err
+    assert bench.main([*argv[:-1], "0.01,x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: --shifts must be numbers") and "\n" not in err
+    assert bench.main([*argv[:-1], "0.7"]) == 2
+    assert "(0, 0.5)" in capsys.readouterr().err
