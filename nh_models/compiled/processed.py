@@ -276,15 +276,16 @@ def processor_at(kind, atab, btab, i, s):
 
 
 @njit(**JIT, inline="always")
-def chi_generated(kind, q, p, F, ktab, atab, btab, i, s, eps, rw):
+def chi_generated(kind, q, p, F, ktab, atab, btab, i, s, eps, r0, r1):
     """`processor.apply_generated` at a read-out point from the lookup (i, s) its last substep
-    made there: chi with the read-out generator of weights rw (2,) and eps = tau (h^2 - tau^2)
-    folded in; F the kernel's force there, V'' and V''' from the same row of the kernel's table.
-    No further lookup; with eps rw = 0 it is `chi_kind` (the same bytes: the root of the
-    quadratic is then c / b exactly)."""
+    made there: chi with the read-out generator of weights (12 r0, 12 r1) and eps = tau (h^2 -
+    tau^2) folded in; F the kernel's force there, V'' and V''' from the same row of the kernel's
+    table. No further lookup; with eps r0 = eps r1 = 0 it is `chi_kind` (the same bytes: the root
+    of the quadratic is then c / b exactly). The weights come divided by 12 once per orbit (two
+    divisions a query were a tenth of the pass)."""
     disp, a2x, b = processor_at(kind, atab, btab, i, s)
     v2, v3 = slope(q, horner_d(ktab, i, s)), slope(q, horner_d2(ktab, i, s))
-    g0, g1 = eps * (rw[0] / 12.0), eps * (rw[1] / 12.0)
+    g0, g1 = eps * r0, eps * r1
     bb = 1.0 + slope(q, a2x)
     c = p - b + g1 * F * v2
     P = (2.0 * c) / (bb + math.copysign(math.sqrt(max(bb * bb + (4.0 * (g0 * v3)) * c, 0.0)), bb))
@@ -348,10 +349,11 @@ def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps
         else:
             q, F, p, ph = step(q, ph, ktab, subs, h, kick)
     if gen == 1:  # the generator's map: a pass of its own (fused, its latency stalls the chain)
+        r0, r1 = rw[0] / 12.0, rw[1] / 12.0
         for j in range(nt):
             dt = rest[j]
             eps = dt * (h * h - dt * dt)
-            q_out[j], p_out[j] = chi_generated(kind, q_out[j], p_out[j], side[0, j], ktab, atab, btab, iw[j], side[1, j], eps, rw)
+            q_out[j], p_out[j] = chi_generated(kind, q_out[j], p_out[j], side[0, j], ktab, atab, btab, iw[j], side[1, j], eps, r0, r1)
 
 
 @njit(**JIT)
