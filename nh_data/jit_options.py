@@ -11,6 +11,10 @@ from __future__ import annotations
 
 JIT = dict(cache=True, fastmath=False, nogil=True)
 PARALLEL_JIT = dict(cache=True, fastmath=False, nogil=True, parallel=True)
+# A loop meant to run vectorized (SIMD) over independent elements: numpy's error model drops
+# the branch Python's puts before every division (a zero divisor gives inf or nan, as in numpy
+# and torch, instead of raising), which otherwise keeps the compiler from vectorizing it.
+JIT_VEC = dict(JIT, error_model="numpy")
 
 # Kernels that take a jitted function (the force dV) as an argument must not be
 # cached: Numba keys their cache entries on the function object's identity, so

@@ -20,8 +20,9 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    With `readout: scaled` the states and the values its read-out needs at each grid state are
    stored, and the scaled partial steps run after the stepping (`readout_scaled`). With
    `readout: corrected` the partial steps stay fused, and chi with the read-out generator
-   (`chi_generated`, from the same lookup) runs as a pass of its own after the stepping: fused,
-   its longer latency stalled the chain (+0.9 us/orbit against +0.6 for the pass).
+   (`generated_pass`, from the same lookup's table rows, which the fused loop stores) runs after
+   the stepping as a pass of its own, vectorized (SIMD): fused, its longer latency stalled the
+   chain (+0.9 us/orbit against +0.6 for a scalar pass, +0.3-0.4 for this one).
 
 The time of step 2 is the latency of one chain (each force sets the next drift), about one
 lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time, and the
@@ -40,7 +41,7 @@ import math
 import numpy as np
 from numba import get_num_threads, literally, njit, prange
 
-from nh_data.jit_options import JIT, PARALLEL_JIT_FN
+from nh_data.jit_options import JIT, JIT_VEC, PARALLEL_JIT_FN
 from nh_data.problem import N_SENSORS, T_END, V0
 
 from ..models.processor import INVERSE_ITERATIONS
@@ -51,10 +52,12 @@ from .spline import (
     NI,
     build_table,
     horner_d,
+    horner_d_of,
     local_into,
     locate,
     nodal_from_table,
     poly,
+    poly_of,
     solve1,
     solve3,
 )
@@ -255,41 +258,60 @@ def chi_at(q, p, atab, btab, i, s, c):
 
 
 @njit(**JIT, inline="always")
-def horner_d2(table, i, s):
-    """The second derivative (d^2/dx^2) of the table's polynomial of interval i at s."""
-    return (2.0 * table[2, i] + s * (6.0 * table[3, i] + s * (12.0 * table[4, i]))) * (1.0 / (DX * DX))
+def horner_d2_of(c2, c3, c4, s):
+    """The second derivative (d^2/dx^2) at s of the polynomial of a table's row (`poly_of`)."""
+    return (2.0 * c2 + s * (6.0 * c3 + s * (12.0 * c4))) * (1.0 / (DX * DX))
+
+
+@njit(**JIT, inline="always")
+def processor_of(kind, a0, a1, a2, a3, a4, b0, b1, b2, b3, b4, s):
+    """The processor's values (A', A'', B') at s of an interval whose rows of the A' and B'
+    tables are a0..a4, b0..b4, for a kind of table known when the loop compiles. LOCAL: A' and
+    B' local cubics (rows 0-3), A'' quadratic; OWN: A' quartic from V's own table, no kick;
+    SPLINE: A', B' from quintic splines."""
+    if kind == LOCAL:
+        s2 = s * s
+        b = (b0 + b1 * s) + s2 * (b2 + b3 * s)
+        return (a0 + a1 * s) + s2 * (a2 + a3 * s), (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX), b
+    if kind == OWN:
+        return poly_of(a0, a1, a2, a3, a4, s), horner_d_of(a1, a2, a3, a4, s), 0.0
+    return poly_of(a0, a1, a2, a3, a4, s), horner_d_of(a1, a2, a3, a4, s), poly_of(b0, b1, b2, b3, b4, s)
 
 
 @njit(**JIT, inline="always")
 def processor_at(kind, atab, btab, i, s):
-    """The processor's values at a read-out point from the lookup (i, s) made there, for a kind
-    of table known when the loop compiles: (A', A'', B'). LOCAL: A' and B' local cubics, A''
-    quadratic; OWN: A' quartic from V's own table, no kick; SPLINE: A', B' from quintic splines."""
-    if kind == LOCAL:
-        s2 = s * s
-        a0, a1, a2, a3 = atab[0, i], atab[1, i], atab[2, i], atab[3, i]
-        b = (btab[0, i] + btab[1, i] * s) + s2 * (btab[2, i] + btab[3, i] * s)
-        return (a0 + a1 * s) + s2 * (a2 + a3 * s), (a1 + (2.0 * a2) * s + (3.0 * a3) * s2) * (1.0 / DX), b
-    if kind == OWN:
-        return poly(atab, i, s), horner_d(atab, i, s), 0.0
-    return poly(atab, i, s), horner_d(atab, i, s), poly(btab, i, s)
+    """`processor_of` at a read-out point from the lookup (i, s) made there."""
+    return processor_of(kind, atab[0, i], atab[1, i], atab[2, i], atab[3, i], atab[4, i],
+                        btab[0, i], btab[1, i], btab[2, i], btab[3, i], btab[4, i], s)  # fmt: skip
 
 
-@njit(**JIT, inline="always")
-def chi_generated(kind, q, p, F, ktab, atab, btab, i, s, eps, r0, r1):
-    """`processor.apply_generated` at a read-out point from the lookup (i, s) its last substep
-    made there: chi with the read-out generator of weights (12 r0, 12 r1) and eps = tau (h^2 -
-    tau^2) folded in; F the kernel's force there, V'' and V''' from the same row of the kernel's
-    table. No further lookup; with eps r0 = eps r1 = 0 it is `chi_kind` (the same bytes: the root
-    of the quadratic is then c / b exactly). The weights come divided by 12 once per orbit (two
-    divisions a query were a tenth of the pass)."""
-    disp, a2x, b = processor_at(kind, atab, btab, i, s)
-    v2, v3 = slope(q, horner_d(ktab, i, s)), slope(q, horner_d2(ktab, i, s))
-    g0, g1 = eps * r0, eps * r1
-    bb = 1.0 + slope(q, a2x)
-    c = p - b + g1 * F * v2
-    P = (2.0 * c) / (bb + math.copysign(math.sqrt(max(bb * bb + (4.0 * (g0 * v3)) * c, 0.0)), bb))
-    return q + disp + (2.0 * g0) * P * v2, P
+GATHERED = 16  # `readout: corrected`'s rows per read-out point: F, s, A' (5), B' (5), the kernel's rows 1-4
+# (stored by the fused loop at the point's lookup, where the stepping leaves the cycles idle: a
+# gathering pass of its own after the stepping cost 0.2-0.3 us/orbit more)
+
+
+@njit(**JIT_VEC)
+def generated_pass(kind, nt, h, r0, r1, rest, side, q_out, p_out):
+    """`processor.apply_generated` at each read-out point (q_out, p_out on entry: the partial
+    step's end): chi with the read-out generator of weights (12 r0, 12 r1) and eps = tau (h^2 -
+    tau^2) folded in, from the values the fused loop stored in side (F the kernel's force there; V''
+    and V''' from the same row of the kernel's table). No further lookup; with eps r0 = eps r1 =
+    0 it is `chi_kind` (the same bytes: the root of the quadratic is then c / b exactly). The
+    points are independent and read from rows, so that the loop runs vectorized (SIMD; numpy's
+    error model: no branch per division)."""
+    for j in range(nt):
+        q, s, F, dt = q_out[j], side[1, j], side[0, j], rest[j]
+        eps = dt * (h * h - dt * dt)
+        disp, a2x, b = processor_of(kind, side[2, j], side[3, j], side[4, j], side[5, j], side[6, j],
+                                    side[7, j], side[8, j], side[9, j], side[10, j], side[11, j], s)  # fmt: skip
+        k1, k2, k3, k4 = side[12, j], side[13, j], side[14, j], side[15, j]
+        v2, v3 = slope(q, horner_d_of(k1, k2, k3, k4, s)), slope(q, horner_d2_of(k2, k3, k4, s))
+        g0, g1 = eps * r0, eps * r1
+        bb = 1.0 + slope(q, a2x)
+        c = p_out[j] - b + g1 * F * v2
+        P = (2.0 * c) / (bb + math.copysign(math.sqrt(max(bb * bb + (4.0 * (g0 * v3)) * c, 0.0)), bb))
+        q_out[j] = q + disp + (2.0 * g0) * P * v2
+        p_out[j] = P
 
 
 @njit(**JIT, inline="always")
@@ -306,11 +328,11 @@ def chi_kind(kind, q, p, atab, btab, i, s):
 
 
 @njit(**JIT)
-def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out):
+def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
     """`trajectory_readout` for one kind of chi, one prior and one read-out, all known when it
     compiles (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned
     with the other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
-    (`chi_generated`, weights rw), 0 for the plain step read-out. Each read-out a step of its
+    (`generated_pass`, weights rw), 0 for the plain step read-out. Each read-out a step of its
     rest with the prior's substeps, then chi."""
     literally(kind)
     literally(single)
@@ -338,7 +360,12 @@ def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps
                     pr = pr - (0.5 * a) * dt * Fr
             if gen == 1:
                 q_out[j], p_out[j] = qr, pr
-                side[0, j], side[1, j], iw[j] = Fr, s, i
+                side[0, j], side[1, j] = Fr, s
+                for r in range(5):
+                    side[2 + r, j] = atab[r, i]
+                    side[7 + r, j] = btab[r, i]
+                for r in range(4):
+                    side[12 + r, j] = ktab[1 + r, i]
             else:
                 q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
             j += 1
@@ -348,16 +375,12 @@ def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps
             q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
         else:
             q, F, p, ph = step(q, ph, ktab, subs, h, kick)
-    if gen == 1:  # the generator's map: a pass of its own (fused, its latency stalls the chain)
-        r0, r1 = rw[0] / 12.0, rw[1] / 12.0
-        for j in range(nt):
-            dt = rest[j]
-            eps = dt * (h * h - dt * dt)
-            q_out[j], p_out[j] = chi_generated(kind, q_out[j], p_out[j], side[0, j], ktab, atab, btab, iw[j], side[1, j], eps, r0, r1)
+    if gen == 1:  # the generator's map: a vectorized pass of its own (fused, its latency stalls the chain)
+        generated_pass(kind, nt, h, rw[0] / 12.0, rw[1] / 12.0, rest, side, q_out, p_out)
 
 
 @njit(**JIT)
-def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, iw, q_out, p_out):
+def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out):
     """`stepping.trajectory` (nsteps steps of h) with the step read-out fused in: at each grid
     state the queries read from it (kidx, rest: `stepping.schedule`, top: the steps), into q_out,
     p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out generator of
@@ -366,28 +389,28 @@ def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned
     branch on any of them inside the loop, or the substep loop for leapfrog, costs the overlap."""
     single = subs.shape[0] == 1
     if gen and single:
-        _kinds(1, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _kinds(1, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif gen:
-        _kinds(1, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _kinds(1, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif single:
-        _kinds(0, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _kinds(0, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     else:
-        _kinds(0, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _kinds(0, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
 
 
 @njit(**JIT)
-def _kinds(gen, single, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out):
+def _kinds(gen, single, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
     """`_readout` with the kind of chi as a literal too, for literal `gen` and `single`."""
     literally(gen)
     literally(single)
     if not learned:
-        _readout(PRIOR, single, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(PRIOR, single, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif local == OWN:
-        _readout(OWN, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(OWN, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif local:
-        _readout(LOCAL, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(LOCAL, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     else:
-        _readout(SPLINE, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, iw, q_out, p_out)
+        _readout(SPLINE, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
 
 
 @njit(**JIT)
@@ -423,7 +446,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
     (learned, local, scaled, corrected) (`export`); rw: the read-out generator's weights; work:
     `_work`."""
-    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside, iw = work
+    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
@@ -447,7 +470,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
             trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
             return count + kmax * nsub
         gen = flags[3] and learned
-        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, iw, qo, po)
+        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po)
         count += (kmax + nt) * nsub
     if not ordered:
         unsort(order, qw, pw, q_out, p_out)
@@ -481,8 +504,7 @@ def _work(steps, nt):
         np.empty(nt, dtype=np.int64),
         np.empty(nt),
         np.empty(nt),
-        np.empty((2, nt)),  # `readout: corrected`: the force and s at each read-out point
-        np.empty(nt, dtype=np.int64),  # and its interval
+        np.empty((GATHERED, nt)),  # `readout: corrected`: the force, s and the tables' rows at each read-out point
     )
 
 

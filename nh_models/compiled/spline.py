@@ -18,7 +18,8 @@ tables, lookup, nodal derivatives (issue 21's compiled kernels).
 - `nodal_from_table`: V' to V'''' at the sensors from V's table; `local_into`: the table of the
   local C1 cubic through grid values (`sensor_spline.local_table`: no solve).
 - `locate` + `poly`: the lookup of `sensor_spline.lookup`, q clamped to [0, 1]; `horner_d`: the
-  next derivative from the same row (`sensor_spline.derivative_table`, evaluated at lookup).
+  next derivative from the same row (`sensor_spline.derivative_table`, evaluated at lookup);
+  `poly_of`, `horner_d_of`: the same of a row already read (`processed`'s vectorized pass).
 
 Module-level arrays are frozen into the compiled code as constants.
 """
@@ -234,20 +235,31 @@ def locate(q):
     return 0, q
 
 
+@njit(**JIT, inline="always")
+def poly_of(c0, c1, c2, c3, c4, s):
+    """The polynomial with coefficients c0..c4 (one interval's row of a table) at s (Estrin's
+    scheme: a dependency chain of three multiply-adds from s instead of Horner's four; the
+    stepping waits on it at every force)."""
+    s2 = s * s
+    return (c0 + c1 * s) + s2 * ((c2 + c3 * s) + s2 * c4)
+
+
+@njit(**JIT, inline="always")
+def horner_d_of(c1, c2, c3, c4, s):
+    """The derivative (d/dx) of `poly_of`'s polynomial at s."""
+    return c1 * DERIV[0] + s * (c2 * DERIV[1] + s * (c3 * DERIV[2] + s * (c4 * DERIV[3])))
+
+
 @njit(**JIT)
 def poly(table, i, s):
-    """The table's polynomial of interval i at s (Estrin's scheme: a dependency chain of three
-    multiply-adds from s instead of Horner's four; the stepping waits on it at every force)."""
-    s2 = s * s
-    return (table[0, i] + table[1, i] * s) + s2 * ((table[2, i] + table[3, i] * s) + s2 * table[4, i])
+    """The table's polynomial of interval i at s (`poly_of` of its row)."""
+    return poly_of(table[0, i], table[1, i], table[2, i], table[3, i], table[4, i], s)
 
 
 @njit(**JIT)
 def horner_d(table, i, s):
     """The derivative (d/dx) of the table's polynomial of interval i at s."""
-    return table[1, i] * DERIV[0] + s * (
-        table[2, i] * DERIV[1] + s * (table[3, i] * DERIV[2] + s * (table[4, i] * DERIV[3]))
-    )
+    return horner_d_of(table[1, i], table[2, i], table[3, i], table[4, i], s)
 
 
 @njit(**JIT)
