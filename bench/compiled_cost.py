@@ -160,9 +160,9 @@ def _rows(args: argparse.Namespace) -> dict:
     from nh_models.evaluation.cost_table import cost_row
     from nh_models.evaluation.sensor_integrators import METHODS, evaluations, steps_for
     from nh_models.inference.predict import load_predictor_run
-    from nh_models.zoo import Pretrained
+    from nh_models.zoo import source as run_source
 
-    source = Pretrained(args.run[4:]) if args.run.startswith("zoo:") else args.run
+    source = run_source(args.run)
     model, _, meta = load_predictor_run(source)
     model = model.double().cpu().eval().variant(args.readout, args.steps)
     params = export(model)  # NHError if it does not compile

@@ -183,9 +183,9 @@ def analyse(args: argparse.Namespace) -> dict:
     from nh_models.compiled.integrators import integrate
     from nh_models.evaluation.cases import load_test
     from nh_models.inference.predict import load_predictor_run
-    from nh_models.zoo import Pretrained
+    from nh_models.zoo import source as run_source
 
-    source = Pretrained(args.run[4:]) if args.run.startswith("zoo:") else args.run
+    source = run_source(args.run)
     model, _, meta = load_predictor_run(source)
     model = model.double().cpu().eval()
     export(model)  # NHError if it does not compile

@@ -119,9 +119,9 @@ def run(args: argparse.Namespace) -> dict:
     from nh_models.evaluation.cases import load_physics_cases, physics_names
     from nh_models.evaluation.predictors import model_predictor
     from nh_models.inference.predict import load_predictor_run
-    from nh_models.zoo import Pretrained
+    from nh_models.zoo import source as run_source
 
-    source = Pretrained(args.run[4:]) if args.run.startswith("zoo:") else args.run
+    source = run_source(args.run)
     model, _, _ = load_predictor_run(source)
     if getattr(model, "name", None) != "symponet":
         raise NHError(f"{args.run} is not a SympONet (it has no prior alone)")

@@ -45,6 +45,9 @@ MAX_ZOO_BYTES = 25 * 2**20  # the whole zoo (weights, cards, samples) stays unde
 DATA_ROOT = "parquet_data"  # where `nh models build` keeps the recipes' data folders
 
 
+PREFIX = "zoo:"  # a shipped entry written where a run folder is expected: zoo:NAME
+
+
 @dataclass(frozen=True)
 class Pretrained:
     """A shipped entry where a run folder is expected (`nh predict --model NAME`, `nh eval --model NAME`)."""
@@ -52,7 +55,13 @@ class Pretrained:
     name: str
 
     def __str__(self) -> str:
-        return f"zoo:{self.name}"
+        return f"{PREFIX}{self.name}"
+
+
+def source(run: str) -> str | Pretrained:
+    """A run argument as `inference.predict.load_predictor_run` takes it: `zoo:NAME` the shipped
+    entry NAME (the inverse of `str(Pretrained)`), anything else a run folder."""
+    return Pretrained(run[len(PREFIX):]) if run.startswith(PREFIX) else run
 
 
 @dataclass(frozen=True)

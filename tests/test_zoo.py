@@ -135,3 +135,10 @@ def test_nh_eval_takes_a_pretrained_entry_like_a_run(tiny_dataset, tmp_path):
     assert label == "zoo:deeponet-strata" and metrics["runs"][label]["model"] == "deeponet"
     assert metrics["runs"][label]["test"]["overall"]["loss"] > 0
     assert "coverage" in metrics["runs"][label]  # its shipped calibration gives bands
+
+
+def test_source_reads_zoo_names_back_and_leaves_run_folders():
+    """`zoo.source` is the inverse of `str(Pretrained)`; anything else is a run folder."""
+    entry = zoo.Pretrained("symponet-fast")
+    assert zoo.source(str(entry)) == entry
+    assert zoo.source("runs/zoo-like/symponet-1") == "runs/zoo-like/symponet-1"

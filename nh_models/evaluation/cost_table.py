@@ -167,11 +167,12 @@ def _at_time(integ, method: str, data, target_us: float, repeats: int, mine: np.
 
 
 def _model_readout(model) -> str:
-    if getattr(model.config, "readout", "") == "hermite":
+    readout = getattr(model.config, "readout", "")
+    if readout == "hermite":
         return "cubic Hermite interpolation between the processed grid states"
-    if getattr(model.config, "readout", "") == "scaled":
+    if readout == "scaled":
         return "a last partial step with the correction and the processor scaled to it"
-    if getattr(model.config, "readout", "") == "corrected":
+    if readout == "corrected":
         return "a last partial step from the stored grid state, chi with the learned read-out generator (no further lookup)"
     if getattr(model.config, "grid", "") in ("fixed", "processed"):
         return "a last partial step from the stored grid state (one step of t - floor(t / h) h)"

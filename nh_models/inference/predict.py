@@ -35,6 +35,7 @@ from nh_data.problem import T_END
 from ..calibration import Calibration, load_calibration
 from ..evaluation.predictors import model_predictor
 from ..evaluation.structure import chained, window_of
+from ..zoo import PREFIX
 from .potential_input import check_inputs
 
 MAX_TIME = 1e4
@@ -116,7 +117,7 @@ def uncalibrated_message(windows: int, t_max: float, run: str = "RUN") -> str:
     """The one-line refusal of times past the calibrated windows."""
     need = max(windows + 1, math.ceil(t_max / T_END - 1e-12))
     more = (  # a shipped entry (`zoo:NAME`) is not a folder to calibrate
-        f"`nh models build {run[4:]}` and `nh calibrate RUN --windows {need}`" if run.startswith("zoo:")
+        f"`nh models build {run[len(PREFIX):]}` and `nh calibrate RUN --windows {need}`" if run.startswith(PREFIX)
         else f"`nh calibrate {run} --windows {need}`"
     )  # fmt: skip
     return (
