@@ -24,7 +24,10 @@ the orbits (`evaluation.metrics.paired_comparison`). Then the
 model's time by phase (`compiled.processed`'s `stop`): per-orbit setup (spline solves, features,
 tables), stepping (chi^-1 and the kernel's steps, states stored), read-out (the rest: a partial
 step and chi per query time, fused into the stepping, so only what the chain's idle cycles do not
-hide). Every method's read-out is fused into its stepping (`compiled.stepping.schedule`). Before
+hide). Every method's read-out is fused into its stepping (`compiled.stepping.schedule`). With
+`--lanes K` every row steps K orbits side by side on the thread (`nh_models.compiled.lanes`: the
+same results, the time of a batch's throughput instead of one orbit's latency) and reads out
+after the chains. Before
 timing, the compiled model is checked against the torch model (float64) on the
 first orbits. Time on an idle machine: `--clock thread` counts only this thread's CPU time (for
 a busy machine; still disturbed by a busy sibling core). Needs the package installed
@@ -69,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--steps", type=int, default=0, help="the trained weights with this many kernel steps (they are per h^2)"
     )
+    ap.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="orbits stepped side by side on the thread, every row (1: one at a time, the read-out fused; "
+        "16: the throughput of a batch, `nh_models.compiled.lanes`)",
+    )
     return ap.parse_args(argv)
 
 
@@ -93,7 +103,7 @@ def losses(q, p, data) -> np.ndarray:
     return orbit_errors(q, p, data.q, data.p)["loss"]
 
 
-def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray) -> dict:
+def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray, lanes: int = 1) -> dict:
     """`method` at the most steps whose compiled time per orbit is at most `target_us`: bisection
     on the step count between a count measured at most the target and one measured above it."""
     from nh_models.compiled.integrators import integrate
@@ -105,7 +115,7 @@ def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray)
 
     def us(n: int) -> float:
         if n not in measured:
-            measured[n] = 1e6 * timer.best(lambda: integrate(data.V, data.t, data.ic, method, n))[1] / B
+            measured[n] = 1e6 * timer.best(lambda: integrate(data.V, data.t, data.ic, method, n, lanes=lanes))[1] / B
         return measured[n]
 
     lo, hi = 1, 100
@@ -116,7 +126,7 @@ def at_time(method: str, data, target_us: float, timer: Timer, mine: np.ndarray)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if us(mid) <= target_us else (lo, mid)
-    (q, p), sec = timer.best(lambda: integrate(data.V, data.t, data.ic, method, lo))
+    (q, p), sec = timer.best(lambda: integrate(data.V, data.t, data.ic, method, lo, lanes=lanes))
     return cost_row(losses(q, p, data), evaluations(method, lo), lo, sec, mine)
 
 
@@ -173,19 +183,20 @@ def _rows(args: argparse.Namespace) -> dict:
     B, W = data.t.shape
     timer = Timer(args.clock, args.repeats)
     V, t, ic = data.V, data.t, data.ic
+    L = args.lanes
 
     parts = [("model", model, params)] + [(label, m, export(m)) for label, m in model.fixed_parts()]
     for _, _, prm in parts:  # compile outside the timings
-        forward(prm, V[:2], t[:2], ic[:2])
+        forward(prm, V[:2], t[:2], ic[:2], lanes=L)
     for method in METHODS:
-        integrate(V[:2], t[:2], ic[:2], method, 4)
+        integrate(V[:2], t[:2], ic[:2], method, 4, lanes=L)
     dq, dp = agreement(model, params, data, args.check)
 
     budget = model.force_evaluations_per_orbit(W)
     rows: dict[str, dict] = {}
     mine = None
     for label, m, prm in parts:
-        (q, p), sec = timer.best(lambda prm=prm: forward(prm, V, t, ic))
+        (q, p), sec = timer.best(lambda prm=prm: forward(prm, V, t, ic, lanes=L))
         errs = losses(q, p, data)
         rows[label] = cost_row(errs, m.force_evaluations_per_orbit(W), m.config.steps, sec, mine)
         mine = errs if mine is None else mine
@@ -196,18 +207,18 @@ def _rows(args: argparse.Namespace) -> dict:
         rows["model (torch, float64)"] = dict(rows["model"], us_per_orbit=1e6 * sec / B)
     for method in METHODS:
         n = steps_for(method, budget)
-        (q, p), sec = timer.best(lambda n=n, method=method: integrate(V, t, ic, method, n))
+        (q, p), sec = timer.best(lambda n=n, method=method: integrate(V, t, ic, method, n, lanes=L))
         rows[f"{method} (equal evaluations)"] = cost_row(losses(q, p, data), evaluations(method, n), n, sec, mine)
     n = round(2.0 / RK4_DT)
-    (q, p), sec = timer.best(lambda: integrate(V, t, ic, "rk4", n))
+    (q, p), sec = timer.best(lambda: integrate(V, t, ic, "rk4", n, lanes=L))
     rows[f"rk4 dt={RK4_DT}"] = cost_row(losses(q, p, data), evaluations("rk4", n), n, sec, mine)
     for method in ("rk4", "processed"):
-        rows[f"{method} (equal time)"] = at_time(method, data, rows["model"]["us_per_orbit"], timer, mine)
+        rows[f"{method} (equal time)"] = at_time(method, data, rows["model"]["us_per_orbit"], timer, mine, L)
 
     phases = {}
     for label, _, prm in parts[:2]:  # the model and its prior alone
         cum = [
-            1e6 * timer.best(lambda s=s, prm=prm: forward(prm, V, t, ic, stop=s))[1] / B
+            1e6 * timer.best(lambda s=s, prm=prm: forward(prm, V, t, ic, stop=s, lanes=L))[1] / B
             for s in (SETUP, STEPPING)
         ]
         total = rows[label]["us_per_orbit"]
@@ -229,6 +240,7 @@ def _rows(args: argparse.Namespace) -> dict:
         "clock": args.clock,
         "repeats": args.repeats,
         "threads": 1,
+        "lanes": L,
         "agreement": {"orbits": min(args.check, B), "q": dq, "p": dp},
         "rows": rows,
         "phases_us": phases,
@@ -240,7 +252,7 @@ def report(res: dict) -> str:
 
     lines = [
         f"{res['run']}: {res['n_orbits']} {res.get('split', 'test')} orbits of {res['data']}, {res['n_times']} query times each; "
-        f"compiled (Numba, float64), one thread, best of {res['repeats']} ({res['clock']} clock)",
+        f"compiled (Numba, float64), one thread, {_lanes(res.get('lanes', 1))}, best of {res['repeats']} ({res['clock']} clock)",
         f"compiled == torch on {res['agreement']['orbits']} orbits: max rel. diff q {res['agreement']['q']:.1e}, "
         f"p {res['agreement']['p']:.1e}",
         f"the model's force evaluations per orbit: {res['evaluations_per_orbit']}",
@@ -259,13 +271,20 @@ def report(res: dict) -> str:
         "",
         "time by phase, us/orbit (setup: spline solves, features, tables; stepping: chi^-1 and the kernel;",
     ]
-    lines.append("read-out: the rest, a partial step and chi per query time fused into the stepping)")
+    lines.append(
+        "read-out: the rest, a partial step and chi per query time "
+        + ("fused into the stepping)" if res.get("lanes", 1) == 1 else "in a pass after the chains)")
+    )
     for label, ph in res["phases_us"].items():
         share = ", ".join(
             f"{k} {ph[k]:.2f} ({100 * ph[k] / ph['total']:.0f}%)" for k in ("setup", "stepping", "readout")
         )
         lines.append(f"  {label:<22} {share}; total {ph['total']:.2f}")
     return "\n".join(lines)
+
+
+def _lanes(n: int) -> str:
+    return "one orbit at a time" if n == 1 else f"{n} orbits side by side"
 
 
 def main(argv: list[str] | None = None) -> int:

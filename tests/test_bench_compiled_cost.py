@@ -53,6 +53,18 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["split"] == "val" and res["n_orbits"] == 32
     assert "32 val orbits of" in capsys.readouterr().out
+    # orbits side by side: every row's losses those of one orbit at a time (the same bytes)
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
+                          "--split", "val", "--lanes", "4"]) == 0  # fmt: skip
+    side = json.loads(out.read_text())
+    assert side["lanes"] == 4 and res["lanes"] == 1
+    for label in ("model", "prior alone", "rk4 dt=0.02", "leapfrog (equal evaluations)", "processed (equal evaluations)"):
+        assert side["rows"][label]["loss"] == res["rows"][label]["loss"], label
+    assert "4 orbits side by side" in capsys.readouterr().out
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1",
+                          "--readout", "scaled", "--lanes", "4"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: lanes > 1 needs readout step or corrected") and "\n" not in err
 
 
 def test_compiled_cost_bench_refuses_a_model_it_cannot_compile(tmp_path, capsys):

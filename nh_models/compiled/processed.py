@@ -15,7 +15,7 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    and of B' (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's.
 2. stepping: chi^-1 of the initial condition (Newton, `processor.INVERSE_ITERATIONS`), then
    the kernel's fixed steps up to the orbit's last query time.
-3. read-out, fused into the stepping (`trajectory_readout`): at each grid state, the query
+3. read-out, fused into the stepping (`readout`): at each grid state, the query
    times read from it (`stepping.schedule`), each by a last partial step and chi at its point.
    With `readout: scaled` the states and the values its read-out needs at each grid state are
    stored, and the scaled partial steps run after the stepping (`readout_scaled`). With
@@ -27,6 +27,11 @@ Per orbit (no allocation: every work array is made once per call, or once per th
 The time of step 2 is the latency of one chain (each force sets the next drift), about one
 lookup's worth a step; steps 1 and 3 are independent work per sensor or per query time, and the
 read-out's runs in the cycles the chain leaves idle (4.6 -> 4.3 us/orbit for the recipe).
+
+With `lanes` K > 1 (`compiled.lanes`; step and corrected read-outs) K orbits go through steps 1
+and 2 together, their chains stepped side by side, and each orbit's read-out runs after them
+from its stored grid states (`readout` not fused): the same arithmetic, the same bytes, the time
+of the work instead of the chain's latency.
 
 `stop` (1, 2, 3) ends the work after that phase: the benchmark's time breakdown (with `stop` 2
 the chain alone, states stored; the read-out's time is the rest). Outputs are written only with
@@ -41,11 +46,13 @@ import math
 import numpy as np
 from numba import get_num_threads, literally, njit, prange
 
+from nh_data.errors import NHError
 from nh_data.jit_options import JIT, JIT_VEC, PARALLEL_JIT_FN
 from nh_data.problem import N_SENSORS, T_END, V0
 
 from ..models.processor import INVERSE_ITERATIONS
 from .inputs import batch
+from .lanes import check_lanes, composition
 from .spline import (
     DX,
     NCOEF,
@@ -327,90 +334,113 @@ def chi_kind(kind, q, p, atab, btab, i, s):
     return q + disp, (p - b) / (1.0 + slope(q, a2x))
 
 
+@njit(**JIT, inline="always")
+def partial_step(single, q, p, F, ktab, subs, dt):
+    """The step read-out's last partial step of dt from the grid state (q, p) with force F there,
+    with the prior's substeps (`single` 1: leapfrog, one substep; a literal, so that the other
+    branch is pruned): the point, its force and its lookup (i, s)."""
+    if single == 1:
+        pr = p - (0.5 * dt) * F
+        qr = q + dt * pr
+        i, s = locate(qr)
+        Fr = poly(ktab, i, s)
+        return qr, pr - (0.5 * dt) * Fr, Fr, i, s
+    qr, pr, Fr, i, s = q, p, F, 0, 0.0
+    for m in range(subs.shape[0]):
+        a = subs[m]
+        pr = pr - (0.5 * a) * dt * Fr
+        qr = qr + a * dt * pr
+        i, s = locate(qr)
+        Fr = poly(ktab, i, s)
+        pr = pr - (0.5 * a) * dt * Fr
+    return qr, pr, Fr, i, s
+
+
+@njit(**JIT, inline="always")
+def emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j):
+    """Query j's output from its partial step's end (qr, pr), force Fr and lookup (i, s): chi
+    there (`chi_kind`), or with `gen` (`readout: corrected`) the point and the rows the generator's
+    pass reads (`GATHERED`), for `generated_pass` to finish."""
+    if gen == 1:
+        q_out[j], p_out[j] = qr, pr
+        side[0, j], side[1, j] = Fr, s
+        for r in range(5):
+            side[2 + r, j] = atab[r, i]
+            side[7 + r, j] = btab[r, i]
+        for r in range(4):
+            side[12 + r, j] = ktab[1 + r, i]
+    else:
+        q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
+
+
 @njit(**JIT)
-def _readout(kind, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
-    """`trajectory_readout` for one kind of chi, one prior and one read-out, all known when it
-    compiles (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned
-    with the other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
+def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
+    """`readout` for one kind of chi, one prior and one read-out, all known when it compiles
+    (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned with the
+    other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
     (`generated_pass`, weights rw), 0 for the plain step read-out. Each read-out a step of its
-    rest with the prior's substeps, then chi."""
+    rest with the prior's substeps, then chi. `fused`: the stepping from (q, p, F) with the
+    read-out fused in; else the read-out alone, from the stored grid states qs, ps, fs."""
     literally(kind)
     literally(single)
     literally(gen)
     nt = kidx.shape[0]
-    j = 0
-    ph = p - kick[0] * F
-    for n in range(nsteps + 1):
-        while j < nt and kidx[j] == n:
-            dt = rest[j]
+    if not fused:  # `compiled.lanes`: the same arithmetic from the stored states
+        for j in range(nt):
+            n = kidx[j]
+            qr, pr, Fr, i, s = partial_step(single, qs[n], ps[n], fs[n], ktab, subs, rest[j])
+            emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j)
+    else:
+        j = 0
+        ph = p - kick[0] * F
+        for n in range(nsteps + 1):
+            while j < nt and kidx[j] == n:
+                qr, pr, Fr, i, s = partial_step(single, q, p, F, ktab, subs, rest[j])
+                emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j)
+                j += 1
+            if n == nsteps:
+                break
             if single == 1:
-                pr = p - (0.5 * dt) * F
-                qr = q + dt * pr
-                i, s = locate(qr)
-                Fr = poly(ktab, i, s)
-                pr = pr - (0.5 * dt) * Fr
+                q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
             else:
-                qr, pr, Fr, i, s = q, p, F, 0, 0.0
-                for m in range(subs.shape[0]):
-                    a = subs[m]
-                    pr = pr - (0.5 * a) * dt * Fr
-                    qr = qr + a * dt * pr
-                    i, s = locate(qr)
-                    Fr = poly(ktab, i, s)
-                    pr = pr - (0.5 * a) * dt * Fr
-            if gen == 1:
-                q_out[j], p_out[j] = qr, pr
-                side[0, j], side[1, j] = Fr, s
-                for r in range(5):
-                    side[2 + r, j] = atab[r, i]
-                    side[7 + r, j] = btab[r, i]
-                for r in range(4):
-                    side[12 + r, j] = ktab[1 + r, i]
-            else:
-                q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
-            j += 1
-        if n == nsteps:
-            break
-        if single == 1:
-            q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
-        else:
-            q, F, p, ph = step(q, ph, ktab, subs, h, kick)
+                q, F, p, ph = step(q, ph, ktab, subs, h, kick)
     if gen == 1:  # the generator's map: a vectorized pass of its own (fused, its latency stalls the chain)
         generated_pass(kind, nt, h, rw[0] / 12.0, rw[1] / 12.0, rest, side, q_out, p_out)
 
 
 @njit(**JIT)
-def trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out):
-    """`stepping.trajectory` (nsteps steps of h) with the step read-out fused in: at each grid
-    state the queries read from it (kidx, rest: `stepping.schedule`, top: the steps), into q_out,
-    p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out generator of
-    weights rw. Their partial steps do not wait on the chain: they run in the cycles it leaves
-    idle. `_readout` compiles once per prior, per kind of chi (`chi_kind`) and per read-out: a
-    branch on any of them inside the loop, or the substep loop for leapfrog, costs the overlap."""
+def readout(fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out):
+    """The step read-out of one orbit's queries (kidx, rest: `stepping.schedule`, top: the steps)
+    into q_out, p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out
+    generator of weights rw. `fused`: fused into the stepping (nsteps steps of h from q, p, F),
+    where the partial steps do not wait on the chain but run in the cycles it leaves idle; else
+    from the grid states qs, ps, fs stored by `lanes.composition`. `_readout` compiles once per
+    prior, per kind of chi (`chi_kind`) and per read-out: a branch on any of them inside the
+    loop, or the substep loop for leapfrog, costs the overlap."""
     single = subs.shape[0] == 1
     if gen and single:
-        _kinds(1, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(1, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif gen:
-        _kinds(1, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(1, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif single:
-        _kinds(0, 1, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(0, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     else:
-        _kinds(0, 0, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(0, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
 
 
 @njit(**JIT)
-def _kinds(gen, single, learned, local, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
+def _kinds(gen, single, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
     """`_readout` with the kind of chi as a literal too, for literal `gen` and `single`."""
     literally(gen)
     literally(single)
     if not learned:
-        _readout(PRIOR, single, 0, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(PRIOR, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif local == OWN:
-        _readout(OWN, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(OWN, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     elif local:
-        _readout(LOCAL, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(LOCAL, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
     else:
-        _readout(SPLINE, single, gen, q, p, F, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(SPLINE, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
 
 
 @njit(**JIT)
@@ -446,7 +476,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
     (learned, local, scaled, corrected) (`export`); rw: the read-out generator's weights; work:
     `_work`."""
-    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside = work
+    (cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside) = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
@@ -470,7 +500,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
             trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
             return count + kmax * nsub
         gen = flags[3] and learned
-        trajectory_readout(q, p, F, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po)
+        readout(True, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po)
         count += (kmax + nt) * nsub
     if not ordered:
         unsort(order, qw, pw, q_out, p_out)
@@ -478,8 +508,8 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
 
 
 @njit(**JIT)
-def _work(steps, nt):
-    """The work arrays of `orbit` (made once per call, or once per thread)."""
+def _setup_work():
+    """The set-up's work arrays (`setup`: cv, ck, ca, cb, nod, fa, fb, fd, slopes)."""
     return (
         np.zeros(NCOEF),
         np.zeros(NCOEF),
@@ -490,6 +520,13 @@ def _work(steps, nt):
         np.empty(N_SENSORS),
         np.empty(N_SENSORS),
         np.empty(N_SENSORS),
+    )
+
+
+@njit(**JIT)
+def _work(steps, nt):
+    """The work arrays of `orbit` (made once per call, or once per thread)."""
+    return _setup_work() + (
         np.empty((5, NI)),
         np.zeros((5, NI)),
         np.empty((5, NI)),
@@ -509,33 +546,108 @@ def _work(steps, nt):
 
 
 @njit(**JIT)
-def forward_serial(V, t, ic, W, subs, steps, flags, rw, stop, q_out, p_out, counts):
-    """All orbits on the calling thread, one set of work arrays."""
-    work = _work(steps, t.shape[1])
-    for b in range(V.shape[0]):
-        counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, rw, stop, work, q_out[b], p_out[b])
+def _lanes_work(K, steps, nt):
+    """`_work`'s set-up arrays once, and per lane its tables, schedule, state and grid states
+    (`lanes`; no scaled read-out)."""
+    return _setup_work() + (
+        np.zeros((5, NI)),
+        np.empty((K, 5, NI)),
+        np.empty((K, 5, NI)),
+        np.zeros((K, 5, NI)),  # btab: zero unless written (`tables: own` has no kick)
+        np.empty(8),
+        np.empty((K, nt), dtype=np.int64),
+        np.empty((K, nt)),
+        np.empty((K, nt), dtype=np.int64),
+        np.empty((3, K)),  # each lane's q, ph (half a kick ahead) and 1 where its times are sorted
+        np.empty((3, K, steps + 1)),  # the grid states q, p, F
+        np.empty(nt),
+        np.empty(nt),
+        np.empty((GATHERED, nt)),
+    )
+
+
+@njit(**JIT)
+def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, counts):
+    """Orbits b0..b0+L-1 in L lanes (`compiled.lanes`): each orbit's set-up, schedule and chi^-1;
+    the L chains side by side; then each orbit's read-out from its stored grid states. The
+    arithmetic of `orbit`, so the same bytes and counts."""
+    (cv, ck, ca, cb, nod, fa, fb, fd, slopes, dtab, ktabs, atabs, btabs, kick, kidx, rest, order, st, grid, qw, pw, gside) = lw
+    learned, local = flags[0], flags[1]
+    h = T_END / steps
+    kicks(subs, h, kick)
+    nt = kidx.shape[1]
+    nsub = subs.shape[0]
+    n1 = 0
+    for k in range(L):
+        b = b0 + k
+        setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
+        counts[b] = 0
+        if stop == SETUP:
+            continue
+        st[2, k] = schedule(t[b], h, steps, False, kidx[k], rest[k], order[k])
+        kmax = kidx[k, nt - 1] if nt else 0
+        n1 = max(n1, kmax)
+        q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned)
+        st[0, k], st[1, k] = q, p - kick[0] * F
+        grid[0, k, 0], grid[1, k, 0], grid[2, k, 0] = q, p, F
+        counts[b] = count + (kmax if stop == STEPPING else kmax + nt) * nsub
+    if stop == SETUP:
+        return
+    composition(L, st[0], st[1], ktabs, subs, h, kick, n1, grid[0], grid[1], grid[2])
+    if stop == STEPPING:
+        return
+    gen = flags[3] and learned
+    for k in range(L):
+        b = b0 + k
+        qo, po = (q_out[b], p_out[b]) if st[2, k] else (qw, pw)
+        readout(False, 0.0, 0.0, 0.0, grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], btabs[k], subs, h,
+                kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po)  # fmt: skip
+        if not st[2, k]:
+            unsort(order[k], qw, pw, q_out[b], p_out[b])
+
+
+@njit(**JIT)
+def _range(V, t, ic, W, subs, steps, flags, rw, stop, lanes, lo, hi, q_out, p_out, counts):
+    """Orbits lo..hi-1 on the calling thread: one at a time with the read-out fused (`lanes` 1),
+    or in blocks of `lanes` orbits stepped side by side (`_block`)."""
+    if lanes == 1:
+        work = _work(steps, t.shape[1])
+        for b in range(lo, hi):
+            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, rw, stop, work, q_out[b], p_out[b])
+        return
+    lw = _lanes_work(lanes, steps, t.shape[1])
+    for b0 in range(lo, hi, lanes):
+        _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, min(lanes, hi - b0), q_out, p_out, counts)
+
+
+@njit(**JIT)
+def forward_serial(V, t, ic, W, subs, steps, flags, rw, stop, lanes, q_out, p_out, counts):
+    """All orbits on the calling thread."""
+    _range(V, t, ic, W, subs, steps, flags, rw, stop, lanes, 0, V.shape[0], q_out, p_out, counts)
 
 
 @njit(**PARALLEL_JIT_FN)  # not cached: Numba cannot cache a parallel kernel with global arrays
-def forward_parallel(V, t, ic, W, subs, steps, flags, rw, stop, q_out, p_out, counts):
-    """Orbits in one contiguous chunk per thread, one set of work arrays per chunk."""
+def forward_parallel(V, t, ic, W, subs, steps, flags, rw, stop, lanes, q_out, p_out, counts):
+    """Orbits in one contiguous chunk per thread."""
     B = V.shape[0]
     chunks = max(1, min(B, get_num_threads()))
     for c in prange(chunks):
-        work = _work(steps, t.shape[1])
-        for b in range(c * B // chunks, (c + 1) * B // chunks):
-            counts[b] = orbit(V[b], t[b], ic[b], W, subs, steps, flags, rw, stop, work, q_out[b], p_out[b])
+        _range(V, t, ic, W, subs, steps, flags, rw, stop, lanes, c * B // chunks, (c + 1) * B // chunks, q_out, p_out, counts)
 
 
-def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT, counts: bool = False):
+def forward(params: dict, V, t, ic, parallel: bool = False, stop: int = READOUT, counts: bool = False, lanes: int = 1):
     """(q, p) (B, W) of the exported model `params` (`compiled.export`) at the query times t
     (B, W) in [0, 2] from V (B, 100) and ic (B, 2), float64; with `counts` also the lookups
-    (force evaluations) each orbit spent."""
+    (force evaluations) each orbit spent. `lanes` > 1 steps that many orbits side by side on each
+    thread (`compiled.lanes`; not with `readout: scaled`): the same results, in less time."""
+    lanes = check_lanes(lanes)
+    if lanes > 1 and params["scaled"] and params["learned"]:
+        raise NHError("lanes > 1 needs readout step or corrected; readout scaled runs one orbit at a time")
     V, t, ic = batch(V, t, ic)
     B, nt = t.shape
     q, p = np.empty((B, nt)), np.empty((B, nt))  # every element is written (with `stop` < READOUT none)
     n = np.empty(B, dtype=np.int64)
     flags = np.array([params["learned"], params["local"], params["scaled"], params["corrected"]], dtype=np.int64)
     fn = forward_parallel if parallel else forward_serial
-    fn(V, t, ic, params["weights"], params["subs"], params["steps"], flags, params["generator"], stop, q, p, n)
+    fn(V, t, ic, params["weights"], params["subs"], params["steps"], flags, params["generator"], stop, lanes, q, p, n)
     return (q, p, n) if counts else (q, p)

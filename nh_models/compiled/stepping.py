@@ -9,7 +9,7 @@ into one (`kicks`), which shortens the chain by a multiply-subtract a substep; t
 from the torch code's two half kicks by rounding only.
 
 The read-out of each query time is fused into the stepping (`trajectory_hermite` here,
-`processed.trajectory_readout`): the queries are visited in the order of their grid interval
+`processed.readout`): the queries are visited in the order of their grid interval
 (`schedule`) and each is read out as soon as the states it needs exist. Its work does not wait
 on the chain, so it runs in the cycles the chain leaves idle instead of in a pass of its own
 (2026-12-07, one core: RK4 at dt = 0.02 3.4 us/orbit instead of 4.1; docs/benchmarks.md).
@@ -60,7 +60,7 @@ def step(q, ph, ktab, subs, h, kick):
 @njit(**JIT, inline="always")
 def leapfrog_step(q, ph, ktab, h, kick):
     """`step` with one substep, without the substep loop: inside a loop that also runs a read-out
-    with lookups of its own (`processed.trajectory_readout`) that loop's unknown trip count keeps
+    with lookups of its own (`processed.readout`) that loop's unknown trip count keeps
     the compiler from interleaving the read-out with the chain (5.8 against 4.3 us/orbit)."""
     q = q + h * ph
     i, s = locate(q)
