@@ -280,15 +280,19 @@ def train_(model, config_file, data_dir, time_limit, fresh, epochs, batch_size, 
 @click.option("--compiled", is_flag=True,
               help="Time a SympONet's equal-cost table as compiled code on both sides (Numba, "
               "nh_models.compiled) when the model compiles [default: torch].")
+@click.option("--lanes", type=int, default=1, show_default=True,
+              help="With --compiled: orbits stepped side by side on the thread, every row (16: a batch's "
+              "throughput; 1: one orbit at a time).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, compiled, quiet) -> None:
+def eval_(runs, pretrained, data_dir, physics, physics_dir, device, out_dir, max_test, n_sub, compiled, lanes,
+          quiet) -> None:
     """Evaluate trained runs (or --model NAME) against integrators: accuracy, physics, work-precision, report."""
     from nh_models.evaluation import EvalSettings, evaluate_runs
     from nh_models.zoo import Pretrained
 
     if not runs and not pretrained:
         raise click.UsageError("Missing argument 'RUN' (a run folder, or --model NAME: `nh models` lists them)")
-    settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled)
+    settings = EvalSettings(max_test=max_test, n_sub=n_sub, compiled=compiled, lanes=lanes)
     sources = [*runs, *(Pretrained(name) for name in pretrained)]
     _, report = evaluate_runs(sources, data_dir, physics, physics_dir, device, out_dir, settings,
                               progress=not quiet)

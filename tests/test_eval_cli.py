@@ -105,6 +105,8 @@ def test_eval_uses_the_runs_data_folder_by_default(tiny_run, tmp_path):
             ["eval", "{root}/run", "--device", "tpu"],
             "Error: unknown device 'tpu'; valid: cpu, cuda, cuda:N, auto",
         ),
+        (["eval", "{root}/run", "--lanes", "16"], "Error: lanes 16 time compiled code: pass --compiled as well"),
+        (["eval", "{root}/run", "--compiled", "--lanes", "0"], "Error: lanes must be an integer in 1..64, got 0"),
     ],
 )
 def test_eval_bad_input_is_one_line_exit_2(tiny_run, tmp_path, args, message):

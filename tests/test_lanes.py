@@ -64,6 +64,24 @@ def test_baselines_in_lanes_are_the_baselines_one_orbit_at_a_time(method):
     assert same(ci.integrate(V, t, ic, method, steps, counts=True, lanes=4, parallel=True), want)
 
 
+def test_equal_cost_table_with_lanes_has_the_same_losses_and_says_how_it_was_timed():
+    from nh_models.evaluation.cases import TestData
+    from nh_models.evaluation.cost_table import equal_cost_table
+
+    model = trained_like("leapfrog", 7, "local")
+    V, t, ic = problem(6, 9)
+    q, p = ci.integrate(V, t, ic, "rk4", 2000)
+    data = TestData(V, t, ic, q, p, np.full(6, 0.5))
+    one = equal_cost_table(model, data, repeats=1, compiled=True)
+    side = equal_cost_table(model, data, repeats=1, compiled=True, lanes=4)
+    assert one["timing"].endswith("one orbit at a time)") and side["timing"].endswith("4 orbits side by side)")
+    for name, row in side["rows"].items():
+        if not name.endswith("at equal time"):  # timed step counts
+            assert row["loss"] == one["rows"][name]["loss"] and row["steps"] == one["rows"][name]["steps"], name
+    scaled = equal_cost_table(trained_like("leapfrog", 7, "local", "scaled"), data, repeats=1, compiled=True, lanes=4)
+    assert scaled["timing"].endswith("one orbit at a time)")  # the scaled read-out has no lanes
+
+
 def test_lanes_that_cannot_run_are_refused_in_one_line():
     V, t, ic = problem(2, 1)
     params = export(trained_like("leapfrog", 1, "local"))

@@ -60,13 +60,17 @@ def cost_row(errs: np.ndarray, evaluations: int, steps: int, seconds: float, mod
     return row
 
 
-def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: bool = False) -> dict[str, Any]:
+def equal_cost_table(
+    model, data, repeats: int = 3, threads: int = 1, compiled: bool = False, lanes: int = 1
+) -> dict[str, Any]:
     """Rows {label: {evaluations, steps, loss, us_per_orbit}} for the model, its prior alone and
     each integrator at the model's force evaluations per orbit, plus RK4 and the classical processed
     leapfrog at the model's time (AT_TIME).
 
     data: TestData (V, t, ic, q, p as numpy arrays); the model is copied to float64 on the CPU.
-    compiled: time the compiled kernels of both sides if the model compiles (else torch's code).
+    compiled: time the compiled kernels of both sides if the model compiles (else torch's code);
+    lanes: with compiled, that many orbits stepped side by side on each thread (`compiled.lanes`;
+    one at a time for `readout: scaled`, which the lanes do not run).
     """
     import copy
 
@@ -80,7 +84,7 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: 
         B, W = data.t.shape
         budget = net.force_evaluations_per_orbit(W)
         parts = [("model", net), *net.fixed_parts()]
-        backend = _backend(parts, data, threads, compiled)
+        backend = _backend(parts, data, threads, compiled, lanes)
         rows: dict[str, Any] = {}
         with torch.inference_mode():
             mine = None
@@ -110,7 +114,7 @@ def equal_cost_table(model, data, repeats: int = 3, threads: int = 1, compiled: 
     }
 
 
-def _backend(parts, data, threads: int, compiled: bool) -> dict[str, Any]:
+def _backend(parts, data, threads: int, compiled: bool, lanes: int = 1) -> dict[str, Any]:
     """What is timed: {name, models: {label: call}, integrate: (method, steps) -> (q, p)}."""
     if not compiled:
         return _torch_backend(parts, data)
@@ -119,7 +123,7 @@ def _backend(parts, data, threads: int, compiled: bool) -> dict[str, Any]:
     reason = next((r for r in (why_not(m) for _, m in parts) if r is not None), None)
     if reason is not None:
         return _torch_backend(parts, data, f"torch (float64); not compiled: {reason}")
-    return _compiled_backend(parts, data, threads)
+    return _compiled_backend(parts, data, threads, lanes)
 
 
 def _torch_backend(parts, data, name: str = "torch (float64)") -> dict[str, Any]:
@@ -132,23 +136,28 @@ def _torch_backend(parts, data, name: str = "torch (float64)") -> dict[str, Any]
     }
 
 
-def _compiled_backend(parts, data, threads: int) -> dict[str, Any]:
-    """The same callables as compiled kernels (Numba; with `threads` > 1 their parallel variants),
-    compiled before they are timed."""
+def _compiled_backend(parts, data, threads: int, lanes: int = 1) -> dict[str, Any]:
+    """The same callables as compiled kernels (Numba; with `threads` > 1 their parallel variants;
+    `lanes` orbits side by side on each thread), compiled before they are timed."""
     from ..compiled import export, forward
     from ..compiled.integrators import integrate as compiled_integrate
 
     V, t, ic = (np.ascontiguousarray(a, dtype=np.float64) for a in (data.V, data.t, data.ic))
     params = {label: export(m) for label, m in parts}
     parallel = threads > 1
+    if any(prm["scaled"] and prm["learned"] for prm in params.values()):
+        lanes = 1  # `readout: scaled` runs one orbit at a time, and so then does every row
     for prm in params.values():  # compile outside the timings
-        forward(prm, V[:1], t[:1], ic[:1], parallel=parallel)
+        forward(prm, V[:1], t[:1], ic[:1], parallel=parallel, lanes=lanes)
     for method in METHODS:
-        compiled_integrate(V[:1], t[:1], ic[:1], method, 2, parallel=parallel)
+        compiled_integrate(V[:1], t[:1], ic[:1], method, 2, parallel=parallel, lanes=lanes)
+    side = "one orbit at a time" if lanes == 1 else f"{lanes} orbits side by side"
     return {
-        "name": "compiled (Numba, float64; nh_models.compiled)",
-        "models": {label: (lambda prm=prm: forward(prm, V, t, ic, parallel=parallel)) for label, prm in params.items()},
-        "integrate": lambda method, n: compiled_integrate(V, t, ic, method, n, parallel=parallel),
+        "name": f"compiled (Numba, float64; nh_models.compiled; {side})",
+        "models": {
+            label: (lambda prm=prm: forward(prm, V, t, ic, parallel=parallel, lanes=lanes)) for label, prm in params.items()
+        },
+        "integrate": lambda method, n: compiled_integrate(V, t, ic, method, n, parallel=parallel, lanes=lanes),
     }
 
 

@@ -182,7 +182,9 @@ def _cost_metrics(cand: Candidate, sub, q_hat, p_hat, settings, rk4_rows, curves
         from .cost_table import equal_cost_table
 
         _log(f"{cand.label}: the integrators at its cost", progress)
-        out["equal_cost"] = equal_cost_table(cand.model, sub, settings.repeats, compiled=settings.compiled)
+        out["equal_cost"] = equal_cost_table(
+            cand.model, sub, settings.repeats, compiled=settings.compiled, lanes=settings.lanes
+        )
     out["work_precision"] = timing | {"loss": float(np.mean(orbit_errors(q_hat, p_hat, sub.q, sub.p)["loss"]))}
     curves["work_precision"][cand.label] = out["work_precision"]
     if rk4_rows:

@@ -28,6 +28,7 @@ class EvalSettings:
     batch_size: int = 2048
     repeats: int = 3  # timing: best of this many after a warm-up
     compiled: bool = False  # SympONet's equal-cost table: time compiled kernels of both sides (nh_models.compiled)
+    lanes: int = 1  # with compiled: orbits stepped side by side on the thread (nh_models.compiled.lanes)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -37,6 +38,11 @@ class EvalSettings:
             raise NHError("dts must be positive")
         if not self.window > 0 or self.t_long < self.window:
             raise NHError("need window > 0 and t_long >= window")
+        from ..compiled.lanes import check_lanes
+
+        check_lanes(self.lanes)
+        if self.lanes != 1 and not self.compiled:
+            raise NHError(f"lanes {self.lanes} time compiled code: pass --compiled as well")
 
 
 def _log(msg: str, progress: bool) -> None:
