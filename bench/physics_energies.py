@@ -15,7 +15,8 @@ prior alone (`learned: false`), and compared with the potential's reference orbi
 Printed per potential: the mean over the orbits of the error |(q, p) - reference| at t_long and
 of its largest value along the chain, for each; the ratio of the model's mean to the prior
 alone's; and the share of orbits whose end error is above twice the prior alone's, with its
-standard error. Beside them, the same for the case orbit itself (`nh eval`'s). With `--shifts`
+standard error. Beside them, the same for the case orbit itself (`nh eval`'s). `--steps N` runs
+the same weights with N kernel steps (`SympONet.variant`). With `--shifts`
 the case orbit is also started at rest a little further inside the box (q0 + d for each d): how
 far its one ratio moves with its start says whether that one orbit measures the model or the
 phase at which its chain happens to end (on atw at 224 steps it moves from 0.2x to 5x between d =
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="the model's arithmetic")
     ap.add_argument("--shifts", default="", help="also the case orbit started at q0 + d, for d in this comma list")
     ap.add_argument("--json", default="", help="write the figures to this JSON file")
+    ap.add_argument(
+        "--steps", type=int, default=0, help="the trained weights with this many kernel steps (they are per h^2)"
+    )
     args = ap.parse_args(argv)
     args.shifts = parse_shifts(args.shifts)
     if args.energies < 1:
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
     model, _, _ = load_predictor_run(source)
     if getattr(model, "name", None) != "symponet":
         raise NHError(f"{args.run} is not a SympONet (it has no prior alone)")
-    model = model.to(getattr(torch, args.dtype)).cpu().eval()
+    model = model.to(getattr(torch, args.dtype)).cpu().eval().variant(steps=args.steps)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

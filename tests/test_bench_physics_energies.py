@@ -50,6 +50,9 @@ def test_physics_energies_bench_runs_on_a_tiny_run(tmp_path, capsys):
     assert res["rows"]["sho"]["ratio_max"] < 0.5
     out_text = capsys.readouterr().out
     assert "orbits above 2x" in out_text and "q0 + d" in out_text
+    assert bench.main([*argv[:-2], "--steps", "24"]) == 0  # the same weights at another step count
+    assert json.loads(out.read_text())["steps"] == 24
+    capsys.readouterr()
     assert bench.main([*argv[:4], "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: --energies") and "\n" not in err

@@ -58,8 +58,8 @@ def _rk4(vtab, Q, P, h, steps, kidx, rest, q_out, p_out):
 @njit(**JIT)
 def _processed_start(V, cv, cw, nod, vtab, ktab, Q, P, h):
     """The classical processed leapfrog's set-up and first state: its table of V~ = V - (h^2 /
-    24) V'^2 (its own solve), chi^-1 of (Q, P) by fixed-point iteration; the kernel's q and ph
-    (half a kick ahead) and the processed state (x, y, f) there."""
+    24) V'^2 (its own solve), chi^-1 of (Q, P) by fixed-point iteration; the kernel's q, p, ph
+    (half a kick ahead) and the lookup (i, s) there (`_chi_at` gives the processed state)."""
     c = h * h / 12.0
     nodal_from_table(vtab, nod)
     for i in range(N_SENSORS):
@@ -73,21 +73,32 @@ def _processed_start(V, cv, cw, nod, vtab, ktab, Q, P, h):
     v2 = horner_d(vtab, i, s)
     p = P / (1.0 + c * v2)
     F = poly(ktab, i, s)
-    x0, y0, f0 = _chi(q, p, poly(vtab, i, s), v2, c)
-    return q, p - (0.5 * h) * F, x0, y0, f0
+    return q, p, p - (0.5 * h) * F, i, s
+
+
+@njit(**JIT, inline="always")
+def _chi_at(q, p, vtab, i, s, c):
+    """`_chi` at a kernel state from the lookup (i, s) at its q."""
+    return _chi(q, p, poly(vtab, i, s), horner_d(vtab, i, s), c)
+
+
+@njit(**JIT, inline="always")
+def _kernel_step(q, ph, ktab, h):
+    """One leapfrog step of the classical processed method's kernel: the new q, its lookup (i, s),
+    the grid momentum p and the next ph."""
+    q = q + h * ph
+    i, s = locate(q)
+    F = poly(ktab, i, s)
+    return q, i, s, ph - (0.5 * h) * F, ph - h * F
 
 
 @njit(**JIT, inline="always")
 def _processed_step(q, ph, vtab, ktab, h):
     """One step of the classical processed leapfrog: the new q, the next ph and the processed
     state (x, y, f) at the grid point, the processor read from the step's own lookup."""
-    c = h * h / 12.0
-    q = q + h * ph
-    i, s = locate(q)
-    F = poly(ktab, i, s)
-    p = ph - (0.5 * h) * F
-    x1, y1, f1 = _chi(q, p, poly(vtab, i, s), horner_d(vtab, i, s), c)
-    return q, ph - h * F, x1, y1, f1
+    q, i, s, p, ph = _kernel_step(q, ph, ktab, h)
+    x1, y1, f1 = _chi_at(q, p, vtab, i, s, h * h / 12.0)
+    return q, ph, x1, y1, f1
 
 
 @njit(**JIT)
@@ -97,7 +108,8 @@ def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, kidx, rest, q_out, p_
     processor q - c V'(q), p + c p V''(q) at every grid state from the step's own lookup (V' and
     V'' read off the chain of the stepping), the Hermite read-out between processed states fused
     in; steps + 1 + INVERSE_ITERATIONS lookups."""
-    q, ph, x0, y0, f0 = _processed_start(V, cv, cw, nod, vtab, ktab, Q, P, h)
+    q, p, ph, i, s = _processed_start(V, cv, cw, nod, vtab, ktab, Q, P, h)
+    x0, y0, f0 = _chi_at(q, p, vtab, i, s, h * h / 12.0)
     nt = kidx.shape[0]
     j = 0
     for n in range(steps):
@@ -110,14 +122,36 @@ def _processed(V, cv, cw, nod, vtab, ktab, Q, P, h, steps, kidx, rest, q_out, p_
 
 
 @njit(**JIT)
-def _processed_lanes(L, q, ph, vtabs, ktabs, h, n1, xs, ys, fs):
-    """`_processed`'s stepping of L lanes side by side (`lanes.composition`), the processed
-    states into xs, ys, fs."""
+def _processed_lanes(L, q0, ph0, ktabs, h, n1, qs, ps, ss, gi):
+    """`_processed`'s kernel steps of L lanes side by side (`lanes.composition`): each grid
+    state's q, p and lookup (gi, ss) stored, the processor left to the read-out
+    (`_processed_pass`), which needs it only at the grid states next to a query time."""
+    q, ph = q0[:L].copy(), ph0[:L].copy()
     for n in range(n1):
         for k in range(L):
-            qk, phk, x, y, f = _processed_step(q[k], ph[k], vtabs[k], ktabs[k], h)
+            qk, i, s, p, phk = _kernel_step(q[k], ph[k], ktabs[k], h)
+            qs[k, n + 1], ps[k, n + 1], ss[k, n + 1], gi[k, n + 1] = qk, p, s, i
             q[k], ph[k] = qk, phk
-            xs[k, n + 1], ys[k, n + 1], fs[k, n + 1] = x, y, f
+
+
+@njit(**JIT)
+def _processed_pass(qs, ps, ss, gi, vtab, h, kidx, rest, q_out, p_out):
+    """The Hermite read-out of the classical processed leapfrog from one orbit's stored kernel
+    states, the processor applied at the grid states the query times need (each from its own
+    lookup: `_processed`'s arithmetic, so the same bytes)."""
+    c = h * h / 12.0
+    x0 = y0 = f0 = x1 = y1 = f1 = 0.0
+    last = -2
+    for j in range(kidx.shape[0]):
+        n = kidx[j]
+        if n != last:
+            if n == last + 1:
+                x0, y0, f0 = x1, y1, f1
+            else:
+                x0, y0, f0 = _chi_at(qs[n], ps[n], vtab, gi[n], ss[n], c)
+            x1, y1, f1 = _chi_at(qs[n + 1], ps[n + 1], vtab, gi[n + 1], ss[n + 1], c)
+            last = n
+        q_out[j], p_out[j] = hermite_at(x0, y0, f0, x1, y1, f1, h, rest[j])
 
 
 @njit(**JIT)
@@ -187,16 +221,18 @@ def _lanes_work(K, steps, nt):
         np.empty(nt),
         np.empty(nt),
         np.empty((3, K)),  # each lane's q, p (or ph) and F
-        np.empty((3, K, steps + 1)),  # the grid states q, p, F (processed: x, y, f)
+        np.empty((3, K, steps + 1)),  # the grid states q, p, F (processed: q, p, s)
+        np.empty((K, steps + 1), dtype=np.int64),  # processed: the grid states' intervals
     )
 
 
 @njit(**JIT)
 def _block(V, t, ic, method, steps, subs, lw, b0, L, q_out, p_out, counts):
     """Orbits b0..b0+L-1 of `method` in L lanes (`lanes`): each orbit's spline, schedule and first
-    state; the L chains side by side; then each orbit's Hermite read-out from its stored states.
-    The arithmetic of `orbit`, so the same bytes."""
-    cv, cw, nod, vtabs, ktabs, kick, kidx, rest, order, ordered, qw, pw, st, grid = lw
+    state; the L chains side by side; then each orbit's Hermite read-out from its stored states
+    (the classical processed method's processor only at the grid states its queries need). The
+    arithmetic of `orbit`, so the same bytes."""
+    cv, cw, nod, vtabs, ktabs, kick, kidx, rest, order, ordered, qw, pw, st, grid, gi = lw
     q, p, F = st[0], st[1], st[2]
     qs, ps, fs = grid[0], grid[1], grid[2]
     h = T_END / steps
@@ -209,7 +245,8 @@ def _block(V, t, ic, method, steps, subs, lw, b0, L, q_out, p_out, counts):
         build_table(cv, vtabs[k])
         ordered[k] = schedule(t[b], h, steps - 1, True, kidx[k], rest[k], order[k])
         if method == PROCESSED_ID:
-            q[k], p[k], qs[k, 0], ps[k, 0], fs[k, 0] = _processed_start(V[b], cv, cw, nod, vtabs[k], ktabs[k], ic[b, 0], ic[b, 1], h)
+            q[k], ps[k, 0], p[k], gi[k, 0], fs[k, 0] = _processed_start(V[b], cv, cw, nod, vtabs[k], ktabs[k], ic[b, 0], ic[b, 1], h)
+            qs[k, 0] = q[k]
             counts[b] = INVERSE_ITERATIONS + 1 + steps
             continue
         q[k], F[k] = ic[b, 0], poly(vtabs[k], *locate(ic[b, 0]))
@@ -223,15 +260,17 @@ def _block(V, t, ic, method, steps, subs, lw, b0, L, q_out, p_out, counts):
     if method == RK4_ID:
         rk4(L, q, p, F, vtabs, h, steps, qs, ps, fs)
     elif method == PROCESSED_ID:
-        _processed_lanes(L, q, p, vtabs, ktabs, h, steps, qs, ps, fs)
+        _processed_lanes(L, q, p, ktabs, h, steps, qs, ps, fs, gi)
     else:
         composition(L, q, p, vtabs, subs, h, kick, steps, qs, ps, fs)
     for k in range(L):
         b = b0 + k
-        if ordered[k]:
-            hermite_pass(qs[k], ps[k], fs[k], h, kidx[k], rest[k], q_out[b], p_out[b])
+        qo, po = (q_out[b], p_out[b]) if ordered[k] else (qw, pw)
+        if method == PROCESSED_ID:
+            _processed_pass(qs[k], ps[k], fs[k], gi[k], vtabs[k], h, kidx[k], rest[k], qo, po)
         else:
-            hermite_pass(qs[k], ps[k], fs[k], h, kidx[k], rest[k], qw, pw)
+            hermite_pass(qs[k], ps[k], fs[k], h, kidx[k], rest[k], qo, po)
+        if not ordered[k]:
             unsort(order[k], qw, pw, q_out[b], p_out[b])
 
 
