@@ -9,8 +9,8 @@ are read out after its chain in a pass of their own (`hermite_pass` here, the mo
 `processed`): the same arithmetic as the read-out fused into one orbit's stepping, so the same
 bytes whatever K is.
 
-The chains here advance lanes 0..L-1 from the states in q, p (or ph), F (L,) by steps n0+1..n1,
-writing the grid states into qs, ps, fs (K, steps + 1) at columns n0+1..n1.
+The chains here advance lanes 0..L-1 from their states at grid state 0 (arrays (K,)) to grid
+state n1, writing the grid states into qs, ps, fs (K, steps + 1) at columns 1..n1.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def check_lanes(lanes) -> int:
     """`lanes` as an int in 1..LANES_MAX, or an NHError naming the value."""
     from nh_data.errors import NHError
 
-    if isinstance(lanes, bool) or not isinstance(lanes, (int,)) or not 1 <= lanes <= LANES_MAX:
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= LANES_MAX:
         raise NHError(f"lanes must be an integer in 1..{LANES_MAX}, got {lanes!r}")
-    return int(lanes)
+    return lanes
 
 
 @njit(**JIT)
@@ -88,10 +88,10 @@ def rk4(L, q0, p0, F0, tabs, h, n1, qs, ps, fs):
     q, p, F, k2, k3, k4 = q0[:L].copy(), p0[:L].copy(), F0[:L].copy(), np.empty(L), np.empty(L), np.empty(L)
     for n in range(n1):
         for k in range(L):
-            x2, x3 = rk4_inner(q[k], p[k], F[k], h)
+            x2, _ = rk4_inner(q[k], p[k], F[k], h)
             k2[k] = -poly(tabs[k], *locate(x2))
         for k in range(L):
-            x2, x3 = rk4_inner(q[k], p[k], F[k], h)
+            _, x3 = rk4_inner(q[k], p[k], F[k], h)
             k3[k] = -poly(tabs[k], *locate(x3))
         for k in range(L):
             k4[k] = -poly(tabs[k], *locate(rk4_last(q[k], p[k], k2[k], h)))

@@ -476,7 +476,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
     (learned, local, scaled, corrected) (`export`); rw: the read-out generator's weights; work:
     `_work`."""
-    (cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside) = work
+    cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
@@ -558,7 +558,8 @@ def _lanes_work(K, steps, nt):
         np.empty((K, nt), dtype=np.int64),
         np.empty((K, nt)),
         np.empty((K, nt), dtype=np.int64),
-        np.empty((3, K)),  # each lane's q, ph (half a kick ahead) and 1 where its times are sorted
+        np.empty(K, dtype=np.int64),  # 1 where the lane's times are sorted
+        np.empty((2, K)),  # each lane's q and ph (half a kick ahead)
         np.empty((3, K, steps + 1)),  # the grid states q, p, F
         np.empty(nt),
         np.empty(nt),
@@ -571,7 +572,7 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
     """Orbits b0..b0+L-1 in L lanes (`compiled.lanes`): each orbit's set-up, schedule and chi^-1;
     the L chains side by side; then each orbit's read-out from its stored grid states. The
     arithmetic of `orbit`, so the same bytes and counts."""
-    (cv, ck, ca, cb, nod, fa, fb, fd, slopes, dtab, ktabs, atabs, btabs, kick, kidx, rest, order, st, grid, qw, pw, gside) = lw
+    cv, ck, ca, cb, nod, fa, fb, fd, slopes, dtab, ktabs, atabs, btabs, kick, kidx, rest, order, ordered, st, grid, qw, pw, gside = lw
     learned, local = flags[0], flags[1]
     h = T_END / steps
     kicks(subs, h, kick)
@@ -584,7 +585,7 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
         counts[b] = 0
         if stop == SETUP:
             continue
-        st[2, k] = schedule(t[b], h, steps, False, kidx[k], rest[k], order[k])
+        ordered[k] = schedule(t[b], h, steps, False, kidx[k], rest[k], order[k])
         kmax = kidx[k, nt - 1] if nt else 0
         n1 = max(n1, kmax)
         q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned)
@@ -599,10 +600,10 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
     gen = flags[3] and learned
     for k in range(L):
         b = b0 + k
-        qo, po = (q_out[b], p_out[b]) if st[2, k] else (qw, pw)
+        qo, po = (q_out[b], p_out[b]) if ordered[k] else (qw, pw)
         readout(False, 0.0, 0.0, 0.0, grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], btabs[k], subs, h,
                 kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po)  # fmt: skip
-        if not st[2, k]:
+        if not ordered[k]:
             unsort(order[k], qw, pw, q_out[b], p_out[b])
 
 
