@@ -13,7 +13,7 @@ from test_compiled import problem, trained_like
 from nh_data.errors import NHError
 from nh_models.compiled import export, forward
 from nh_models.compiled import integrators as ci
-from nh_models.compiled.lanes import LANES_MAX
+from nh_models.compiled.lanes import LANES_MAX, check_lanes
 from nh_models.compiled.processed import SETUP, STEPPING
 from nh_models.evaluation import sensor_integrators as si
 
@@ -85,7 +85,7 @@ def test_equal_cost_table_with_lanes_has_the_same_losses_and_says_how_it_was_tim
 def test_lanes_that_cannot_run_are_refused_in_one_line():
     V, t, ic = problem(2, 1)
     params = export(trained_like("leapfrog", 1, "local"))
-    for bad in (0, LANES_MAX + 1, 2.5, True, "8"):
+    for bad in (0, LANES_MAX + 1, 2.5, True, np.bool_(True), "8", np.int64(0), np.float64(4.0)):
         with pytest.raises(NHError, match="lanes must be an integer in 1"):
             forward(params, V, t, ic, lanes=bad)
         with pytest.raises(NHError, match="lanes must be an integer in 1"):
@@ -95,3 +95,13 @@ def test_lanes_that_cannot_run_are_refused_in_one_line():
         forward(scaled, V, t, ic, lanes=4)
     q, p = forward(export(trained_like("leapfrog", 1, "local", "scaled").prior_alone()), V, t, ic, lanes=4)
     assert np.isfinite(q).all()  # the prior alone has no scaled read-out to refuse
+
+
+def test_lanes_take_numpy_integers():
+    V, t, ic = problem(5, 3)
+    params = export(trained_like("leapfrog", 1, "local"))
+    assert check_lanes(np.int64(16)) == 16 and type(check_lanes(np.int32(3))) is int
+    for a, b in zip(forward(params, V, t, ic, lanes=np.int64(2)), forward(params, V, t, ic, lanes=2), strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(ci.integrate(V, t, ic, "rk4", 10, lanes=np.int16(2)), ci.integrate(V, t, ic, "rk4", 10, lanes=2), strict=True):
+        assert np.array_equal(a, b)

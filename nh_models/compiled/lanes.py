@@ -15,6 +15,8 @@ state n1, writing the grid states into qs, ps, fs (K, steps + 1) at columns 1..n
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numba import njit
 
@@ -27,12 +29,13 @@ LANES_MAX = 64  # the most lanes `processed.forward` and `integrators.integrate`
 
 
 def check_lanes(lanes) -> int:
-    """`lanes` as an int in 1..LANES_MAX, or an NHError naming the value."""
+    """`lanes` (a Python or numpy integer, not a bool) as an int in 1..LANES_MAX, or an NHError
+    naming the value."""
     from nh_data.errors import NHError
 
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= LANES_MAX:
+    if isinstance(lanes, (bool, np.bool_)) or not isinstance(lanes, numbers.Integral) or not 1 <= lanes <= LANES_MAX:
         raise NHError(f"lanes must be an integer in 1..{LANES_MAX}, got {lanes!r}")
-    return lanes
+    return int(lanes)
 
 
 @njit(**JIT)
