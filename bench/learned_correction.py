@@ -17,10 +17,13 @@ Every curve runs on the same test orbits, in float64, on the same quintic sensor
 
 With `--compiled` every point runs as compiled code (`nh_models.compiled`: the SympONet rows
 through `export` / `forward`, the integrators through `compiled.integrators`; Numba, float64,
-one thread) and is timed (best of `--repeats` calls over all the orbits), and the structure
+one thread) and is timed (best of `--repeats` rounds over all the points in turn, each call over
+all the orbits), and the structure
 with the textbook coefficients is drawn with the scaled read-out too (leapfrog prior): the
-curves against us/orbit, the cost that decides issue 21's targets 2 and 3. Time on an idle
-machine.
+curves against us/orbit, the cost that decides issue 21's targets 2 and 3. `--lanes K` times
+every point with K orbits stepped side by side (`nh_models.compiled.lanes`; the throughput of a
+batch, and the faster way for every method; the scaled read-out, which runs one orbit at a
+time, is then left out). Time on an idle machine.
 
 Prints one line per point (force evaluations, mean and median loss, us/orbit when compiled)
 and draws mean and median against force evaluations per orbit (log-log), and with
@@ -39,11 +42,13 @@ import numpy as np
 import torch
 
 from nh_data.errors import NHError
+from nh_models.compiled.lanes import check_lanes
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestSplit
 from nh_models.evaluation.metrics import orbit_errors
+from nh_models.inference.predict import load_predictor_run
 from nh_models.models import get_model
-from nh_models.training.checkpoint import load_run
+from nh_models.zoo import source as run_source
 
 STEPS = (48, 64, 96, 128, 160, 200, 256, 320)
 Point = tuple[
@@ -59,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed of the subset")
     ap.add_argument("--compiled", action="store_true", help="run and time every point as compiled code")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per compiled point (the best counts)")
+    ap.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="with --compiled, orbits stepped side by side on the thread (1: one at a time; 16: the "
+        "throughput of a batch, `nh_models.compiled.lanes`); the scaled read-out's curve is then left out",
+    )
     ap.add_argument("--plot", default="", help="PNG to draw (empty: none)")
     return ap.parse_args(argv)
 
@@ -67,57 +79,70 @@ class Evaluator:
     """One point of a curve: a SympONet or an integrator at n steps on the orbits of `data`, in
     torch or compiled (then timed)."""
 
-    def __init__(self, data, compiled: bool, repeats: int) -> None:
-        self.data, self.compiled, self.repeats = data, compiled, max(1, repeats)
+    def __init__(self, data, compiled: bool, repeats: int, lanes: int = 1) -> None:
+        self.data, self.compiled, self.repeats, self.lanes = data, compiled, max(1, repeats), lanes
+        self.pending: list = []  # compiled points to time: (point, fn)
         arrays = [np.ascontiguousarray(a) for a in (data.V, data.t, data.ic)]
         self.arrays = arrays if compiled else [torch.from_numpy(a) for a in arrays]
         self.W = data.t.shape[1]
 
-    def _point(self, evaluations: int, fn) -> Point:
+    def _point(self, evaluations: int, fn) -> list:
+        """[evaluations, mean, median, us/orbit]; compiled, fn is kept and its time filled in by
+        `time_all` (nan until then)."""
         if not self.compiled:
             with torch.inference_mode():
                 q, p = fn()
-            us = math.nan
             q, p = q.numpy(), p.numpy()
         else:
-            fn()  # compiled outside the timing
-            best = math.inf
-            for _ in range(self.repeats):
-                t0 = time.perf_counter()
-                q, p = fn()
-                best = min(best, time.perf_counter() - t0)
-            us = 1e6 * best / len(self.data.V)
+            q, p = fn()  # compiled outside the timing
         err = orbit_errors(q, p, self.data.q, self.data.p)["loss"]
-        return int(evaluations), float(np.mean(err)), float(np.median(err)), us
+        point = [int(evaluations), float(np.mean(err)), float(np.median(err)), math.nan]
+        if self.compiled:
+            self.pending.append((point, fn))
+        return point
 
-    def model(self, model) -> Point:
+    def time_all(self) -> None:
+        """Every compiled point timed, best of `repeats` rounds over all the points in turn, so
+        that a slow spell of the machine costs every point alike (consecutive calls of one point
+        would charge it to the points it hits)."""
+        best = [math.inf] * len(self.pending)
+        for _ in range(self.repeats):
+            for k, (_, fn) in enumerate(self.pending):
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        for (point, _), sec in zip(self.pending, best, strict=True):
+            point[3] = 1e6 * sec / len(self.data.V)
+        self.pending = []
+
+    def model(self, model) -> list:
         if self.compiled:
             from nh_models.compiled import export, forward
 
             params = export(model)
             return self._point(
-                model.force_evaluations_per_orbit(self.W), lambda: forward(params, *self.arrays)
+                model.force_evaluations_per_orbit(self.W), lambda: forward(params, *self.arrays, lanes=self.lanes)
             )
         return self._point(model.force_evaluations_per_orbit(self.W), lambda: model(*self.arrays))
 
-    def method(self, method: str, n: int) -> Point:
+    def method(self, method: str, n: int) -> list:
         if self.compiled:
             from nh_models.compiled.integrators import integrate
 
-            return self._point(si.evaluations(method, n), lambda: integrate(*self.arrays, method, n))
+            return self._point(si.evaluations(method, n), lambda: integrate(*self.arrays, method, n, lanes=self.lanes))
         return self._point(si.evaluations(method, n), lambda: si.integrate(*self.arrays, method, n))
 
 
 def curves(runs: list[str], ev: Evaluator) -> dict[str, list[Point]]:
     """{label: [points]}: each integrator and each fixed part of the runs' structure over STEPS,
     each trained run as one point at its own cost."""
-    models = [load_run(r)[0].double().eval() for r in runs]
+    models = [load_predictor_run(run_source(r))[0].double().cpu().eval() for r in runs]
     base = models[0].config
     if base.grid != "processed":
         raise NHError(f"{runs[0]} is not a SympONet with grid: processed")
     out: dict[str, list[Point]] = {m: [ev.method(m, n) for n in STEPS] for m in si.METHODS}
     parts = [("prior alone", False, base.readout), ("classical coefficients", True, base.readout)]
-    if ev.compiled and base.prior == "leapfrog" and base.readout != "scaled":
+    if ev.compiled and ev.lanes == 1 and base.prior == "leapfrog" and base.readout != "scaled":
         parts.append(("classical coefficients, scaled read-out", True, "scaled"))
     for label, learned, readout in parts:
         rows = []
@@ -129,7 +154,8 @@ def curves(runs: list[str], ev: Evaluator) -> dict[str, list[Point]]:
         out[label] = rows
     for run, model in zip(runs, models, strict=True):
         out[f"trained: {run.rstrip('/').split('/')[-1]}, {model.config.steps} steps"] = [ev.model(model)]
-    return out
+    ev.time_all()
+    return {label: [tuple(r) for r in rows] for label, rows in out.items()}
 
 
 def plot(result: dict[str, list[Point]], path: str, title: str) -> None:
@@ -178,13 +204,17 @@ def main(argv: list[str] | None = None) -> int:
 
         numba.set_num_threads(1)
     try:
+        if args.lanes != 1 and not args.compiled:
+            raise NHError(f"--lanes {args.lanes} times compiled code: pass --compiled as well")
+        lanes = check_lanes(args.lanes)
         split = TestSplit(args.data, args.max_test or None, args.seed)
         data = split.take(np.arange(len(split.u)))
-        result = curves([r for r in args.runs.split(",") if r], Evaluator(data, args.compiled, args.repeats))
+        result = curves([r for r in args.runs.split(",") if r], Evaluator(data, args.compiled, args.repeats, lanes))
     except NHError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    how = f"compiled, one thread, best of {args.repeats}" if args.compiled else "torch"
+    side = "one orbit at a time" if lanes == 1 else f"{lanes} orbits side by side"
+    how = f"compiled, one thread, {side}, best of {args.repeats}" if args.compiled else "torch"
     print(f"{len(data.u)} test orbits of {args.data}; loss 0.5 (MSE_q + MSE_p), float64, {how}")
     print(f"{'curve':<44} {'evaluations':>11} {'mean':>10} {'median':>10} {'us/orbit':>9}")
     for label, rows in result.items():

@@ -42,6 +42,11 @@ def test_learned_correction_curves_in_torch_and_compiled(tmp_path, monkeypatch):
     png = tmp_path / "curve.png"
     bench.plot(compiled, str(png), "tiny")
     assert png.stat().st_size > 20_000
+    # side by side: the same points (bit-identical outputs), timed; no scaled read-out in lanes
+    side = bench.curves(runs, bench.Evaluator(data, compiled=True, repeats=1, lanes=4))
+    assert set(side) == set(torch_curves)
+    for label, rows in side.items():
+        assert [r[:3] for r in rows] == [r[:3] for r in compiled[label]] and all(r[3] > 0 for r in rows), label
 
 
 def test_learned_correction_refuses_a_run_of_another_grid(tmp_path, capsys):
@@ -52,3 +57,16 @@ def test_learned_correction_refuses_a_run_of_another_grid(tmp_path, capsys):
     assert load_bench("learned_correction").main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error:") and "grid: processed" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lanes", "16"], "Error: --lanes 16 times compiled code: pass --compiled as well"),
+        (["--compiled", "--lanes", "0"], "Error: lanes must be an integer in 1..64, got 0"),
+    ],
+)
+def test_learned_correction_refuses_lanes_it_cannot_use(tmp_path, capsys, extra, message):
+    argv = ["--data", str(tmp_path / "none"), "--runs", str(tmp_path / "run"), *extra]
+    assert load_bench("learned_correction").main(argv) == 2
+    assert capsys.readouterr().err.strip() == message
