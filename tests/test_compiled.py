@@ -143,7 +143,7 @@ def trained_like(prior: str, seed: int, tables: str = "spline", readout: str = "
     "tables,prior,readout",
     [(tables, prior, readout) for tables in ("spline", "local", "own")
      for prior, readout in (("leapfrog", "step"), ("yoshida4", "step"), ("leapfrog", "scaled"), ("leapfrog", "corrected"))
-     if (tables, readout) != ("own", "scaled")],  # fmt: skip
+     if (tables, readout) != ("own", "scaled")] + [("inline", "leapfrog", "step")],  # fmt: skip
 )
 @pytest.mark.parametrize("learned", [True, False])
 def test_compiled_model_is_the_torch_model(prior, readout, learned, tables):
@@ -161,7 +161,7 @@ def test_compiled_model_is_the_torch_model(prior, readout, learned, tables):
     assert (qq == q).all() and (pp == p).all()
 
 
-@pytest.mark.parametrize("tables", ["spline", "local", "own"])
+@pytest.mark.parametrize("tables", ["spline", "local", "own", "inline"])
 def test_compiled_classical_coefficients_are_the_torch_ones(tables):
     model = trained_like("leapfrog", 6, tables)
     classical = model.classical_alone().eval()
@@ -205,7 +205,7 @@ def shuffled(t):
     return np.take_along_axis(t, perm, axis=1), perm
 
 
-@pytest.mark.parametrize("tables,prior", [("local", "leapfrog"), ("own", "leapfrog"), ("spline", "yoshida4")])
+@pytest.mark.parametrize("tables,prior", [("local", "leapfrog"), ("own", "leapfrog"), ("inline", "leapfrog"), ("spline", "yoshida4")])
 def test_query_times_in_any_order_give_the_same_states(tables, prior):
     """The read-out is fused into the stepping in the order of the grid (`stepping.schedule`):
     times that are not sorted are sorted for it and the states put back, bit for bit."""

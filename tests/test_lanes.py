@@ -35,7 +35,8 @@ def same(a, b) -> bool:
 @pytest.mark.parametrize(
     "tables,prior,readout",
     [("local", "leapfrog", "step"), ("own", "leapfrog", "step"), ("spline", "leapfrog", "step"),
-     ("local", "leapfrog", "corrected"), ("own", "leapfrog", "corrected"), ("spline", "yoshida4", "step")],  # fmt: skip
+     ("local", "leapfrog", "corrected"), ("own", "leapfrog", "corrected"), ("spline", "yoshida4", "step"),
+     ("inline", "leapfrog", "step")],  # fmt: skip
 )
 def test_model_in_lanes_is_the_model_one_orbit_at_a_time(tables, prior, readout):
     model = trained_like(prior, 7, tables, readout)

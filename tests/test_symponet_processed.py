@@ -10,6 +10,7 @@ import pytest
 import torch
 from naive import fixed_grid_reference, prior_substeps
 
+from nh_data.errors import NHError
 from nh_data.random_potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestData
@@ -90,10 +91,11 @@ def counting_lookup(monkeypatch) -> list[int]:
     [PROCESSED, {**PROCESSED, "learned": False}, {**PROCESSED, "prior": "yoshida4"}, {**PROCESSED, "tables": "local"}, {**PROCESSED, "readout": "scaled"}, {**PROCESSED, "readout": "scaled", "learned": False},
      {**PROCESSED, "readout": "hermite"}, {**PROCESSED, "readout": "hermite", "learned": False},
      {**PROCESSED, "tables": "own", "local_layers": 0}, {**PROCESSED, "tables": "local", "readout": "corrected"},
+     {**PROCESSED, "tables": "inline", "local_layers": 0},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16},
      {"grid": "fixed", "steps": 10, "shears": 0, "latent": 8, "nodes": 16, "prior": "yoshida4"},
      {"grid": "scaled", "steps": 6, "shears": 1, "latent": 8, "nodes": 16}],  # fmt: skip
-    ids=["processed", "prior-alone", "processed-yoshida4", "local-tables", "scaled", "scaled-prior-alone", "hermite", "hermite-prior-alone", "own-tables", "corrected", "fixed", "fixed-yoshida4", "scaled"],
+    ids=["processed", "prior-alone", "processed-yoshida4", "local-tables", "scaled", "scaled-prior-alone", "hermite", "hermite-prior-alone", "own-tables", "corrected", "inline-tables", "fixed", "fixed-yoshida4", "scaled"],
 )
 def test_force_evaluations_per_orbit_match_a_counting_force_function(monkeypatch, config):
     model = get_model("symponet", config).double()
@@ -264,7 +266,6 @@ def test_features_are_the_dictionary_and_zero_init_is_no_correction():
 
 
 def test_processed_config_errors_are_one_line():
-    from nh_data.errors import NHError
 
     with pytest.raises(NHError, match="shears: 0"):
         get_model("symponet", {**PROCESSED, "shears": 1})
@@ -449,7 +450,6 @@ def test_learned_false_on_the_other_grids_is_the_prior_with_the_same_weights(gri
 
 
 def test_variant_keeps_the_weights_and_changes_only_what_is_asked():
-    from nh_data.errors import NHError
 
     model = get_model("symponet", {**PROCESSED, "init": "classical"}).double().eval()
     assert model.variant() is model
@@ -465,3 +465,47 @@ def test_variant_keeps_the_weights_and_changes_only_what_is_asked():
         model.variant(steps=-4)
     with pytest.raises(NHError, match="readout scaled is a read-out of a leapfrog kernel"):
         get_model("symponet", {**PROCESSED, "prior": "yoshida4"}).variant(readout="scaled")
+
+
+def test_inline_tables_are_the_textbook_correction_read_from_the_potentials_own_spline():
+    """`tables: inline`: with the textbook weights the kernel's force is V' - (h^2 / 12) V' V''
+    and A' = -(h^2 / 12) V' at every q, both from V's own table (no table of the correction); the
+    map is `tables: own`'s to O(dx^4 h^2) (own re-interpolates dF's V'^2 part through a local
+    cubic), and at zero weights it is the prior alone, bit for bit."""
+    V, t, ic = smooth_problem(6, seed=8)
+    cfg = {**PROCESSED, "steps": 32, "init": "classical", "local_layers": 0}
+    inline, own = (get_model("symponet", {**cfg, "tables": k}).double().eval() for k in ("inline", "own"))
+    h2 = (2.0 / 32) ** 2
+    k, alpha = inline.local.inline()
+    assert float(k.detach()) == pytest.approx(-h2 / 12.0, rel=1e-7) and float(alpha.detach()) == pytest.approx(-h2 / 12.0, rel=1e-7)
+    with torch.no_grad():
+        qi, pi = inline(V, t, ic)
+        qo, po = own(V, t, ic)
+        q0, p0 = inline.prior_alone()(V, t, ic)
+        zero = get_model("symponet", {**cfg, "init": "zero", "tables": "inline"}).double().eval()
+        qz, pz = zero(V, t, ic)
+    gap = max((qi - qo).abs().max(), (pi - po).abs().max())
+    assert 0 < gap < 1e-3 * max((qi - q0).abs().max(), (pi - p0).abs().max())
+    assert torch.equal(qz, q0) and torch.equal(pz, p0)
+
+
+def test_inline_tables_keep_det_j_one_and_t0_the_identity_for_random_weights():
+    model = get_model("symponet", {**PROCESSED, "local_layers": 0, "tables": "inline"}).double()
+    randomise(model, 0.05)
+    k, alpha = model.local.inline()
+    assert abs(float(k.detach())) > 1e-5 and abs(float(alpha.detach())) > 1e-5  # a real correction and processor
+    V, t, ic = random_problem(16, seed=2)
+    t = torch.cat([torch.zeros(16, 1, dtype=torch.float64), t], dim=1)
+    assert_identity_at_t0_and_det_j_one(model, V, t, ic, 1e-13)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"local_layers": 1}, "tables inline is the linear dictionary alone"),
+     ({"readout": "scaled"}, "tables inline is a correction of leapfrog read out by steps"),
+     ({"prior": "yoshida4"}, "tables inline is a correction of leapfrog read out by steps")],  # fmt: skip
+)
+def test_inline_tables_refuse_what_they_are_not(change, message):
+    with pytest.raises(NHError, match=message) as info:
+        get_model("symponet", {**PROCESSED, "local_layers": 0, "tables": "inline", **change})
+    assert "\n" not in str(info.value)

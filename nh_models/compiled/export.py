@@ -37,7 +37,8 @@ def export(model) -> dict:
     dictionary features (V - V0, V', V'', V''', V'^2, V'^2 V'', V''^2, V' V''', V'^4) at each
     sensor to (dV, a, b) there, h^2 LINEAR_GAIN w / (typical size) folded in; `subs` the prior's
     substep weights; `steps`; `learned` (0 or 1); `local` (the tables: 0 `spline`, 1 `local`,
-    whose first row maps the features' slopes to dF, 2 `own`, `compiled.processed.own_setup`);
+    whose first row maps the features' slopes to dF, 2 `own`, `compiled.processed.own_setup`, 3
+    `inline`, `compiled.stepping.inline_force`);
     `scaled` (1: `readout: scaled`); `corrected` (1: `readout: corrected`) and `generator` (2,),
     the read-out generator's weights in the textbook's units (zero without one). Raises NHError
     if the model does not compile."""
@@ -58,7 +59,7 @@ def export(model) -> dict:
         "subs": np.array(PRIORS[c.prior], dtype=np.float64),
         "steps": int(c.steps),
         "learned": int(bool(c.learned)),
-        "local": {"spline": 0, "local": 1, "own": 2}[c.tables],
+        "local": {"spline": 0, "local": 1, "own": 2, "inline": 3}[c.tables],
         "scaled": int(c.readout == "scaled"),
         "corrected": int(c.readout == "corrected"),
         "generator": gen,

@@ -23,7 +23,7 @@ from numba import njit
 from nh_data.jit_options import JIT
 
 from .spline import locate, poly
-from .stepping import hermite_at, leapfrog_step, step
+from .stepping import hermite_at, inline_step, leapfrog_step, step
 
 LANES_MAX = 64  # the most lanes `processed.forward` and `integrators.integrate` take
 
@@ -39,11 +39,20 @@ def check_lanes(lanes) -> int:
 
 
 @njit(**JIT)
-def composition(L, q0, ph0, tabs, subs, h, kick, n1, qs, ps, fs):
+def composition(L, q0, ph0, tabs, subs, h, kick, n1, qs, ps, fs, inline=False, kf=0.0):
     """`stepping.trajectory` of L lanes side by side, from grid state 0 (q0, ph0: the momentum
     half a kick ahead, `stepping.kicks`) to n1, lane k on the table tabs[k]; the lanes' states in
-    arrays of its own (`rk4`)."""
+    arrays of its own (`rk4`). `inline`: leapfrog with `tables: inline`'s force of coefficient kf
+    (`stepping.inline_step`)."""
     q, ph = q0[:L].copy(), ph0[:L].copy()
+    if inline:
+        k1, k2 = kick[1], kick[2]  # read once: the stores below might alias kick for the compiler
+        for n in range(n1):
+            for k in range(L):
+                qk, F, p, phk = inline_step(q[k], ph[k], tabs[k], h, k1, k2, kf)
+                q[k], ph[k] = qk, phk
+                qs[k, n + 1], ps[k, n + 1], fs[k, n + 1] = qk, p, F
+        return
     if subs.shape[0] == 1:  # leapfrog: no substep loop (`stepping.leapfrog_step`)
         for n in range(n1):
             for k in range(L):

@@ -12,7 +12,10 @@ Per orbit (no allocation: every work array is made once per call, or once per th
    local cubic; no kick. With `tables: spline` V', V'', V''' at the sensors, the features, the linear
    map to (dV, a, b), the integrals A, B of a, b (`models.processor.integral`) and one solve of
    three right-hand sides (V + dV, A, B). Either way the tables of the kernel's force, of A'
-   and of B' (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's.
+   and of B' (A'' is evaluated from the A' table's row at lookup). With `learned` 0 only V's,
+   and with `tables: inline` too: its force V' + kf V' V'' and A' = ka V' are evaluated at each
+   lookup from V's table (`stepping.inline_force`, `inline_coefficients`; kind INLINE), and side
+   by side its read-out is a pass of its own (`inline_pass`).
 2. stepping: chi^-1 of the initial condition (Newton, `processor.INVERSE_ITERATIONS`), then
    the kernel's fixed steps up to the orbit's last query time.
 3. read-out, fused into the stepping (`readout`): at each grid state, the query
@@ -65,13 +68,13 @@ from .spline import (
     nodal_from_table,
     poly,
     poly_of,
-    solve1,
     solve3,
+    spline_table,
 )
-from .stepping import kicks, leapfrog_step, schedule, step, trajectory, unsort
+from .stepping import inline_force, inline_step, kicks, leapfrog_step, schedule, step, trajectory, unsort
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
-SPLINE, LOCAL, OWN = 0, 1, 2  # `export`'s "local": `tables: spline`, `local`, `own`
+SPLINE, LOCAL, OWN, INLINE = 0, 1, 2, 3  # `export`'s "local": `tables: spline`, `local`, `own`, `inline`
 PRIOR = -1  # `chi_kind` without a processor (the prior alone)
 
 
@@ -171,19 +174,16 @@ def own_setup(W, vtab, nod, fd, slopes, ktab, atab):
 def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab):
     """The orbit's tables from its sensors V (100): kernel, and with `learned` the processor's
     and dF's (`local`: `tables: local`; with `tables: spline` dtab is the kernel's minus V')."""
-    for i in range(N_SENSORS):
-        cv[2 + i] = V[i]
-    solve1(cv)
     if learned and local == OWN:
-        build_table(cv, dtab)  # V's own table
+        spline_table(V, cv, dtab)  # V's own table
         own_setup(W, dtab, nod, fd, slopes, ktab, atab)
         return
     if not learned or local:
-        build_table(cv, ktab)
-        if learned:
+        spline_table(V, cv, ktab)
+        if learned and local != INLINE:  # inline: V's table is all (`inline_coefficients`)
             local_setup(V, W, ktab, nod, fd, fa, fb, slopes, dtab, atab, btab, scaled)
         return
-    build_table(cv, dtab)  # V''s table: the nodal derivatives, and with `scaled` dF = kernel - V'
+    spline_table(V, cv, dtab)  # V''s table: the nodal derivatives, and with `scaled` dF = kernel - V'
     nodal_from_table(dtab, nod)
     for i in range(N_SENSORS):
         v1, v2, v3 = nod[0, i], nod[1, i], nod[2, i]
@@ -203,7 +203,7 @@ def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes,
 
 @njit(**JIT)
 def slope(q, a2):
-    """`processor._slope`: A'' inside the box, 0 outside (the lookup holds A' there)."""
+    """`processor.slope`: A'' inside the box, 0 outside (the lookup holds A' there)."""
     return a2 if (q >= 0.0 and q <= 1.0) else 0.0
 
 
@@ -240,14 +240,23 @@ def trajectory_side(q, p, F, ktab, dtab, atab, btab, h, nsteps, qs, ps, fs, side
 
 
 @njit(**JIT)
-def start(ic, atab, btab, ktab, learned):
+def start(ic, atab, btab, ktab, learned, inline=False, kf=0.0, ka=0.0):
     """The kernel's first state and force: chi^-1 of the initial condition (Newton on
-    q + A'(q) = Q, then p = P (1 + A''(q)) + B'(q)), or the initial condition; and its lookups."""
+    q + A'(q) = Q, then p = P (1 + A''(q)) + B'(q)), or the initial condition; and its lookups.
+    `inline`: `tables: inline` (`inline_coefficients`: its force, A' = ka V')."""
     Q = ic[0]
     P = ic[1]
     if not learned:
         i, s = locate(Q)
         return Q, P, poly(ktab, i, s), 1
+    if inline:
+        q = Q
+        for _ in range(INVERSE_ITERATIONS):
+            i, s = locate(q)
+            q = q - (q + ka * poly(ktab, i, s) - Q) / (1.0 + ka * slope(q, horner_d(ktab, i, s)))
+        i, s = locate(q)
+        p = P * (1.0 + ka * slope(q, horner_d(ktab, i, s)))
+        return q, p, inline_force(ktab, i, s, q, kf), INVERSE_ITERATIONS + 1
     q = Q
     for _ in range(INVERSE_ITERATIONS):
         i, s = locate(q)
@@ -322,28 +331,32 @@ def generated_pass(kind, nt, h, r0, r1, rest, side, q_out, p_out):
 
 
 @njit(**JIT, inline="always")
-def chi_kind(kind, q, p, atab, btab, i, s):
+def chi_kind(kind, q, p, ktab, atab, btab, i, s, ka):
     """chi at a read-out point from the lookup (i, s) the read-out's last substep made there (the
     same lookup), for a kind known when the loop compiles (`numba.literally`): the branches not
     taken are pruned, so that the fused loop has no branch on the kind and the formula of its
     own (a branch inside the loop, or one formula for all kinds, costs 0.2 to 2 us/orbit of the
-    overlap, measured). PRIOR: the prior alone; the others: `processor_at`'s tables."""
+    overlap, measured). PRIOR: the prior alone; INLINE: A' = ka V' from V's table (`tables:
+    inline`); the others: `processor_at`'s tables."""
     if kind == PRIOR:
         return q, p
+    if kind == INLINE:  # A' = ka V', from the row of V's table the partial step's force read
+        return q + ka * poly(ktab, i, s), p / (1.0 + ka * slope(q, horner_d(ktab, i, s)))
     disp, a2x, b = processor_at(kind, atab, btab, i, s)
     return q + disp, (p - b) / (1.0 + slope(q, a2x))
 
 
 @njit(**JIT, inline="always")
-def partial_step(single, q, p, F, ktab, subs, dt):
+def partial_step(kind, single, q, p, F, ktab, subs, dt, kf):
     """The step read-out's last partial step of dt from the grid state (q, p) with force F there,
     with the prior's substeps (`single` 1: leapfrog, one substep; a literal, so that the other
-    branch is pruned): the point, its force and its lookup (i, s)."""
+    branch is pruned): the point, its force and its lookup (i, s). INLINE: the force
+    `stepping.inline_force` of coefficient kf."""
     if single == 1:
         pr = p - (0.5 * dt) * F
         qr = q + dt * pr
         i, s = locate(qr)
-        Fr = poly(ktab, i, s)
+        Fr = inline_force(ktab, i, s, qr, kf) if kind == INLINE else poly(ktab, i, s)
         return qr, pr - (0.5 * dt) * Fr, Fr, i, s
     qr, pr, Fr, i, s = q, p, F, 0, 0.0
     for m in range(subs.shape[0]):
@@ -357,7 +370,7 @@ def partial_step(single, q, p, F, ktab, subs, dt):
 
 
 @njit(**JIT, inline="always")
-def emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j):
+def emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, ka):
     """Query j's output from its partial step's end (qr, pr), force Fr and lookup (i, s): chi
     there (`chi_kind`), or with `gen` (`readout: corrected`) the point and the rows the generator's
     pass reads (`GATHERED`), for `generated_pass` to finish."""
@@ -370,11 +383,11 @@ def emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j):
         for r in range(4):
             side[12 + r, j] = ktab[1 + r, i]
     else:
-        q_out[j], p_out[j] = chi_kind(kind, qr, pr, atab, btab, i, s)
+        q_out[j], p_out[j] = chi_kind(kind, qr, pr, ktab, atab, btab, i, s, ka)
 
 
 @njit(**JIT)
-def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
+def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka):
     """`readout` for one kind of chi, one prior and one read-out, all known when it compiles
     (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned with the
     other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
@@ -388,19 +401,21 @@ def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, su
     if not fused:  # `compiled.lanes`: the same arithmetic from the stored states
         for j in range(nt):
             n = kidx[j]
-            qr, pr, Fr, i, s = partial_step(single, qs[n], ps[n], fs[n], ktab, subs, rest[j])
-            emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j)
+            qr, pr, Fr, i, s = partial_step(kind, single, qs[n], ps[n], fs[n], ktab, subs, rest[j], kf)
+            emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, ka)
     else:
         j = 0
         ph = p - kick[0] * F
         for n in range(nsteps + 1):
             while j < nt and kidx[j] == n:
-                qr, pr, Fr, i, s = partial_step(single, q, p, F, ktab, subs, rest[j])
-                emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j)
+                qr, pr, Fr, i, s = partial_step(kind, single, q, p, F, ktab, subs, rest[j], kf)
+                emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, ka)
                 j += 1
             if n == nsteps:
                 break
-            if single == 1:
+            if kind == INLINE:
+                q, F, p, ph = inline_step(q, ph, ktab, h, kick[1], kick[2], kf)
+            elif single == 1:
                 q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
             else:
                 q, F, p, ph = step(q, ph, ktab, subs, h, kick)
@@ -409,38 +424,40 @@ def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, su
 
 
 @njit(**JIT)
-def readout(fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out):
+def readout(fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out, kf=0.0, ka=0.0):
     """The step read-out of one orbit's queries (kidx, rest: `stepping.schedule`, top: the steps)
     into q_out, p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out
     generator of weights rw. `fused`: fused into the stepping (nsteps steps of h from q, p, F),
     where the partial steps do not wait on the chain but run in the cycles it leaves idle; else
     from the grid states qs, ps, fs stored by `lanes.composition`. `_readout` compiles once per
     prior, per kind of chi (`chi_kind`) and per read-out: a branch on any of them inside the
-    loop, or the substep loop for leapfrog, costs the overlap."""
+    loop, or the substep loop for leapfrog, costs the overlap. kf: `tables: inline`'s force."""
     single = subs.shape[0] == 1
     if gen and single:
-        _kinds(1, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(1, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     elif gen:
-        _kinds(1, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(1, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     elif single:
-        _kinds(0, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(0, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     else:
-        _kinds(0, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _kinds(0, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
 
 
 @njit(**JIT)
-def _kinds(gen, single, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out):
+def _kinds(gen, single, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka):
     """`_readout` with the kind of chi as a literal too, for literal `gen` and `single`."""
     literally(gen)
     literally(single)
     if not learned:
-        _readout(PRIOR, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(PRIOR, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+    elif local == INLINE:
+        _readout(INLINE, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     elif local == OWN:
-        _readout(OWN, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(OWN, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     elif local:
-        _readout(LOCAL, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(LOCAL, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
     else:
-        _readout(SPLINE, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out)
+        _readout(SPLINE, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
 
 
 @njit(**JIT)
@@ -472,12 +489,23 @@ def readout_scaled(h, ktab, dtab, atab, btab, qs, ps, fs, side, kidx, rest, q_ou
 
 
 @njit(**JIT)
+def inline_coefficients(W, learned, local):
+    """(inline, kf, ka): whether the kernel is `tables: inline`'s, its force V' + kf V' V''
+    (`stepping.inline_force`; kf twice the raw weight of V'^2 in dV, h^2 folded in, `export`) and
+    the processor's A' = ka V' (ka the raw weight of V' in a); (False, 0, 0) for every other kind."""
+    if learned and local == INLINE:
+        return True, 2.0 * W[0, 4], W[1, 1]
+    return False, 0.0, 0.0
+
+
+@njit(**JIT)
 def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     """One orbit: V (100), t (W,), ic (2,) -> q_out, p_out (W,); returns its lookups. flags:
     (learned, local, scaled, corrected) (`export`); rw: the read-out generator's weights; work:
     `_work`."""
     cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
+    inline, kf, ka = inline_coefficients(W, learned, local)
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
         return 0
@@ -486,7 +514,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     qo, po = (q_out, p_out) if ordered else (qw, pw)  # unsorted times: sorted, then put back
     nt = kidx.shape[0]
     kmax = kidx[nt - 1] if nt else 0  # the whole steps before the last query time
-    q, p, F, count = start(ic, atab, btab, ktab, learned)
+    q, p, F, count = start(ic, atab, btab, ktab, learned, inline, kf, ka)
     nsub = subs.shape[0]
     if scaled:
         trajectory_side(q, p, F, ktab, dtab, atab, btab, h, kmax, qs, ps, fs, side)
@@ -500,7 +528,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
             trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
             return count + kmax * nsub
         gen = flags[3] and learned
-        readout(True, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po)
+        readout(True, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po, kf, ka)
         count += (kmax + nt) * nsub
     if not ordered:
         unsort(order, qw, pw, q_out, p_out)
@@ -568,12 +596,23 @@ def _lanes_work(K, steps, nt):
 
 
 @njit(**JIT)
+def inline_pass(qs, ps, fs, ktab, kidx, rest, kf, ka, q_out, p_out):
+    """`tables: inline`'s read-out of one orbit from its stored grid states: `_readout`'s
+    arithmetic for kind INLINE (a leapfrog partial step, chi from the same row of V's table)."""
+    for j in range(kidx.shape[0]):
+        n = kidx[j]
+        qr, pr, _, i, s = partial_step(INLINE, 1, qs[n], ps[n], fs[n], ktab, ktab, rest[j], kf)
+        q_out[j], p_out[j] = chi_kind(INLINE, qr, pr, ktab, ktab, ktab, i, s, ka)
+
+
+@njit(**JIT)
 def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, counts):
     """Orbits b0..b0+L-1 in L lanes (`compiled.lanes`): each orbit's set-up, schedule and chi^-1;
     the L chains side by side; then each orbit's read-out from its stored grid states. The
     arithmetic of `orbit`, so the same bytes and counts."""
     cv, ck, ca, cb, nod, fa, fb, fd, slopes, dtab, ktabs, atabs, btabs, kick, kidx, rest, order, ordered, st, grid, qw, pw, gside = lw
     learned, local = flags[0], flags[1]
+    inline, kf, ka = inline_coefficients(W, learned, local)
     h = T_END / steps
     kicks(subs, h, kick)
     nt = kidx.shape[1]
@@ -581,28 +620,34 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
     n1 = 0
     for k in range(L):
         b = b0 + k
-        setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
+        if inline:  # V's table is all (`setup` of kind INLINE, without its other kinds' arguments)
+            spline_table(V[b], cv, ktabs[k])
+        else:
+            setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
         counts[b] = 0
         if stop == SETUP:
             continue
         ordered[k] = schedule(t[b], h, steps, False, kidx[k], rest[k], order[k])
         kmax = kidx[k, nt - 1] if nt else 0
         n1 = max(n1, kmax)
-        q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned)
+        q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned, inline, kf, ka)
         st[0, k], st[1, k] = q, p - kick[0] * F
         grid[0, k, 0], grid[1, k, 0], grid[2, k, 0] = q, p, F
         counts[b] = count + (kmax if stop == STEPPING else kmax + nt) * nsub
     if stop == SETUP:
         return
-    composition(L, st[0], st[1], ktabs, subs, h, kick, n1, grid[0], grid[1], grid[2])
+    composition(L, st[0], st[1], ktabs, subs, h, kick, n1, grid[0], grid[1], grid[2], inline, kf)
     if stop == STEPPING:
         return
     gen = flags[3] and learned
     for k in range(L):
         b = b0 + k
         qo, po = (q_out[b], p_out[b]) if ordered[k] else (qw, pw)
-        readout(False, 0.0, 0.0, 0.0, grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], btabs[k], subs, h,
-                kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po)  # fmt: skip
+        if inline:
+            inline_pass(grid[0, k], grid[1, k], grid[2, k], ktabs[k], kidx[k], rest[k], kf, ka, qo, po)
+        else:
+            readout(False, 0.0, 0.0, 0.0, grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], btabs[k], subs, h,
+                    kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po, kf, ka)  # fmt: skip
         if not ordered[k]:
             unsort(order[k], qw, pw, q_out[b], p_out[b])
 

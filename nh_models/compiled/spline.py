@@ -158,6 +158,15 @@ def build_table(c, table):
 
 
 @njit(**JIT)
+def spline_table(V, c, table):
+    """table (5, 99): V' of the spline through the sensors V (100); c (104): work (`solve1`)."""
+    for i in range(V.shape[0]):
+        c[2 + i] = V[i]
+    solve1(c)
+    build_table(c, table)
+
+
+@njit(**JIT)
 def nodal_from_table(table, out):
     """out (4, 100): V', V'', V''', V'''' at the sensors from V's table (5, 99) (each interval's
     polynomial at s = 0, the last sensor's at s = 1 of the last interval), as

@@ -24,7 +24,7 @@ from numba import njit
 
 from nh_data.jit_options import JIT
 
-from .spline import locate, poly
+from .spline import horner_d, locate, poly
 
 
 @njit(**JIT)
@@ -66,6 +66,24 @@ def leapfrog_step(q, ph, ktab, h, kick):
     i, s = locate(q)
     F = poly(ktab, i, s)
     return q, F, ph - kick[1] * F, ph - kick[2] * F
+
+
+@njit(**JIT, inline="always")
+def inline_force(ktab, i, s, q, kf):
+    """`tables: inline`'s kernel force at q from the lookup (i, s) of V's table: V' + kf V' V''
+    (V'' zero outside the box, where the lookup holds V' constant; `models.symponet`)."""
+    v1 = poly(ktab, i, s)
+    v2 = horner_d(ktab, i, s)
+    return v1 + kf * (v1 * (v2 if (q >= 0.0 and q <= 1.0) else 0.0))
+
+
+@njit(**JIT, inline="always")
+def inline_step(q, ph, ktab, h, k1, k2, kf):
+    """`leapfrog_step` with `inline_force`, the kicks k1 = kick[1], k2 = kick[2] (`kicks`)."""
+    q = q + h * ph
+    i, s = locate(q)
+    F = inline_force(ktab, i, s, q, kf)
+    return q, F, ph - k1 * F, ph - k2 * F
 
 
 @njit(**JIT)

@@ -39,6 +39,12 @@ How the grid values become functions of q (`tables`):
   the row of b are unused. Nothing that V's spline gives exactly is re-interpolated (that was
   the larger error at the grid points, docs/results.md), and the set-up is V's table, one pass
   over it and one local cubic.
+- `inline` (`GridCorrection.inline`): no table of the correction at all. The two terms of the
+  textbook correction are evaluated at each lookup from V's own table: the kernel's force is
+  V' + k V' V'' (the force of V + (k / 2) V'^2, with k / 2 the weight of V'^2 in dV), and A' =
+  alpha V' (alpha the weight of V' in a), A'' = alpha V''; no kick. The other weights are unused.
+  The set-up is the prior's (V's table), so side by side nothing but the two multiply-adds a
+  lookup is added to the prior's work (docs/results.md, "A correction without tables").
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ FEATURES = {
 # learning rate is LINEAR_GAIN times the CNN's (the classical coefficients are O(1) there)
 LINEAR_GAIN = 10.0
 OUTPUTS = ("dV", "a", "b")  # modified potential (its force dF with tables: local), a = A', b = B'
-TABLES = ("spline", "local", "own")
+TABLES = ("spline", "local", "own", "inline")
 LINEAR = 4  # the dictionary's first four features are linear in V (V - V0, V', V'', V''')
 
 
@@ -151,6 +157,13 @@ class GridCorrection(nn.Module):
         kernel = kernel + sensor_spline.local_table(nonlinear)
         a1 = sum(w[1, c] * derivs[c - 1] for c in range(1, LINEAR))  # A' from V', V'', V'''
         return kernel, torch.stack([a1, sensor_spline.derivative_table(a1), torch.zeros_like(a1)], dim=2)
+
+    def inline(self) -> tuple[Tensor, Tensor]:
+        """`tables: inline`: (k, alpha), the kernel's force V' + k V' V'' and the processor's A' =
+        alpha V' (k twice the weight of V'^2 in dV, alpha the weight of V' in a, h^2 folded in)."""
+        names = list(FEATURES)
+        w = (self.h2 * LINEAR_GAIN) * self.linear.weight[:, :, 0]
+        return 2.0 * w[0, names.index("V'^2")] / FEATURES["V'^2"], w[1, names.index("V'")] / FEATURES["V'"]
 
     def forward(self, V: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.tables == "local":  # dF from the slopes, a and b from the features themselves

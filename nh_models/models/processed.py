@@ -37,9 +37,11 @@ def flow(
     readout: str = "step",
     force: Tensor | None = None,
     generator: Tensor | None = None,
+    combine=None,
 ) -> tuple[Tensor, Tensor]:
     """(q, p) at the query times t (B, W) from ic (B, 2); kernel (B, 99, 5); proc (B, 99, 3, 5) or
-    None. `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with
+    None. With `combine` (`readout: step` only) the kernel is a stack of tables (B, 99, K, 5) and
+    its force at q is combine(values (..., K), q) of their lookup (`tables: inline`: V' and V''). `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with
     the correction and the processor scaled to the partial step, `_scaled_flow`: exactly
     symplectic, without the partial step's O(h^2 tau) error; `step` without a processor) or
     `hermite` (cubic Hermite between the processed grid states, fourth order) or `corrected`
@@ -59,10 +61,12 @@ def flow(
     if readout == "scaled" and proc is not None:
         return _scaled_flow(t, ic, kernel, proc, steps, subs, force)
     h = T_END / steps
-    ktab = kernel.unsqueeze(2)  # (B, 99, 1, 5)
+    ktab = kernel.unsqueeze(2) if combine is None else kernel  # (B, 99, K, 5)
+    nk = ktab.shape[2]
+    force_of = combine or first
     k = torch.floor(t.detach() / h).clamp(min=0, max=steps)  # whole steps before each query time
     n = int(k.max().item()) if k.numel() else 0
-    qs, ps, fs = trajectory(*start(ic, ktab, proc), ktab, h, n, subs)
+    qs, ps, fs = trajectory(*start(ic, ktab, proc, force_of), ktab, h, n, subs, force_of)
     idx = k.long()
     q, p, F = (x.gather(1, idx) for x in (qs, ps, fs))  # the states at k h
     corrected = readout == "corrected" and proc is not None
@@ -72,47 +76,54 @@ def flow(
     else:
         last = torch.cat([ktab, proc], dim=2) if proc is not None else None
     tau = t - k * h
-    q, p, _, values = step(q, p, F, tau, ktab, subs, last)
+    q, p, _, values = step(q, p, F, tau, ktab, subs, last, force_of)
     if corrected:
         eps = tau * (h * h - tau * tau)
         return processor.apply_generated(q, p, values[..., 3:], values[..., :3], eps, generator)
     if proc is not None:
-        q, p = processor.apply(q, p, values[..., 1:])
+        q, p = processor.apply(q, p, values[..., nk:])
     return q, p
 
 
-def start(ic: Tensor, ktab: Tensor, proc: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+def first(values: Tensor, q: Tensor) -> Tensor:
+    """The kernel's force from the lookup of its table: the first value (`flow`'s `combine`)."""
+    return values[..., 0]
+
+
+def start(ic: Tensor, ktab: Tensor, proc: Tensor | None, force_of=first) -> tuple[Tensor, Tensor, Tensor]:
     """The kernel's first state and force, each (B, 1): chi^-1 of the initial condition (its last
     lookup also reads the force) or, without a processor, the initial condition itself."""
     if proc is not None:
         q, p, F = processor.invert(ic[:, :1], ic[:, 1:], proc, ktab)
-        return q, p, F[..., 0]
+        return q, p, force_of(F, q)
     q, p = ic[:, :1], ic[:, 1:]
-    return q, p, sensor_spline.lookup(ktab, q)[..., 0]
+    return q, p, force_of(sensor_spline.lookup(ktab, q), q)
 
 
-def step(q, p, F, dt, ktab: Tensor, subs: tuple[float, ...], last_tables: Tensor | None = None):
-    """One step of dt of the composition of Strang substeps on the kernel table; the force at the
-    end is the next step's start. `last_tables` (stacked with the kernel's first): the last lookup
-    reads them all, returned as `values` (else None). Returns (q, p, F, values)."""
+def step(q, p, F, dt, ktab: Tensor, subs: tuple[float, ...], last_tables: Tensor | None = None, force_of=first):
+    """One step of dt of the composition of Strang substeps on the kernel's tables (its force at
+    q: force_of of their lookup); the force at the end is the next step's start. `last_tables`
+    (stacked after the kernel's): the last lookup reads them all, returned as `values` (else
+    None). Returns (q, p, F, values)."""
     values = None
+    nk = ktab.shape[2]
     for j, a in enumerate(subs):
         p = p - (0.5 * a) * dt * F
         q = q + a * dt * p
         if last_tables is not None and j == len(subs) - 1:
             values = sensor_spline.lookup(last_tables, q)
-            F = values[..., 0]
+            F = force_of(values[..., :nk], q)
         else:
-            F = sensor_spline.lookup(ktab, q)[..., 0]
+            F = force_of(sensor_spline.lookup(ktab, q), q)
         p = p - (0.5 * a) * dt * F
     return q, p, F, values
 
 
-def trajectory(q, p, F, ktab: Tensor, h: float, n: int, subs: tuple[float, ...]) -> tuple[Tensor, Tensor, Tensor]:
+def trajectory(q, p, F, ktab: Tensor, h: float, n: int, subs: tuple[float, ...], force_of=first) -> tuple[Tensor, Tensor, Tensor]:
     """n fixed steps of h from the state (B, 1): q, p and the force at every grid point, (B, n + 1) each."""
     qs, ps, fs = [q[:, 0]], [p[:, 0]], [F[:, 0]]
     for _ in range(n):
-        q, p, F, _ = step(q, p, F, h, ktab, subs)
+        q, p, F, _ = step(q, p, F, h, ktab, subs, None, force_of)
         qs.append(q[:, 0])
         ps.append(p[:, 0])
         fs.append(F[:, 0])

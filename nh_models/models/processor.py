@@ -68,7 +68,7 @@ def stack_tables(*tables: Tensor) -> Tensor:
     return torch.stack(tables, dim=2)
 
 
-def _slope(q: Tensor, a2: Tensor) -> Tensor:
+def slope(q: Tensor, a2: Tensor) -> Tensor:
     """d A'(q) / dq: A'' inside the box; outside it the lookup holds A' at its end value (q is
     clamped), so the slope is 0 there and the lift stays exactly area-preserving."""
     return torch.where((q >= 0.0) & (q <= 1.0), a2, torch.zeros_like(a2))
@@ -78,7 +78,7 @@ def apply(q: Tensor, p: Tensor, values: Tensor, c: Tensor | float = 1.0) -> tupl
     """chi(q, p) given the lookup of (A', A'', B') at q: values (..., 3) from `sensor_spline.lookup`;
     with c, chi_c: the processor of c A and c B (exactly area-preserving for every c)."""
     p = p - c * values[..., B1]  # (c = 1: the same bytes, 1.0 * x is x)
-    return q + c * values[..., A1], p / (1.0 + c * _slope(q, values[..., A2]))
+    return q + c * values[..., A1], p / (1.0 + c * slope(q, values[..., A2]))
 
 
 def apply_generated(q: Tensor, p: Tensor, values: Tensor, force: Tensor, eps: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,10 +96,10 @@ def apply_generated(q: Tensor, p: Tensor, values: Tensor, force: Tensor, eps: Te
     `processed.flow`). The root taken is the one near c / b (written without cancellation), so
     that with eps w = 0 it is `apply` to round-off. (A negative discriminant, far outside the
     training range, is clamped to 0.)"""
-    v2, v3 = _slope(q, force[..., 1]), _slope(q, force[..., 2])  # zero outside the box, like A''
+    v2, v3 = slope(q, force[..., 1]), slope(q, force[..., 2])  # zero outside the box, like A''
     g0, g1 = eps * (w[0] / 12.0), eps * (w[1] / 12.0)
     a = g0 * v3
-    b = 1.0 + _slope(q, values[..., A2])
+    b = 1.0 + slope(q, values[..., A2])
     c = p - values[..., B1] + g1 * force[..., 0] * v2
     P = (2.0 * c) / (b + torch.copysign(torch.sqrt((b * b + (4.0 * a) * c).clamp(min=0.0)), b))  # the root near c / b
     return q + values[..., A1] + (2.0 * g0) * P * v2, P
@@ -112,12 +112,12 @@ def invert(Q: Tensor, P: Tensor, table: Tensor, extra: Tensor | None = None) -> 
     q = Q
     for _ in range(INVERSE_ITERATIONS):  # Newton on q + A'(q) = Q: quadratic convergence
         values = sensor_spline.lookup(a12, q)
-        q = q - (q + values[..., 0] - Q) / (1.0 + _slope(q, values[..., 1]))
+        q = q - (q + values[..., 0] - Q) / (1.0 + slope(q, values[..., 1]))
     last = table[:, :, A2:]  # (A'', B')
     if extra is not None:
         last = torch.cat([last, extra], dim=2)
     values = sensor_spline.lookup(last, q)
-    p = P * (1.0 + _slope(q, values[..., 0])) + values[..., 1]
+    p = P * (1.0 + slope(q, values[..., 0])) + values[..., 1]
     return q, p, (values[..., 2:] if extra is not None else None)
 
 

@@ -59,7 +59,7 @@ from nh_data.problem import T_END
 from . import processed, processor
 from .base import N_SENSORS, OperatorModel, check_positive_ints, mlp, scale_sensors
 from .correction import TABLES, GridCorrection
-from .sensor_spline import force_table, local_table, sensor_force
+from .sensor_spline import derivative_table, force_table, local_table, sensor_force
 
 __all__ = ["SympONet", "SympONetConfig", "force_table", "sensor_force"]
 # the prior's integrators: the leapfrog substep weights of one step (the engine's compositions)
@@ -106,7 +106,9 @@ class SympONetConfig:
     checkpoints keep their meaning) or `local` (local C1 cubics, `sensor_spline.local_table`,
     the force correction dF from the dictionary's derivatives: no solve) or `own` (what is
     linear in V read from V's own table, exactly, the rest through one local cubic, no kick;
-    `models.correction`).
+    `models.correction`) or `inline` (the textbook correction's two terms evaluated at each lookup
+    from V's own table, with learned weights: no table of the correction; leapfrog, `readout:
+    step`, the linear dictionary alone).
     `learned`: false applies only the prior (every learned correction zero: the same weights,
     the integrator alone), the baseline every SympONet is shown beside.
     """
@@ -166,8 +168,10 @@ class SympONetConfig:
             raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of grid processed")
         if self.readout in ("scaled", "corrected") and self.prior != "leapfrog":
             raise NHError(f"SympONetConfig: readout {self.readout} is a read-out of a leapfrog kernel (prior: leapfrog)")
-        if self.tables == "own" and self.local_layers:
-            raise NHError("SympONetConfig: tables own is the linear dictionary alone (local_layers: 0)")
+        if self.tables in ("own", "inline") and self.local_layers:
+            raise NHError(f"SympONetConfig: tables {self.tables} is the linear dictionary alone (local_layers: 0)")
+        if self.tables == "inline" and (self.readout != "step" or self.prior != "leapfrog"):
+            raise NHError("SympONetConfig: tables inline is a correction of leapfrog read out by steps (prior: leapfrog, readout: step)")
         if self.grid == "processed":
             if self.steps < 1 or self.shears:
                 raise NHError("SympONetConfig: grid processed needs steps >= 1 and shears: 0")
@@ -355,6 +359,18 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
         subs = PRIORS[c.prior]
         if not c.learned:
             return processed.flow(t, ic, force_table(V), None, c.steps, subs, c.readout)
+        if c.tables == "inline":  # the correction at each lookup from V's own table, no table of its own
+            force = force_table(V)
+            k, alpha = self.local.inline()
+            a1 = alpha * force
+            proc = processor.stack_tables(a1, derivative_table(a1), torch.zeros_like(a1))
+            kernel = processor.stack_tables(force, derivative_table(force))
+
+            def combine(values: Tensor, q: Tensor) -> Tensor:  # V' + k V' V'' (V'' zero outside the box)
+                v1 = values[..., 0]
+                return v1 + k * (v1 * processor.slope(q, values[..., 1]))
+
+            return processed.flow(t, ic, kernel, proc, c.steps, subs, c.readout, combine=combine)
         if c.tables == "own":  # the linear part from V's own table, exactly (`GridCorrection.own`)
             force = force_table(V)
             kernel, proc = self.local.own(V, force)
