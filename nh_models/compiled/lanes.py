@@ -39,20 +39,11 @@ def check_lanes(lanes) -> int:
 
 
 @njit(**JIT)
-def composition(L, q0, ph0, tabs, subs, h, kick, n1, qs, ps, fs, inline=False, kf=0.0):
+def composition(L, q0, ph0, tabs, subs, h, kick, n1, qs, ps, fs):
     """`stepping.trajectory` of L lanes side by side, from grid state 0 (q0, ph0: the momentum
     half a kick ahead, `stepping.kicks`) to n1, lane k on the table tabs[k]; the lanes' states in
-    arrays of its own (`rk4`). `inline`: leapfrog with `tables: inline`'s force of coefficient kf
-    (`stepping.inline_step`)."""
+    arrays of its own (`rk4`)."""
     q, ph = q0[:L].copy(), ph0[:L].copy()
-    if inline:
-        k1, k2 = kick[1], kick[2]  # read once: the stores below might alias kick for the compiler
-        for n in range(n1):
-            for k in range(L):
-                qk, F, p, phk = inline_step(q[k], ph[k], tabs[k], h, k1, k2, kf)
-                q[k], ph[k] = qk, phk
-                qs[k, n + 1], ps[k, n + 1], fs[k, n + 1] = qk, p, F
-        return
     if subs.shape[0] == 1:  # leapfrog: no substep loop (`stepping.leapfrog_step`)
         for n in range(n1):
             for k in range(L):
@@ -63,6 +54,19 @@ def composition(L, q0, ph0, tabs, subs, h, kick, n1, qs, ps, fs, inline=False, k
     for n in range(n1):
         for k in range(L):
             qk, F, p, phk = step(q[k], ph[k], tabs[k], subs, h, kick)
+            q[k], ph[k] = qk, phk
+            qs[k, n + 1], ps[k, n + 1], fs[k, n + 1] = qk, p, F
+
+
+@njit(**JIT)
+def composition_inline(L, q0, ph0, tabs, ftabs, h, kick, n1, qs, ps, fs):
+    """`composition` of leapfrog with `tables: inline`'s force (`stepping.inline_step`), lane k on
+    V's table tabs[k] and its force table ftabs[k] (`processed.inline_table`)."""
+    q, ph = q0[:L].copy(), ph0[:L].copy()
+    k1, k2 = kick[1], kick[2]  # read once: the stores below might alias kick for the compiler
+    for n in range(n1):
+        for k in range(L):
+            qk, F, p, phk = inline_step(q[k], ph[k], tabs[k], ftabs[k], h, k1, k2)
             q[k], ph[k] = qk, phk
             qs[k, n + 1], ps[k, n + 1], fs[k, n + 1] = qk, p, F
 

@@ -55,8 +55,9 @@ from nh_data.problem import N_SENSORS, T_END, V0
 
 from ..models.processor import INVERSE_ITERATIONS
 from .inputs import batch
-from .lanes import check_lanes, composition
+from .lanes import check_lanes, composition, composition_inline
 from .spline import (
+    DERIV,
     DX,
     NCOEF,
     NI,
@@ -178,9 +179,13 @@ def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes,
         spline_table(V, cv, dtab)  # V's own table
         own_setup(W, dtab, nod, fd, slopes, ktab, atab)
         return
+    if learned and local == INLINE:
+        spline_table(V, cv, ktab)
+        inline_table(ktab, atab, inline_coefficients(W, learned, local)[1])
+        return
     if not learned or local:
         spline_table(V, cv, ktab)
-        if learned and local != INLINE:  # inline: V's table is all (`inline_coefficients`)
+        if learned:
             local_setup(V, W, ktab, nod, fd, fa, fb, slopes, dtab, atab, btab, scaled)
         return
     spline_table(V, cv, dtab)  # V''s table: the nodal derivatives, and with `scaled` dF = kernel - V'
@@ -199,6 +204,15 @@ def setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes,
         for r in range(5):
             for i in range(NI):
                 dtab[r, i] = ktab[r, i] - dtab[r, i]
+
+
+@njit(**JIT)
+def inline_table(ktab, ftab, kf):
+    """`tables: inline`'s force table (`stepping.inline_force`): kf times the table of V'' from V's
+    table ktab, into ftab (rows 0-3; the derivative's coefficients (r + 1) c_(r+1) / DX)."""
+    for r in range(4):
+        for i in range(NI):
+            ftab[r, i] = (kf * DERIV[r]) * ktab[r + 1, i]
 
 
 @njit(**JIT)
@@ -240,10 +254,10 @@ def trajectory_side(q, p, F, ktab, dtab, atab, btab, h, nsteps, qs, ps, fs, side
 
 
 @njit(**JIT)
-def start(ic, atab, btab, ktab, learned, inline=False, kf=0.0, ka=0.0):
+def start(ic, atab, btab, ktab, learned, inline=False, ka=0.0):
     """The kernel's first state and force: chi^-1 of the initial condition (Newton on
     q + A'(q) = Q, then p = P (1 + A''(q)) + B'(q)), or the initial condition; and its lookups.
-    `inline`: `tables: inline` (`inline_coefficients`: its force, A' = ka V')."""
+    `inline`: `tables: inline` (its force from ktab and atab, `inline_table`; A' = ka V')."""
     Q = ic[0]
     P = ic[1]
     if not learned:
@@ -256,7 +270,7 @@ def start(ic, atab, btab, ktab, learned, inline=False, kf=0.0, ka=0.0):
             q = q - (q + ka * poly(ktab, i, s) - Q) / (1.0 + ka * slope(q, horner_d(ktab, i, s)))
         i, s = locate(q)
         p = P * (1.0 + ka * slope(q, horner_d(ktab, i, s)))
-        return q, p, inline_force(ktab, i, s, q, kf), INVERSE_ITERATIONS + 1
+        return q, p, inline_force(ktab, atab, i, s, q), INVERSE_ITERATIONS + 1
     q = Q
     for _ in range(INVERSE_ITERATIONS):
         i, s = locate(q)
@@ -347,16 +361,16 @@ def chi_kind(kind, q, p, ktab, atab, btab, i, s, ka):
 
 
 @njit(**JIT, inline="always")
-def partial_step(kind, single, q, p, F, ktab, subs, dt, kf):
+def partial_step(kind, single, q, p, F, ktab, subs, dt, ftab):
     """The step read-out's last partial step of dt from the grid state (q, p) with force F there,
     with the prior's substeps (`single` 1: leapfrog, one substep; a literal, so that the other
     branch is pruned): the point, its force and its lookup (i, s). INLINE: the force
-    `stepping.inline_force` of coefficient kf."""
+    `stepping.inline_force` with the force table ftab."""
     if single == 1:
         pr = p - (0.5 * dt) * F
         qr = q + dt * pr
         i, s = locate(qr)
-        Fr = inline_force(ktab, i, s, qr, kf) if kind == INLINE else poly(ktab, i, s)
+        Fr = inline_force(ktab, ftab, i, s, qr) if kind == INLINE else poly(ktab, i, s)
         return qr, pr - (0.5 * dt) * Fr, Fr, i, s
     qr, pr, Fr, i, s = q, p, F, 0, 0.0
     for m in range(subs.shape[0]):
@@ -387,7 +401,7 @@ def emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, k
 
 
 @njit(**JIT)
-def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka):
+def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka):
     """`readout` for one kind of chi, one prior and one read-out, all known when it compiles
     (`numba.literally`): `single` 1 for leapfrog (one substep: no substep loop, pruned with the
     other branches), 0 for a composition of substeps; `gen` 1 for `readout: corrected`
@@ -401,20 +415,20 @@ def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, su
     if not fused:  # `compiled.lanes`: the same arithmetic from the stored states
         for j in range(nt):
             n = kidx[j]
-            qr, pr, Fr, i, s = partial_step(kind, single, qs[n], ps[n], fs[n], ktab, subs, rest[j], kf)
+            qr, pr, Fr, i, s = partial_step(kind, single, qs[n], ps[n], fs[n], ktab, subs, rest[j], atab)
             emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, ka)
     else:
         j = 0
         ph = p - kick[0] * F
         for n in range(nsteps + 1):
             while j < nt and kidx[j] == n:
-                qr, pr, Fr, i, s = partial_step(kind, single, q, p, F, ktab, subs, rest[j], kf)
+                qr, pr, Fr, i, s = partial_step(kind, single, q, p, F, ktab, subs, rest[j], atab)
                 emit(kind, gen, qr, pr, Fr, i, s, ktab, atab, btab, side, q_out, p_out, j, ka)
                 j += 1
             if n == nsteps:
                 break
             if kind == INLINE:
-                q, F, p, ph = inline_step(q, ph, ktab, h, kick[1], kick[2], kf)
+                q, F, p, ph = inline_step(q, ph, ktab, atab, h, kick[1], kick[2])
             elif single == 1:
                 q, F, p, ph = leapfrog_step(q, ph, ktab, h, kick)
             else:
@@ -424,40 +438,40 @@ def _readout(kind, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, su
 
 
 @njit(**JIT)
-def readout(fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out, kf=0.0, ka=0.0):
+def readout(fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, learned, local, gen, kidx, rest, rw, side, q_out, p_out, ka=0.0):
     """The step read-out of one orbit's queries (kidx, rest: `stepping.schedule`, top: the steps)
     into q_out, p_out in that order; with `gen` (`readout: corrected`) chi carries the read-out
     generator of weights rw. `fused`: fused into the stepping (nsteps steps of h from q, p, F),
     where the partial steps do not wait on the chain but run in the cycles it leaves idle; else
     from the grid states qs, ps, fs stored by `lanes.composition`. `_readout` compiles once per
     prior, per kind of chi (`chi_kind`) and per read-out: a branch on any of them inside the
-    loop, or the substep loop for leapfrog, costs the overlap. kf: `tables: inline`'s force."""
+    loop, or the substep loop for leapfrog, costs the overlap. ka: `tables: inline`'s A' = ka V'."""
     single = subs.shape[0] == 1
     if gen and single:
-        _kinds(1, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _kinds(1, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     elif gen:
-        _kinds(1, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _kinds(1, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     elif single:
-        _kinds(0, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _kinds(0, 1, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     else:
-        _kinds(0, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _kinds(0, 0, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
 
 
 @njit(**JIT)
-def _kinds(gen, single, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka):
+def _kinds(gen, single, fused, learned, local, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka):
     """`_readout` with the kind of chi as a literal too, for literal `gen` and `single`."""
     literally(gen)
     literally(single)
     if not learned:
-        _readout(PRIOR, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _readout(PRIOR, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     elif local == INLINE:
-        _readout(INLINE, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _readout(INLINE, single, 0, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     elif local == OWN:
-        _readout(OWN, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _readout(OWN, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     elif local:
-        _readout(LOCAL, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _readout(LOCAL, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
     else:
-        _readout(SPLINE, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, kf, ka)
+        _readout(SPLINE, single, gen, fused, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, nsteps, kidx, rest, rw, side, q_out, p_out, ka)
 
 
 @njit(**JIT)
@@ -505,7 +519,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     `_work`."""
     cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab, qs, ps, fs, side, kick, kidx, rest, order, qw, pw, gside = work
     learned, local, scaled = flags[0], flags[1], flags[2] and flags[0]
-    inline, kf, ka = inline_coefficients(W, learned, local)
+    inline, _, ka = inline_coefficients(W, learned, local)
     setup(V, W, learned, local, scaled, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktab, dtab, atab, btab)
     if stop == SETUP:
         return 0
@@ -514,7 +528,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
     qo, po = (q_out, p_out) if ordered else (qw, pw)  # unsorted times: sorted, then put back
     nt = kidx.shape[0]
     kmax = kidx[nt - 1] if nt else 0  # the whole steps before the last query time
-    q, p, F, count = start(ic, atab, btab, ktab, learned, inline, kf, ka)
+    q, p, F, count = start(ic, atab, btab, ktab, learned, inline, ka)
     nsub = subs.shape[0]
     if scaled:
         trajectory_side(q, p, F, ktab, dtab, atab, btab, h, kmax, qs, ps, fs, side)
@@ -528,7 +542,7 @@ def orbit(V, t, ic, W, subs, steps, flags, rw, stop, work, q_out, p_out):
             trajectory(q, p, F, ktab, subs, h, kick, kmax, qs, ps, fs)
             return count + kmax * nsub
         gen = flags[3] and learned
-        readout(True, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po, kf, ka)
+        readout(True, q, p, F, qs, ps, fs, ktab, atab, btab, subs, h, kick, kmax, learned, local, gen, kidx, rest, rw, gside, qo, po, ka)
         count += (kmax + nt) * nsub
     if not ordered:
         unsort(order, qw, pw, q_out, p_out)
@@ -596,12 +610,12 @@ def _lanes_work(K, steps, nt):
 
 
 @njit(**JIT)
-def inline_pass(qs, ps, fs, ktab, kidx, rest, kf, ka, q_out, p_out):
+def inline_pass(qs, ps, fs, ktab, ftab, kidx, rest, ka, q_out, p_out):
     """`tables: inline`'s read-out of one orbit from its stored grid states: `_readout`'s
     arithmetic for kind INLINE (a leapfrog partial step, chi from the same row of V's table)."""
     for j in range(kidx.shape[0]):
         n = kidx[j]
-        qr, pr, _, i, s = partial_step(INLINE, 1, qs[n], ps[n], fs[n], ktab, ktab, rest[j], kf)
+        qr, pr, _, i, s = partial_step(INLINE, 1, qs[n], ps[n], fs[n], ktab, ktab, rest[j], ftab)
         q_out[j], p_out[j] = chi_kind(INLINE, qr, pr, ktab, ktab, ktab, i, s, ka)
 
 
@@ -622,6 +636,7 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
         b = b0 + k
         if inline:  # V's table is all (`setup` of kind INLINE, without its other kinds' arguments)
             spline_table(V[b], cv, ktabs[k])
+            inline_table(ktabs[k], atabs[k], kf)
         else:
             setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
         counts[b] = 0
@@ -630,13 +645,16 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
         ordered[k] = schedule(t[b], h, steps, False, kidx[k], rest[k], order[k])
         kmax = kidx[k, nt - 1] if nt else 0
         n1 = max(n1, kmax)
-        q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned, inline, kf, ka)
+        q, p, F, count = start(ic[b], atabs[k], btabs[k], ktabs[k], learned, inline, ka)
         st[0, k], st[1, k] = q, p - kick[0] * F
         grid[0, k, 0], grid[1, k, 0], grid[2, k, 0] = q, p, F
         counts[b] = count + (kmax if stop == STEPPING else kmax + nt) * nsub
     if stop == SETUP:
         return
-    composition(L, st[0], st[1], ktabs, subs, h, kick, n1, grid[0], grid[1], grid[2], inline, kf)
+    if inline:
+        composition_inline(L, st[0], st[1], ktabs, atabs, h, kick, n1, grid[0], grid[1], grid[2])
+    else:
+        composition(L, st[0], st[1], ktabs, subs, h, kick, n1, grid[0], grid[1], grid[2])
     if stop == STEPPING:
         return
     gen = flags[3] and learned
@@ -644,10 +662,10 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
         b = b0 + k
         qo, po = (q_out[b], p_out[b]) if ordered[k] else (qw, pw)
         if inline:
-            inline_pass(grid[0, k], grid[1, k], grid[2, k], ktabs[k], kidx[k], rest[k], kf, ka, qo, po)
+            inline_pass(grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], kidx[k], rest[k], ka, qo, po)
         else:
             readout(False, 0.0, 0.0, 0.0, grid[0, k], grid[1, k], grid[2, k], ktabs[k], atabs[k], btabs[k], subs, h,
-                    kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po, kf, ka)  # fmt: skip
+                    kick, 0, learned, local, gen, kidx[k], rest[k], rw, gside, qo, po, ka)  # fmt: skip
         if not ordered[k]:
             unsort(order[k], qw, pw, q_out[b], p_out[b])
 

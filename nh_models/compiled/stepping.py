@@ -24,7 +24,7 @@ from numba import njit
 
 from nh_data.jit_options import JIT
 
-from .spline import horner_d, locate, poly
+from .spline import locate, poly
 
 
 @njit(**JIT)
@@ -69,20 +69,23 @@ def leapfrog_step(q, ph, ktab, h, kick):
 
 
 @njit(**JIT, inline="always")
-def inline_force(ktab, i, s, q, kf):
-    """`tables: inline`'s kernel force at q from the lookup (i, s) of V's table: V' + kf V' V''
-    (V'' zero outside the box, where the lookup holds V' constant; `models.symponet`)."""
+def inline_force(ktab, ftab, i, s, q):
+    """`tables: inline`'s kernel force at q from the lookup (i, s): V' + kf V' V'', with V' from
+    V's table and kf V'' from ftab, the table of V'' times kf (`processed.inline_table`; zero
+    outside the box, where the lookup holds V' constant). Both in Estrin's scheme: each step's
+    chain waits on the force, and this keeps it one multiply-add longer than the prior's."""
     v1 = poly(ktab, i, s)
-    v2 = horner_d(ktab, i, s)
-    return v1 + kf * (v1 * (v2 if (q >= 0.0 and q <= 1.0) else 0.0))
+    s2 = s * s
+    w = (ftab[0, i] + ftab[1, i] * s) + s2 * (ftab[2, i] + ftab[3, i] * s)
+    return v1 + v1 * (w if (q >= 0.0 and q <= 1.0) else 0.0)
 
 
 @njit(**JIT, inline="always")
-def inline_step(q, ph, ktab, h, k1, k2, kf):
+def inline_step(q, ph, ktab, ftab, h, k1, k2):
     """`leapfrog_step` with `inline_force`, the kicks k1 = kick[1], k2 = kick[2] (`kicks`)."""
     q = q + h * ph
     i, s = locate(q)
-    F = inline_force(ktab, i, s, q, kf)
+    F = inline_force(ktab, ftab, i, s, q)
     return q, F, ph - k1 * F, ph - k2 * F
 
 
