@@ -64,6 +64,7 @@ from .spline import (
     build_table,
     horner_d,
     horner_d_of,
+    integrals_into,
     local_into,
     locate,
     nodal_from_table,
@@ -77,30 +78,6 @@ from .stepping import inline_force, inline_step, kicks, leapfrog_step, schedule,
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
 SPLINE, LOCAL, OWN, INLINE = 0, 1, 2, 3  # `export`'s "local": `tables: spline`, `local`, `own`, `inline`
 PRIOR = -1  # `chi_kind` without a processor (the prior alone)
-
-
-@njit(**JIT)
-def integrals_into(fa, fb, ca, cb):
-    """`processor.integral` of fa and fb (100 each), written as right-hand sides ca[2:102], cb[2:102]."""
-    w = DX / 24.0
-    n = N_SENSORS
-    sa = 0.0
-    sb = 0.0
-    ca[2] = sa
-    cb[2] = sb
-    sa += w * (9.0 * fa[0] + 19.0 * fa[1] - 5.0 * fa[2] + fa[3])
-    sb += w * (9.0 * fb[0] + 19.0 * fb[1] - 5.0 * fb[2] + fb[3])
-    ca[3] = sa
-    cb[3] = sb
-    for k in range(n - 3):  # the interval [x_(k+1), x_(k+2)]
-        sa += w * (-fa[k] + 13.0 * fa[k + 1] + 13.0 * fa[k + 2] - fa[k + 3])
-        sb += w * (-fb[k] + 13.0 * fb[k + 1] + 13.0 * fb[k + 2] - fb[k + 3])
-        ca[4 + k] = sa
-        cb[4 + k] = sb
-    sa += w * (fa[n - 4] - 5.0 * fa[n - 3] + 19.0 * fa[n - 2] + 9.0 * fa[n - 1])
-    sb += w * (fb[n - 4] - 5.0 * fb[n - 3] + 19.0 * fb[n - 2] + 9.0 * fb[n - 1])
-    ca[1 + n] = sa
-    cb[1 + n] = sb
 
 
 @njit(**JIT)

@@ -15,7 +15,8 @@ tables, lookup, nodal derivatives (issue 21's compiled kernels).
   table[r, i] = sum_m c[i + m] D[m, r] / DX with D's exact
   rational entries (`sensor_spline.quintic_matrices` fits them; they agree to 2e-14), written with
   its symmetries: 13 multiplications an interval instead of 30.
-- `nodal_from_table`: V' to V'''' at the sensors from V's table; `local_into`: the table of the
+- `nodal_from_table`: V' to V'''' at the sensors from V's table; `integrals_into`: the integrals of two grid
+  functions as right-hand sides (`tables: spline`'s processor); `local_into`: the table of the
   local C1 cubic through grid values (`sensor_spline.local_table`: no solve).
 - `locate` + `poly`: the lookup of `sensor_spline.lookup`, q clamped to [0, 1]; `horner_d`: the
   next derivative from the same row (`sensor_spline.derivative_table`, evaluated at lookup);
@@ -155,6 +156,30 @@ def build_table(c, table):
         table[2, i] = (30.0 * G) * d40 - (60.0 * G) * d31
         table[3, i] = (20.0 * G) * s04 - (80.0 * G) * s13 + (120.0 * G) * c2
         table[4, i] = (5.0 * G) * (c5 - c0) + (25.0 * G) * (c1 - c4) + (50.0 * G) * (c3 - c2)
+
+
+@njit(**JIT)
+def integrals_into(fa, fb, ca, cb):
+    """`processor.integral` of fa and fb (100 each), written as right-hand sides ca[2:102], cb[2:102]."""
+    w = DX / 24.0
+    n = N_SENSORS
+    sa = 0.0
+    sb = 0.0
+    ca[2] = sa
+    cb[2] = sb
+    sa += w * (9.0 * fa[0] + 19.0 * fa[1] - 5.0 * fa[2] + fa[3])
+    sb += w * (9.0 * fb[0] + 19.0 * fb[1] - 5.0 * fb[2] + fb[3])
+    ca[3] = sa
+    cb[3] = sb
+    for k in range(n - 3):  # the interval [x_(k+1), x_(k+2)]
+        sa += w * (-fa[k] + 13.0 * fa[k + 1] + 13.0 * fa[k + 2] - fa[k + 3])
+        sb += w * (-fb[k] + 13.0 * fb[k + 1] + 13.0 * fb[k + 2] - fb[k + 3])
+        ca[4 + k] = sa
+        cb[4 + k] = sb
+    sa += w * (fa[n - 4] - 5.0 * fa[n - 3] + 19.0 * fa[n - 2] + 9.0 * fa[n - 1])
+    sb += w * (fb[n - 4] - 5.0 * fb[n - 3] + 19.0 * fb[n - 2] + 9.0 * fb[n - 1])
+    ca[1 + n] = sa
+    cb[1 + n] = sb
 
 
 @njit(**JIT)
