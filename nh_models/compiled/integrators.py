@@ -21,7 +21,7 @@ from nh_data.problem import N_SENSORS, T_END
 from ..models.processor import INVERSE_ITERATIONS
 from .inputs import batch
 from .lanes import check_lanes, composition, hermite_pass, rk4, rk4_inner, rk4_last, rk4_update
-from .spline import NCOEF, NI, build_table, horner_d, locate, nodal_from_table, poly, solve1
+from .spline import NCOEF, NI, build_table, horner_d, locate, nodal_from_table, poly, solve1, spline_table
 from .stepping import hermite_at, kicks, schedule, trajectory_hermite, unsort
 
 METHODS = ("leapfrog", "yoshida4", "rk4", "processed")
@@ -167,10 +167,7 @@ def orbit(V, t, ic, method, steps, subs, work, q_out, p_out):
     returns its lookups. work: `_work`."""
     cv, cw, nod, vtab, ktab, kick, kidx, rest, order, qw, pw = work
     h = T_END / steps
-    for i in range(N_SENSORS):
-        cv[2 + i] = V[i]
-    solve1(cv)
-    build_table(cv, vtab)
+    spline_table(V, cv, vtab)
     ordered = schedule(t, h, steps - 1, True, kidx, rest, order)
     qo, po = (q_out, p_out) if ordered else (qw, pw)  # unsorted times: sorted, then put back
     if method == RK4_ID:
@@ -239,10 +236,7 @@ def _block(V, t, ic, method, steps, subs, lw, b0, L, q_out, p_out, counts):
     kicks(subs, h, kick)
     for k in range(L):
         b = b0 + k
-        for i in range(N_SENSORS):
-            cv[2 + i] = V[b, i]
-        solve1(cv)
-        build_table(cv, vtabs[k])
+        spline_table(V[b], cv, vtabs[k])
         ordered[k] = schedule(t[b], h, steps - 1, True, kidx[k], rest[k], order[k])
         if method == PROCESSED_ID:
             q[k], ps[k, 0], p[k], gi[k, 0], fs[k, 0] = _processed_start(V[b], cv, cw, nod, vtabs[k], ktabs[k], ic[b, 0], ic[b, 1], h)

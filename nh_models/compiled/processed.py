@@ -73,7 +73,17 @@ from .spline import (
     solve3,
     spline_table,
 )
-from .stepping import inline_force, inline_step, kicks, leapfrog_step, schedule, step, trajectory, unsort
+from .stepping import (
+    inline_force,
+    inline_step,
+    kicks,
+    leapfrog_step,
+    schedule,
+    slope,
+    step,
+    trajectory,
+    unsort,
+)
 
 SETUP, STEPPING, READOUT = 1, 2, 3  # `stop`: the phase after which an orbit's work ends
 SPLINE, LOCAL, OWN, INLINE = 0, 1, 2, 3  # `export`'s "local": `tables: spline`, `local`, `own`, `inline`
@@ -190,12 +200,6 @@ def inline_table(ktab, ftab, kf):
     for r in range(4):
         for i in range(NI):
             ftab[r, i] = (kf * DERIV[r]) * ktab[r + 1, i]
-
-
-@njit(**JIT)
-def slope(q, a2):
-    """`processor.slope`: A'' inside the box, 0 outside (the lookup holds A' there)."""
-    return a2 if (q >= 0.0 and q <= 1.0) else 0.0
 
 
 @njit(**JIT)
@@ -603,7 +607,7 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
     arithmetic of `orbit`, so the same bytes and counts."""
     cv, ck, ca, cb, nod, fa, fb, fd, slopes, dtab, ktabs, atabs, btabs, kick, kidx, rest, order, ordered, st, grid, qw, pw, gside = lw
     learned, local = flags[0], flags[1]
-    inline, kf, ka = inline_coefficients(W, learned, local)
+    inline, _, ka = inline_coefficients(W, learned, local)
     h = T_END / steps
     kicks(subs, h, kick)
     nt = kidx.shape[1]
@@ -611,11 +615,7 @@ def _block(V, t, ic, W, subs, steps, flags, rw, stop, lw, b0, L, q_out, p_out, c
     n1 = 0
     for k in range(L):
         b = b0 + k
-        if inline:  # V's table is all (`setup` of kind INLINE, without its other kinds' arguments)
-            spline_table(V[b], cv, ktabs[k])
-            inline_table(ktabs[k], atabs[k], kf)
-        else:
-            setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
+        setup(V[b], W, learned, local, 0, cv, ck, ca, cb, nod, fa, fb, fd, slopes, ktabs[k], dtab, atabs[k], btabs[k])
         counts[b] = 0
         if stop == SETUP:
             continue

@@ -68,6 +68,13 @@ def leapfrog_step(q, ph, ktab, h, kick):
     return q, F, ph - kick[1] * F, ph - kick[2] * F
 
 
+@njit(**JIT)
+def slope(q, a2):
+    """`processor.slope`: a derivative read at q inside the box, 0 outside (the lookup holds the
+    table's value at the box's end there): A'' of the processor, V'' of `inline_force`."""
+    return a2 if (q >= 0.0 and q <= 1.0) else 0.0
+
+
 @njit(**JIT, inline="always")
 def inline_force(ktab, ftab, i, s, q):
     """`tables: inline`'s kernel force at q from the lookup (i, s): V' + kf V' V'', with V' from
@@ -77,7 +84,7 @@ def inline_force(ktab, ftab, i, s, q):
     v1 = poly(ktab, i, s)
     s2 = s * s
     w = (ftab[0, i] + ftab[1, i] * s) + s2 * (ftab[2, i] + ftab[3, i] * s)
-    return v1 + v1 * (w if (q >= 0.0 and q <= 1.0) else 0.0)
+    return v1 + v1 * slope(q, w)
 
 
 @njit(**JIT, inline="always")
