@@ -21,7 +21,9 @@ from nh_models.models import get_model, sensor_spline
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 PROCESSED = {"grid": "processed", "steps": 24, "shears": 0, "local_layers": 0}
-RTOL = 1e-10
+# float64 trajectories of a few hundred lookups, Numba's operation order against torch's: the
+# largest gaps reach 1e-10 of the scale on some machines; a wrong term gives 1e-6 or more.
+RTOL = 1e-9
 
 
 def problem(B: int, seed: int, W: int = 12):
@@ -94,8 +96,10 @@ def test_local_tables_and_nodal_derivatives_from_the_table_are_the_torch_ones():
     nod = np.zeros((4, 100))
     cs.nodal_from_table(table, nod)
     want = sensor_spline.nodal_derivatives(torch.from_numpy(V)[None])[0].numpy()
+    # Round-off grows as 1/dx^k in the k-th derivative: V''' reaches 1.6e-10 of its scale and
+    # V'''' 5.6e-10 on some potentials (numpy 2.4, numba 0.68), against 1e-14 for V'.
     for r in range(4):
-        assert_close(nod[r], want[r], (RTOL, RTOL, RTOL, 1e-9)[r])  # V'''': round-off over dx^3
+        assert_close(nod[r], want[r], (RTOL, RTOL, 1e-9, 1e-8)[r])
     local = np.full((5, cs.NI), np.nan)
     cs.local_into(y, np.zeros(100), local, False)
     want = sensor_spline.local_table(torch.from_numpy(y)[None])[0].numpy().T
