@@ -65,6 +65,17 @@ def test_compiled_cost_bench_runs_on_a_tiny_run(tmp_path, capsys):
                           "--readout", "scaled", "--lanes", "4"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: lanes > 1 needs readout step or corrected") and "\n" not in err
+    # each method's own error: scored against fine RK4 on the same interpolant, the floor printed
+    assert load_bench("compiled_cost").main([str(tmp_path / "run"), "--n", "0", "--repeats", "1", "--json", str(out),
+                          "--split", "val", "--reference", "interpolant"]) == 0  # fmt: skip
+    own = json.loads(out.read_text())
+    assert own["reference"] == "interpolant" and res["reference"] == "data"
+    floor = own["interpolation_floor"]
+    assert 0 < floor < res["rows"]["prior alone"]["loss"]  # the spline of 100 sensors is not the potential
+    for label in ("model", "rk4 dt=0.02", "processed (equal evaluations)"):
+        a, b = own["rows"][label]["loss"], res["rows"][label]["loss"]
+        assert a != b and abs(a**0.5 - b**0.5) <= floor**0.5 * 1.0001, label  # the triangle inequality, per mean
+    assert "the interpolation floor" in capsys.readouterr().out
 
 
 def test_compiled_cost_bench_refuses_a_model_it_cannot_compile(tmp_path, capsys):
