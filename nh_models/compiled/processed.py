@@ -238,27 +238,22 @@ def trajectory_side(q, p, F, ktab, dtab, atab, btab, h, nsteps, qs, ps, fs, side
 def start(ic, atab, btab, ktab, learned, inline=False, ka=0.0):
     """The kernel's first state and force: chi^-1 of the initial condition (Newton on
     q + A'(q) = Q, then p = P (1 + A''(q)) + B'(q)), or the initial condition; and its lookups.
-    `inline`: `tables: inline` (its force from ktab and atab, `inline_table`; A' = ka V')."""
+    `inline`: `tables: inline` (its force from ktab and atab, `inline_table`; A' = ka V', no
+    kick: btab is zero)."""
     Q = ic[0]
     P = ic[1]
     if not learned:
         i, s = locate(Q)
         return Q, P, poly(ktab, i, s), 1
-    if inline:
-        q = Q
-        for _ in range(INVERSE_ITERATIONS):
-            i, s = locate(q)
-            q = q - (q + ka * poly(ktab, i, s) - Q) / (1.0 + ka * slope(q, horner_d(ktab, i, s)))
-        i, s = locate(q)
-        p = P * (1.0 + ka * slope(q, horner_d(ktab, i, s)))
-        return q, p, inline_force(ktab, atab, i, s, q), INVERSE_ITERATIONS + 1
+    ptab, c = (ktab, ka) if inline else (atab, 1.0)  # A' = c times ptab's polynomial
     q = Q
     for _ in range(INVERSE_ITERATIONS):
         i, s = locate(q)
-        q = q - (q + poly(atab, i, s) - Q) / (1.0 + slope(q, horner_d(atab, i, s)))
+        q = q - (q + c * poly(ptab, i, s) - Q) / (1.0 + c * slope(q, horner_d(ptab, i, s)))
     i, s = locate(q)
-    p = P * (1.0 + slope(q, horner_d(atab, i, s))) + poly(btab, i, s)
-    return q, p, poly(ktab, i, s), INVERSE_ITERATIONS + 1
+    p = P * (1.0 + c * slope(q, horner_d(ptab, i, s))) + poly(btab, i, s)
+    F = inline_force(ktab, atab, i, s, q) if inline else poly(ktab, i, s)
+    return q, p, F, INVERSE_ITERATIONS + 1
 
 
 @njit(**JIT)
