@@ -18,7 +18,7 @@ orbits, us/orbit on one core:
   classical processed leapfrog likewise.
 
 Loss is 0.5 (MSE_q + MSE_p) per orbit, against the data's orbits, or with `--reference
-interpolant` against RK4 with REFERENCE_STEPS steps on the same interpolant: each method's own
+interpolant` against RK4 with `cost_table.REFERENCE_STEPS` steps on the same interpolant: each method's own
 error, without the floor that the spline of 100 sensors sets for every method (printed); mean and median over the orbits, the share of orbits
 on which the model is more accurate than the row (standard error sqrt(w (1 - w) / n)), and the
 ratio of the model's mean loss to the row's with the 95 % interval of a paired bootstrap over
@@ -50,7 +50,6 @@ import numpy as np
 from nh_data.errors import NHError
 
 RK4_DT = 0.02
-REFERENCE_STEPS = 8000  # RK4 on the interpolant: 4.7e-23 from 16,000 steps on `normal` (mean loss)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,8 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reference",
         choices=("data", "interpolant"),
         default="data",
-        help="what every row is scored against: the data's orbits, or RK4 with REFERENCE_STEPS steps on the same "
-        "interpolant (each method's own error, without the interpolation floor, which is printed)",
+        help="what every row is scored against: the data's orbits, or RK4 with many steps on the same "
+        "interpolant (`cost_table.REFERENCE_STEPS`) (each method's own error, without the interpolation floor, which is printed)",
     )
     ap.add_argument(
         "--lanes",
@@ -178,7 +177,7 @@ def _rows(args: argparse.Namespace) -> dict:
     from nh_models.compiled.integrators import integrate
     from nh_models.compiled.processed import SETUP, STEPPING
     from nh_models.evaluation.cases import load_test
-    from nh_models.evaluation.cost_table import cost_row
+    from nh_models.evaluation.cost_table import cost_row, interpolant_reference, interpolation_floor
     from nh_models.evaluation.sensor_integrators import METHODS, evaluations, steps_for
     from nh_models.inference.predict import load_predictor_run
     from nh_models.zoo import source as run_source
@@ -193,9 +192,9 @@ def _rows(args: argparse.Namespace) -> dict:
     data = load_test(data_dir, args.n or None, args.seed, args.split)
     floor = None
     if args.reference == "interpolant":  # the fine orbits on the interpolant replace the data's
-        q, p = integrate(data.V, data.t, data.ic, "rk4", REFERENCE_STEPS, lanes=16)
-        floor = float(losses(q, p, data).mean())
-        data = dataclasses.replace(data, q=q, p=p)
+        ref = interpolant_reference(data)
+        floor = interpolation_floor(data, ref)
+        data = dataclasses.replace(data, q=ref[0], p=ref[1])
     B, W = data.t.shape
     timer = Timer(args.clock, args.repeats)
     V, t, ic = data.V, data.t, data.ic
@@ -266,6 +265,7 @@ def _rows(args: argparse.Namespace) -> dict:
 
 
 def report(res: dict) -> str:
+    from nh_models.evaluation.cost_table import REFERENCE_STEPS
     from nh_models.evaluation.report import mean_ratio
 
     lines = [

@@ -297,6 +297,8 @@ def test_nh_eval_measures_det_j_one_to_round_off(trained, tmp_path):
     report = (out / "report.md").read_text()
     assert "## At equal cost, on the model's own interpolant" in report and "| prior alone |" in report
     assert "model / row, mean loss (95 % bootstrap)" in report
+    floor = run["equal_cost"]["interpolation_floor"]  # the spline's own distance to the test orbits
+    assert 0 < floor < rows["prior alone"]["loss"] and f"The sensor spline itself is {floor:.3g} from" in report
 
 
 def test_small_config_reduces_validation_loss_tenfold(tmp_path, untrained_val_loss):

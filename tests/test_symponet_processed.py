@@ -5,6 +5,8 @@ is fourth order, the equal-cost baselines converge at their orders, and the smal
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from nh_data.errors import NHError
 from nh_data.random_potentials import sample_potentials
 from nh_models.evaluation import sensor_integrators as si
 from nh_models.evaluation.cases import TestData
-from nh_models.evaluation.cost_table import equal_cost_table
+from nh_models.evaluation.cost_table import equal_cost_table, interpolation_floor
 from nh_models.models import get_model, processed, processor, sensor_spline
 from nh_models.models.correction import FEATURES, GridCorrection
 
@@ -249,6 +251,11 @@ def test_equal_cost_table_gives_every_integrator_at_most_the_models_evaluations(
         assert si.evaluations(name, rows[name]["steps"] + 1) > budget
     assert rows["model"]["loss"] < rows["prior alone"]["loss"]  # the classical correction helps
     assert all(r["us_per_orbit"] > 0 for r in rows.values())
+    # the floor: the truth here is an orbit on the spline (Yoshida-4, 2000 steps), so only its own
+    # integration error is left (3e-13); orbits moved by 1e-3 in q sit 0.5 * 1e-6 from the spline's
+    assert 0 <= table["interpolation_floor"] < 1e-11
+    moved = dataclasses.replace(data, q=data.q + 1e-3)
+    assert interpolation_floor(moved) == pytest.approx(0.5e-6, rel=1e-3)
 
 
 def test_features_are_the_dictionary_and_zero_init_is_no_correction():

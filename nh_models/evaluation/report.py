@@ -322,6 +322,7 @@ def window_coverage_table(metrics: dict[str, Any]) -> str:
 
 def equal_cost_table(metrics: dict[str, Any]) -> str:
     """Each SympONet beside its prior alone and the integrators at its force evaluations per orbit."""
+    from .cost_table import REFERENCE_STEPS
     parts = []
     for label, run in metrics["runs"].items():
         ec = run.get("equal_cost")
@@ -342,6 +343,13 @@ def equal_cost_table(metrics: dict[str, Any]) -> str:
                     "model / row, mean loss (95 % bootstrap)"], rows),  # fmt: skip
             "",
         ]
+        if ec.get("interpolation_floor") is not None:
+            parts += [
+                f"The sensor spline itself is {ec['interpolation_floor']:.3g} from the test orbits (the mean loss of "
+                f"RK4 with {REFERENCE_STEPS:,} steps on it): every row above includes that floor; "
+                "`bench/compiled_cost.py --reference interpolant` scores each method's own error.",
+                "",
+            ]
     if parts:
         parts.append(
             "The last column: the ratio of the mean losses on the same orbits, with the 95 % interval of a "
