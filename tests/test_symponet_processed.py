@@ -258,6 +258,18 @@ def test_equal_cost_table_gives_every_integrator_at_most_the_models_evaluations(
     assert interpolation_floor(moved) == pytest.approx(0.5e-6, rel=1e-3)
 
 
+def test_the_parameter_count_leaves_out_the_weights_the_forward_pass_never_reads():
+    """`tables: inline` reads two of the dictionary's 27 weights and `own` twelve: the count (the
+    training line, metrics.json, `nh eval`) says so, and the others get no gradient."""
+    V, t, ic = smooth_problem(3, 1)
+    for tables, used in (("spline", 27), ("local", 27), ("own", 12), ("inline", 2)):
+        model = get_model("symponet", {**PROCESSED, "local_layers": 0, "tables": tables, "init": "classical"}).double()
+        assert model.num_parameters() == used, tables
+        q, p = model(V, t, ic)
+        (q.square().sum() + p.square().sum()).backward()
+        assert int((model.local.linear.weight.grad != 0).sum()) <= used, tables
+
+
 def test_features_are_the_dictionary_and_zero_init_is_no_correction():
     corr = GridCorrection(0.02).double()
     V = torch.from_numpy(sample_potentials(np.random.default_rng(2), 3).V)

@@ -18,6 +18,7 @@ from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
 from ..devices import resolve_device
+from ..models.base import count_parameters
 from ..runtime import retain_freed_memory
 from .cases import PhysicsCase, TestData, TestSplit, load_physics_cases, physics_energy, physics_names
 from .metrics import finite, orbit_errors, summarize
@@ -371,7 +372,7 @@ def evaluate_runs(
         if data_dir is None and trained_on and Path(trained_on).is_dir():
             data_dir = trained_on
             _log(f"test data: {data_dir} (where {label} was trained)", progress)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = count_parameters(model)
         dtype = str(model_dtype(model)).removeprefix("torch.")  # the arithmetic it is evaluated in
         candidates.append(
             Candidate.from_model(

@@ -148,8 +148,15 @@ class OperatorModel(nn.Module):
         return torch.zeros((), dtype=p.dtype, device=p.device)
 
     def num_parameters(self) -> int:
-        """Number of trainable scalars."""
+        """Number of trainable scalars (a subclass may leave out those its forward never reads)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """`model.num_parameters()` where the model has it (every OperatorModel), else its trainable
+    scalars: the figure the training line, metrics.json and `nh eval` report."""
+    fn = getattr(model, "num_parameters", None)
+    return int(fn()) if callable(fn) else sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def check_inputs(V: Tensor, t: Tensor, ic: Tensor) -> None:

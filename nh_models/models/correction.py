@@ -158,6 +158,17 @@ class GridCorrection(nn.Module):
         a1 = sum(w[1, c] * derivs[c - 1] for c in range(1, LINEAR))  # A' from V', V'', V'''
         return kernel, torch.stack([a1, sensor_spline.derivative_table(a1), torch.zeros_like(a1)], dim=2)
 
+    def unused_weights(self) -> int:
+        """How many of the linear dictionary's weights the forward pass never reads: `tables: own`
+        reads dV's C weights and the LINEAR - 1 of a on V' to V''', `inline` two (V'^2 in dV, V' in
+        a); `spline` and `local` read all 3 C."""
+        n = self.linear.weight.numel()
+        if self.tables == "own":
+            return n - len(FEATURES) - (LINEAR - 1)
+        if self.tables == "inline":
+            return n - 2
+        return 0
+
     def inline(self) -> tuple[Tensor, Tensor]:
         """`tables: inline`: (k, alpha), the kernel's force V' + k V' V'' and the processor's A' =
         alpha V' (k twice the weight of V'^2 in dV, alpha the weight of V' in a, h^2 folded in)."""

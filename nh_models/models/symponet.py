@@ -264,6 +264,12 @@ class SympONet(OperatorModel, config=SympONetConfig, order=6):
             return 1 + c.steps * subs + n_times * subs
         return n_times * (1 + c.steps * subs) if c.steps else 0
 
+    def num_parameters(self) -> int:
+        """Trainable scalars that the forward pass reads: with `tables: own` or `inline` the
+        dictionary's unused weights (`GridCorrection.unused_weights`) are not counted."""
+        unused = self.local.unused_weights() if self.config.grid == "processed" else 0
+        return super().num_parameters() - unused
+
     def prior_alone(self) -> SympONet:
         """The same network with `learned: false`: its weights, its prior integrator only."""
         import copy

@@ -14,6 +14,7 @@ import torch
 from nh_data.errors import NHError
 from nh_data.fileio import write_text_atomic
 
+from ..models.base import count_parameters
 from . import distributed as D
 from .checkpoint import checkpoint_path, load_checkpoint, write_history
 from .config import resolve_config
@@ -78,7 +79,7 @@ def write_metrics(
         "best_epoch": state.best_epoch if rows else None,
         "final_train_loss": rows[-1]["train_loss"] if rows else None,
         "test_loss": test_loss,
-        "num_parameters": sum(p.numel() for p in state.model.parameters() if p.requires_grad),
+        "num_parameters": count_parameters(state.model),
         "samples_per_s": sum(r["samples_per_s"] for r in rows) / len(rows) if rows else None,
         "train_seconds": sum(r["seconds"] for r in rows),
         "device": str(device),
