@@ -41,8 +41,9 @@ def flow(
 ) -> tuple[Tensor, Tensor]:
     """(q, p) at the query times t (B, W) from ic (B, 2); kernel (B, 99, 5); proc (B, 99, 3, 5) or
     None. With `combine` (`readout: step` only) the kernel is a stack of tables (B, 99, K, 5) and
-    its force at q is combine(values (..., K), q) of their lookup (`tables: inline`: V' and V''). `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with
-    the correction and the processor scaled to the partial step, `_scaled_flow`: exactly
+    its force at q is combine(values (..., K), q) of their lookup (`tables: inline`: V' and V'').
+    `readout`: `step` (a last partial step, exactly symplectic), `scaled` (the same with the
+    correction and the processor scaled to the partial step, `_scaled_flow`: exactly
     symplectic, without the partial step's O(h^2 tau) error; `step` without a processor) or
     `hermite` (cubic Hermite between the processed grid states, fourth order) or `corrected`
     (`step` with chi replaced by `processor.apply_generated`, whose generator, of weights
